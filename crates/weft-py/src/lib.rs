@@ -1,0 +1,8 @@
+//! `weft._weft`: the compiled module behind the `weft` Python package.
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _weft(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
