@@ -110,6 +110,25 @@ impl Slice {
         self.stop = ptr::null_mut();
     }
 
+    /// Takes `gone`, a suspended slice that will never run again, out of the
+    /// chain that starts at `running` (S2), so no later switch follows a
+    /// pointer to it.
+    ///
+    /// # Safety
+    /// `running` is this thread's running slice; both are of this thread (S1).
+    pub unsafe fn unlink(running: *mut Slice, gone: *mut Slice) {
+        let mut s = running;
+        // SAFETY: S1/S2: the chain holds this thread's live slices.
+        unsafe {
+            while !s.is_null() {
+                if (*s).prev == gone {
+                    (*s).prev = (*gone).prev;
+                }
+                s = (*s).prev;
+            }
+        }
+    }
+
     /// Ensures the bytes in `[start, upto)` are saved on the heap (S3).
     fn save_up_to(&mut self, upto: *mut u8) {
         let want = (upto as usize).saturating_sub(self.start as usize);
