@@ -113,13 +113,12 @@ fn belongs_here(c: &Coro) -> bool {
     }
 }
 
-/// greenlet's rule for what `switch()` returns: nothing -> None, one positional
+/// greenlet's rule for what `switch()` returns: nothing -> (), one positional
 /// -> it, several -> the tuple, keywords only -> the dict, both -> (args, kwargs).
 fn single_result(py: Python<'_>, args: Py<PyTuple>, kwargs: Option<Py<PyDict>>) -> Py<PyAny> {
     let kwargs = kwargs.filter(|k| !k.bind(py).is_empty());
     let a = args.bind(py);
     match (a.len(), kwargs) {
-        (0, None) => py.None(),
         (1, None) => a.get_item(0).expect("len 1").unbind(),
         (_, None) => args.into_any(),
         (0, Some(k)) => k.into_any(),

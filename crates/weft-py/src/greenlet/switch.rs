@@ -245,25 +245,34 @@ unsafe fn die_and_switch_to_parent(py: Python<'_>, td: *mut ThreadData, me: Obj,
         weft_pystate::finish(ts());
         mc.status = Status::Dead;
         mc.slice.mark_dead();
-        (*td).passing = Some(outcome);
+        // Walk up the parents: the first live one gets the outcome; an unstarted
+        // one that cannot start passes its failure on to the next.
+        let mut outcome = outcome;
         let mut p = mc.parent.as_ref().map(|p| p.clone_ref(py));
         while let Some(g) = p {
-            let c = g.get().coro();
-            if c.status != Status::Dead && Arc::ptr_eq(&c.thread, &(*td).record) {
-                // The origin (`me`) is released by the parent once it runs.
+            let status = g.get().coro().status;
+            let here = Arc::ptr_eq(&g.get().coro().thread, &(*td).record);
+            let next = g.get().coro().parent.as_ref().map(|p| p.clone_ref(py));
+            if status != Status::Dead && here {
+                // `g` stays referenced by the parent chain of `me`, which the
+                // target releases only once it runs.
                 let target = g.as_ptr();
-                if c.status == Status::Unstarted {
-                    if prepare_start(py, td, g.bind(py)).is_ok() {
-                        drop(g);
-                        start(td, target);
-                    }
-                } else {
+                (*td).passing = Some(outcome);
+                if status == Status::Active {
                     drop(g);
                     switch_stack(td, target);
+                    unreachable!("a finished greenlet was resumed");
                 }
-                break;
+                match prepare_start(py, td, g.bind(py)) {
+                    Ok(()) => {
+                        drop(g);
+                        start(td, target);
+                        unreachable!("a finished greenlet was resumed");
+                    }
+                    Err(e) => outcome = Passing::Raise(e),
+                }
             }
-            p = c.parent.as_ref().map(|p| p.clone_ref(py));
+            p = next;
         }
         ffi::Py_FatalError(c"weft: a finished greenlet has no live parent to return to".as_ptr())
     }
