@@ -35,7 +35,7 @@ for sec in ("valid", "malformed"):
 PY
     echo "fuzz-wire: libFuzzer for ${secs}s"
     cargo +nightly fuzz run decode "$corpus" -- \
-        -max_total_time="$secs" -rss_limit_mb=512 -malloc_limit_mb=128 -max_len=65536 -jobs=1
+        -max_total_time="$secs" -rss_limit_mb=512 -malloc_limit_mb=128 -max_len=65536
     ;;
 stable)
     iters="${WEFT_WIRE_FUZZ_ITERS:-500000}"
