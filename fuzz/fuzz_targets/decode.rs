@@ -16,6 +16,10 @@ fuzz_target!(|data: &[u8]| {
         let back = decode(&bytes).expect("re-encoded bytes must decode");
         assert!(back.identical(&v), "round trip changed {v:?} into {back:?}");
     }
-    let opts = LoadOptions { versioned: true, py2str_as_py3str: false, py3str_as_py2str: true };
+    let opts = LoadOptions {
+        versioned: true,
+        py2str_as_py3str: false,
+        py3str_as_py2str: true,
+    };
     let _ = decode_with(data, &opts);
 });

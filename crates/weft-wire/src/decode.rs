@@ -33,7 +33,11 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { versioned: false, py2str_as_py3str: true, py3str_as_py2str: false }
+        LoadOptions {
+            versioned: false,
+            py2str_as_py3str: true,
+            py3str_as_py2str: false,
+        }
     }
 }
 
@@ -94,7 +98,10 @@ impl Reader<'_> {
         let n = n as usize;
         if n > self.remaining() {
             return Err(LoadError::new(
-                format!("{what} length {n} exceeds the {} remaining bytes", self.remaining()),
+                format!(
+                    "{what} length {n} exceeds the {} remaining bytes",
+                    self.remaining()
+                ),
                 at,
             ));
         }
@@ -105,9 +112,10 @@ impl Reader<'_> {
 fn finished(slot: Slot, at: usize) -> Result<Value, LoadError> {
     match slot {
         Slot::Done(v) => Ok(v),
-        Slot::Partial(_, size) => {
-            Err(LoadError::new(format!("list used before its {size} items were all stored"), at))
-        }
+        Slot::Partial(_, size) => Err(LoadError::new(
+            format!("list used before its {size} items were all stored"),
+            at,
+        )),
     }
 }
 
@@ -138,7 +146,10 @@ pub fn decode_with(data: &[u8], opts: &LoadOptions) -> Result<Value, LoadError> 
             return Err(LoadError::new("truncated: no STOP opcode", at));
         };
         r.pos += 1;
-        let scalar = |v: Value| Entry { slot: Slot::Done(v), depth: 0 };
+        let scalar = |v: Value| Entry {
+            slot: Slot::Done(v),
+            depth: 0,
+        };
         match code {
             op::NONE => stack.push(scalar(Value::None)),
             op::TRUE => stack.push(scalar(Value::Bool(true))),
@@ -154,7 +165,8 @@ pub fn decode_with(data: &[u8], opts: &LoadOptions) -> Result<Value, LoadError> 
                     LoadError::new(format!("{why} {shown:?}"), at)
                 })?;
                 // check_decimal proved it is ASCII
-                let text = std::str::from_utf8(text).map_err(|_| LoadError::new("malformed long int", at))?;
+                let text = std::str::from_utf8(text)
+                    .map_err(|_| LoadError::new("malformed long int", at))?;
                 let v = match text.parse::<i64>() {
                     Ok(i) => Value::Int(i),
                     Err(_) => Value::BigInt(text.to_owned()),
@@ -186,12 +198,17 @@ pub fn decode_with(data: &[u8], opts: &LoadOptions) -> Result<Value, LoadError> 
                 } else {
                     match std::str::from_utf8(raw) {
                         Ok(s) => Value::Str(s.to_owned()),
-                        Err(e) => return Err(LoadError::new(format!("invalid UTF-8 in string: {e}"), at)),
+                        Err(e) => {
+                            return Err(LoadError::new(format!("invalid UTF-8 in string: {e}"), at))
+                        }
                     }
                 };
                 stack.push(scalar(v));
             }
-            op::NEWDICT => stack.push(Entry { slot: Slot::Done(Value::Dict(Vec::new())), depth: 1 }),
+            op::NEWDICT => stack.push(Entry {
+                slot: Slot::Done(Value::Dict(Vec::new())),
+                depth: 1,
+            }),
             op::NEWLIST => {
                 let n = r.i32()?;
                 if n < 0 {
@@ -205,7 +222,10 @@ pub fn decode_with(data: &[u8], opts: &LoadOptions) -> Result<Value, LoadError> 
                     // item still missing from an enclosing list >= 1 (its SETITEM).
                     if n.saturating_mul(MIN_LIST_ITEM).saturating_add(missing) > r.remaining() {
                         return Err(LoadError::new(
-                            format!("list of {n} items cannot fit in the {} remaining bytes", r.remaining()),
+                            format!(
+                                "list of {n} items cannot fit in the {} remaining bytes",
+                                r.remaining()
+                            ),
                             at,
                         ));
                     }
@@ -216,7 +236,10 @@ pub fn decode_with(data: &[u8], opts: &LoadOptions) -> Result<Value, LoadError> 
             }
             op::SETITEM => {
                 if stack.len() < 3 {
-                    return Err(LoadError::new("SETITEM needs a container, a key and a value", at));
+                    return Err(LoadError::new(
+                        "SETITEM needs a container, a key and a value",
+                        at,
+                    ));
                 }
                 let (Some(v), Some(k)) = (stack.pop(), stack.pop()) else {
                     unreachable!("stack length checked above")
@@ -224,7 +247,9 @@ pub fn decode_with(data: &[u8], opts: &LoadOptions) -> Result<Value, LoadError> 
                 let d = 1 + k.depth.max(v.depth);
                 let value = finished(v.slot, at)?;
                 let key = finished(k.slot, at)?;
-                let Some(target) = stack.last_mut() else { unreachable!("stack length checked above") };
+                let Some(target) = stack.last_mut() else {
+                    unreachable!("stack length checked above")
+                };
                 match &mut target.slot {
                     Slot::Done(Value::Dict(pairs)) => {
                         if !key.is_hashable() {
@@ -240,7 +265,10 @@ pub fn decode_with(data: &[u8], opts: &LoadOptions) -> Result<Value, LoadError> 
                             Value::Int(i) if i == items.len() as i64 => {}
                             other => {
                                 return Err(LoadError::new(
-                                    format!("list index {other:?} out of order, expected {}", items.len()),
+                                    format!(
+                                        "list index {other:?} out of order, expected {}",
+                                        items.len()
+                                    ),
                                     at,
                                 ))
                             }
@@ -254,7 +282,10 @@ pub fn decode_with(data: &[u8], opts: &LoadOptions) -> Result<Value, LoadError> 
                     }
                     Slot::Done(other) => {
                         return Err(LoadError::new(
-                            format!("SETITEM target is a {}, not a dict or an unfilled list", other.type_name()),
+                            format!(
+                                "SETITEM target is a {}, not a dict or an unfilled list",
+                                other.type_name()
+                            ),
                             at,
                         ))
                     }
@@ -300,7 +331,10 @@ pub fn decode_with(data: &[u8], opts: &LoadOptions) -> Result<Value, LoadError> 
                     op::SET => Value::Set(items),
                     _ => Value::FrozenSet(items),
                 };
-                stack.push(Entry { slot: Slot::Done(v), depth });
+                stack.push(Entry {
+                    slot: Slot::Done(v),
+                    depth,
+                });
             }
             op::CHANNEL => {
                 let id = r.i32()?;
@@ -317,9 +351,14 @@ pub fn decode_with(data: &[u8], opts: &LoadOptions) -> Result<Value, LoadError> 
                     ));
                 }
                 if r.remaining() != 0 {
-                    return Err(LoadError::new(format!("{} trailing bytes after STOP", r.remaining()), r.pos));
+                    return Err(LoadError::new(
+                        format!("{} trailing bytes after STOP", r.remaining()),
+                        r.pos,
+                    ));
                 }
-                let Some(top) = stack.pop() else { unreachable!("stack length checked above") };
+                let Some(top) = stack.pop() else {
+                    unreachable!("stack length checked above")
+                };
                 return finished(top.slot, at);
             }
             other => return Err(LoadError::new(format!("unknown opcode 0x{other:02x}"), at)),

@@ -23,7 +23,9 @@ pub fn encode_versioned(value: &Value) -> Result<Vec<u8>, DumpError> {
 
 fn len4(out: &mut Vec<u8>, n: usize, what: &str) -> Result<(), DumpError> {
     let n = i32::try_from(n).map_err(|_| {
-        DumpError::new(format!("{what} of length {n} is too long for the wire (max 2**31-1)"))
+        DumpError::new(format!(
+            "{what} of length {n} is too long for the wire (max 2**31-1)"
+        ))
     })?;
     out.extend_from_slice(&n.to_be_bytes());
     Ok(())
@@ -123,7 +125,10 @@ fn save(out: &mut Vec<u8>, value: &Value, depth: usize) -> Result<(), DumpError>
             out.push(op::NEWDICT);
             for (k, v) in pairs {
                 if !k.is_hashable() {
-                    return Err(DumpError::new(format!("unhashable dict key of type {}", k.type_name())));
+                    return Err(DumpError::new(format!(
+                        "unhashable dict key of type {}",
+                        k.type_name()
+                    )));
                 }
                 save(out, k, depth)?;
                 save(out, v, depth)?;

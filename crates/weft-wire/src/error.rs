@@ -11,7 +11,9 @@ pub struct DumpError {
 
 impl DumpError {
     pub(crate) fn new(message: impl Into<String>) -> Self {
-        DumpError { message: message.into() }
+        DumpError {
+            message: message.into(),
+        }
     }
 
     /// What went wrong, in words.
@@ -37,7 +39,10 @@ pub struct LoadError {
 
 impl LoadError {
     pub(crate) fn new(message: impl Into<String>, offset: usize) -> Self {
-        LoadError { message: message.into(), offset }
+        LoadError {
+            message: message.into(),
+            offset,
+        }
     }
 
     /// What went wrong, in words (without the offset).

@@ -53,15 +53,25 @@ pub struct Header {
 const I32_MAX: u32 = i32::MAX as u32;
 
 /// Build the 9-byte header for a message.
-pub fn pack_header(msgcode: u8, channel_id: u32, length: usize) -> Result<[u8; HEADER_SIZE], DumpError> {
+pub fn pack_header(
+    msgcode: u8,
+    channel_id: u32,
+    length: usize,
+) -> Result<[u8; HEADER_SIZE], DumpError> {
     if message_name(msgcode).is_none() {
-        return Err(DumpError::new(format!("unknown message code {msgcode} (known: 0..7)")));
+        return Err(DumpError::new(format!(
+            "unknown message code {msgcode} (known: 0..7)"
+        )));
     }
     if channel_id > I32_MAX {
-        return Err(DumpError::new(format!("channel id {channel_id} is not in 0..2**31-1")));
+        return Err(DumpError::new(format!(
+            "channel id {channel_id} is not in 0..2**31-1"
+        )));
     }
     if length > I32_MAX as usize {
-        return Err(DumpError::new(format!("payload of {length} bytes exceeds 2**31-1")));
+        return Err(DumpError::new(format!(
+            "payload of {length} bytes exceeds 2**31-1"
+        )));
     }
     let mut h = [0u8; HEADER_SIZE];
     h[0] = msgcode;
@@ -87,26 +97,48 @@ pub fn unpack_header(header: &[u8]) -> Result<Header, LoadError> {
 /// Like [`unpack_header`], also refusing a payload longer than `max_length`.
 pub fn unpack_header_limited(header: &[u8], max_length: Option<u32>) -> Result<Header, LoadError> {
     let h: &[u8; HEADER_SIZE] = header.try_into().map_err(|_| {
-        LoadError::new(format!("message header must be {HEADER_SIZE} bytes, got {}", header.len()), 0)
+        LoadError::new(
+            format!(
+                "message header must be {HEADER_SIZE} bytes, got {}",
+                header.len()
+            ),
+            0,
+        )
     })?;
     let code = h[0] as i8;
     let channel = i32::from_be_bytes([h[1], h[2], h[3], h[4]]);
     let length = i32::from_be_bytes([h[5], h[6], h[7], h[8]]);
     if code < 0 || message_name(code as u8).is_none() {
-        return Err(LoadError::new(format!("unknown message code {code} in header"), 0));
+        return Err(LoadError::new(
+            format!("unknown message code {code} in header"),
+            0,
+        ));
     }
     if channel < 0 {
-        return Err(LoadError::new(format!("negative channel id {channel} in header"), 1));
+        return Err(LoadError::new(
+            format!("negative channel id {channel} in header"),
+            1,
+        ));
     }
     if length < 0 {
-        return Err(LoadError::new(format!("negative payload length {length} in header"), 5));
+        return Err(LoadError::new(
+            format!("negative payload length {length} in header"),
+            5,
+        ));
     }
     if let Some(max) = max_length {
         if length as u32 > max {
-            return Err(LoadError::new(format!("payload length {length} exceeds the limit of {max}"), 5));
+            return Err(LoadError::new(
+                format!("payload length {length} exceeds the limit of {max}"),
+                5,
+            ));
         }
     }
-    Ok(Header { msgcode: code as u8, channel_id: channel as u32, length: length as u32 })
+    Ok(Header {
+        msgcode: code as u8,
+        channel_id: channel as u32,
+        length: length as u32,
+    })
 }
 
 #[cfg(test)]
@@ -118,7 +150,14 @@ mod tests {
         let m = pack_message(CHANNEL_DATA, 7, b"xyz").unwrap();
         assert_eq!(&m[..], b"\x04\x00\x00\x00\x07\x00\x00\x00\x03xyz");
         let h = unpack_header(&m[..HEADER_SIZE]).unwrap();
-        assert_eq!(h, Header { msgcode: CHANNEL_DATA, channel_id: 7, length: 3 });
+        assert_eq!(
+            h,
+            Header {
+                msgcode: CHANNEL_DATA,
+                channel_id: 7,
+                length: 3
+            }
+        );
         assert_eq!(message_name(h.msgcode), Some("CHANNEL_DATA"));
     }
 

@@ -69,7 +69,9 @@ impl Value {
             | (Value::FrozenSet(a), Value::FrozenSet(b)) => all(a, b),
             (Value::Dict(a), Value::Dict(b)) => {
                 a.len() == b.len()
-                    && a.iter().zip(b).all(|((k1, v1), (k2, v2))| k1.identical(k2) && v1.identical(v2))
+                    && a.iter()
+                        .zip(b)
+                        .all(|((k1, v1), (k2, v2))| k1.identical(k2) && v1.identical(v2))
             }
             _ => self == other,
         }

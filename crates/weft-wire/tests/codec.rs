@@ -12,14 +12,26 @@ fn literal_bytes() {
     assert_eq!(encode(&Value::None).unwrap(), b"LQ");
     assert_eq!(encode(&Value::Int(1)).unwrap(), b"F\x00\x00\x00\x01Q");
     assert_eq!(encode(&Value::Int(-1)).unwrap(), b"F\xff\xff\xff\xffQ");
-    assert_eq!(encode(&Value::Int(1 << 31)).unwrap(), b"H\x00\x00\x00\x0a2147483648Q");
-    assert_eq!(encode(&Value::Str("\u{e9}".into())).unwrap(), b"N\x00\x00\x00\x02\xc3\xa9Q");
+    assert_eq!(
+        encode(&Value::Int(1 << 31)).unwrap(),
+        b"H\x00\x00\x00\x0a2147483648Q"
+    );
+    assert_eq!(
+        encode(&Value::Str("\u{e9}".into())).unwrap(),
+        b"N\x00\x00\x00\x02\xc3\xa9Q"
+    );
     assert_eq!(
         encode(&Value::List(vec![Value::Bool(true)])).unwrap(),
         b"K\x00\x00\x00\x01F\x00\x00\x00\x00RPQ"
     );
-    assert_eq!(encode(&Value::Tuple(vec![])).unwrap(), b"@\x00\x00\x00\x00Q");
-    assert_eq!(encode(&Value::Float(1.0)).unwrap(), b"D\x3f\xf0\x00\x00\x00\x00\x00\x00Q");
+    assert_eq!(
+        encode(&Value::Tuple(vec![])).unwrap(),
+        b"@\x00\x00\x00\x00Q"
+    );
+    assert_eq!(
+        encode(&Value::Float(1.0)).unwrap(),
+        b"D\x3f\xf0\x00\x00\x00\x00\x00\x00Q"
+    );
     assert_eq!(encode(&Value::Channel(3)).unwrap(), b"B\x00\x00\x00\x03Q");
     assert_eq!(encode_versioned(&Value::None).unwrap(), b"\x02LQ");
 }
@@ -33,9 +45,15 @@ fn round_trips() {
         Value::Float(f64::NAN),
         Value::Complex(-0.0, f64::INFINITY),
         Value::Bytes(vec![0, 255]),
-        Value::Dict(vec![(Value::Tuple(vec![Value::Int(1)]), Value::Set(vec![Value::Str("x".into())]))]),
+        Value::Dict(vec![(
+            Value::Tuple(vec![Value::Int(1)]),
+            Value::Set(vec![Value::Str("x".into())]),
+        )]),
         Value::FrozenSet(vec![Value::FrozenSet(vec![]), Value::Channel(9)]),
-        Value::List(vec![Value::List(vec![]), Value::List(vec![Value::None, Value::Dict(vec![])])]),
+        Value::List(vec![
+            Value::List(vec![]),
+            Value::List(vec![Value::None, Value::Dict(vec![])]),
+        ]),
     ];
     for v in &vals {
         assert!(rt(v).identical(v), "{v:?}");
@@ -44,8 +62,14 @@ fn round_trips() {
 
 #[test]
 fn bigint_in_i64_range_is_normalised() {
-    assert_eq!(encode(&Value::BigInt("5".into())).unwrap(), encode(&Value::Int(5)).unwrap());
-    assert_eq!(rt(&Value::BigInt("9223372036854775807".into())), Value::Int(i64::MAX));
+    assert_eq!(
+        encode(&Value::BigInt("5".into())).unwrap(),
+        encode(&Value::Int(5)).unwrap()
+    );
+    assert_eq!(
+        rt(&Value::BigInt("9223372036854775807".into())),
+        Value::Int(i64::MAX)
+    );
     assert_eq!(
         rt(&Value::BigInt("9223372036854775808".into())),
         Value::BigInt("9223372036854775808".into())
@@ -90,11 +114,26 @@ fn load_error_reports_offset() {
 
 #[test]
 fn string_options() {
-    let o = LoadOptions { py3str_as_py2str: true, ..LoadOptions::default() };
-    assert_eq!(decode_with(b"N\x00\x00\x00\x01aQ", &o).unwrap(), Value::Bytes(b"a".to_vec()));
-    let o = LoadOptions { py2str_as_py3str: false, ..LoadOptions::default() };
-    assert_eq!(decode_with(b"M\x00\x00\x00\x01\xffQ", &o).unwrap(), Value::Bytes(vec![0xff]));
-    assert_eq!(decode(b"M\x00\x00\x00\x01\xffQ").unwrap(), Value::Str("\u{ff}".into()));
+    let o = LoadOptions {
+        py3str_as_py2str: true,
+        ..LoadOptions::default()
+    };
+    assert_eq!(
+        decode_with(b"N\x00\x00\x00\x01aQ", &o).unwrap(),
+        Value::Bytes(b"a".to_vec())
+    );
+    let o = LoadOptions {
+        py2str_as_py3str: false,
+        ..LoadOptions::default()
+    };
+    assert_eq!(
+        decode_with(b"M\x00\x00\x00\x01\xffQ", &o).unwrap(),
+        Value::Bytes(vec![0xff])
+    );
+    assert_eq!(
+        decode(b"M\x00\x00\x00\x01\xffQ").unwrap(),
+        Value::Str("\u{ff}".into())
+    );
 }
 
 #[test]

@@ -31,7 +31,12 @@ fn seeds() -> Vec<Vec<u8>> {
     for section in ["valid", "malformed"] {
         for v in doc[section].as_array().unwrap() {
             let h = v["hex"].as_str().unwrap();
-            out.push((0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap()).collect());
+            out.push(
+                (0..h.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+                    .collect(),
+            );
         }
     }
     out
@@ -39,9 +44,20 @@ fn seeds() -> Vec<Vec<u8>> {
 
 /// Interesting operand bytes: boundaries of i32 counts and every opcode.
 const DICT: &[&[u8]] = &[
-    b"\x7f\xff\xff\xff", b"\x80\x00\x00\x00", b"\xff\xff\xff\xff", b"\x00\x00\x00\x00",
-    b"\x00\x00\x00\x01", b"P", b"Q", b"K\x00\x00\x00\x01", b"J", b"@\x00\x00\x00\x02",
-    b"F\x00\x00\x00\x00", b"H\x00\x00\x00\x01", b"O\x00\x00\x00\x01", b"E\x00\x00\x00\x01",
+    b"\x7f\xff\xff\xff",
+    b"\x80\x00\x00\x00",
+    b"\xff\xff\xff\xff",
+    b"\x00\x00\x00\x00",
+    b"\x00\x00\x00\x01",
+    b"P",
+    b"Q",
+    b"K\x00\x00\x00\x01",
+    b"J",
+    b"@\x00\x00\x00\x02",
+    b"F\x00\x00\x00\x00",
+    b"H\x00\x00\x00\x01",
+    b"O\x00\x00\x00\x01",
+    b"E\x00\x00\x00\x01",
 ];
 
 fn mutate(rng: &mut XorShift, input: &mut Vec<u8>) {
@@ -79,17 +95,31 @@ fn mutate(rng: &mut XorShift, input: &mut Vec<u8>) {
 fn check(data: &[u8]) {
     if let Ok(v) = decode(data) {
         let bytes = encode(&v).unwrap_or_else(|e| panic!("re-encode of {data:02x?} failed: {e}"));
-        let back = decode(&bytes).unwrap_or_else(|e| panic!("re-decode of {data:02x?} failed: {e}"));
-        assert!(back.identical(&v), "round trip changed {v:?} (input {data:02x?})");
+        let back =
+            decode(&bytes).unwrap_or_else(|e| panic!("re-decode of {data:02x?} failed: {e}"));
+        assert!(
+            back.identical(&v),
+            "round trip changed {v:?} (input {data:02x?})"
+        );
     }
-    let opts = LoadOptions { versioned: true, py2str_as_py3str: false, py3str_as_py2str: true };
+    let opts = LoadOptions {
+        versioned: true,
+        py2str_as_py3str: false,
+        py3str_as_py2str: true,
+    };
     let _ = decode_with(data, &opts);
 }
 
 #[test]
 fn mutated_vectors_never_panic_and_round_trip() {
-    let iters: usize = std::env::var("WEFT_WIRE_FUZZ_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(20_000);
-    let seed: u64 = std::env::var("WEFT_WIRE_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_f00d);
+    let iters: usize = std::env::var("WEFT_WIRE_FUZZ_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_000);
+    let seed: u64 = std::env::var("WEFT_WIRE_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_f00d);
     let corpus = seeds();
     let mut rng = XorShift(seed | 1);
     let mut decoded_ok = 0usize;
@@ -103,7 +133,10 @@ fn mutated_vectors_never_panic_and_round_trip() {
     }
     // The mutator must still reach the decoder's success paths, or the test
     // would only be exercising the first error check.
-    assert!(decoded_ok * 50 >= iters, "only {decoded_ok} of {iters} mutants decoded");
+    assert!(
+        decoded_ok * 50 >= iters,
+        "only {decoded_ok} of {iters} mutants decoded"
+    );
 }
 
 #[test]

@@ -7,13 +7,17 @@ use weft_wire::{decode, decode_with, encode, encode_versioned, LoadOptions, Valu
 
 fn vectors() -> Json {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/wire.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).expect("wire.json is valid JSON")
 }
 
 fn unhex(s: &str) -> Vec<u8> {
     assert!(s.len() % 2 == 0, "odd hex length");
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
 }
 
 fn bits(s: &str) -> f64 {
@@ -22,7 +26,14 @@ fn bits(s: &str) -> f64 {
 
 fn to_value(j: &Json) -> Value {
     let t = j["t"].as_str().expect("tag");
-    let items = || j["items"].as_array().expect("items").iter().map(to_value).collect::<Vec<_>>();
+    let items = || {
+        j["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(to_value)
+            .collect::<Vec<_>>()
+    };
     match t {
         "none" => Value::None,
         "bool" => Value::Bool(j["v"].as_bool().unwrap()),
@@ -34,7 +45,10 @@ fn to_value(j: &Json) -> Value {
             }
         }
         "float" => Value::Float(bits(j["bits"].as_str().unwrap())),
-        "complex" => Value::Complex(bits(j["re"].as_str().unwrap()), bits(j["im"].as_str().unwrap())),
+        "complex" => Value::Complex(
+            bits(j["re"].as_str().unwrap()),
+            bits(j["im"].as_str().unwrap()),
+        ),
         "bytes" => Value::Bytes(unhex(j["hex"].as_str().unwrap())),
         "str" => Value::Str(j["v"].as_str().unwrap().to_owned()),
         "tuple" => Value::Tuple(items()),
@@ -97,10 +111,21 @@ fn valid_vectors_decode_and_encode() {
             continue;
         }
         let want = to_value(&v["value"]);
-        assert!(got.identical(&want), "{name}: decoded {got:?}, want {want:?}");
+        assert!(
+            got.identical(&want),
+            "{name}: decoded {got:?}, want {want:?}"
+        );
         if v["encode"].as_bool().unwrap() {
-            let out = if opts.versioned { encode_versioned(&want) } else { encode(&want) };
-            assert_eq!(out.unwrap_or_else(|e| panic!("{name}: {e}")), bytes, "{name}: encode");
+            let out = if opts.versioned {
+                encode_versioned(&want)
+            } else {
+                encode(&want)
+            };
+            assert_eq!(
+                out.unwrap_or_else(|e| panic!("{name}: {e}")),
+                bytes,
+                "{name}: encode"
+            );
         }
     }
 }
@@ -129,22 +154,39 @@ fn frame_vectors() {
         let chan = f["channel"].as_u64().unwrap() as u32;
         let payload = unhex(f["payload_hex"].as_str().unwrap());
         let want = unhex(f["hex"].as_str().unwrap());
-        assert_eq!(weft_wire::pack_message(code, chan, &payload).unwrap(), want, "{name}");
+        assert_eq!(
+            weft_wire::pack_message(code, chan, &payload).unwrap(),
+            want,
+            "{name}"
+        );
         let h = weft_wire::unpack_header(&want[..weft_wire::HEADER_SIZE]).unwrap();
-        assert_eq!((h.msgcode, h.channel_id, h.length as usize), (code, chan, payload.len()), "{name}");
+        assert_eq!(
+            (h.msgcode, h.channel_id, h.length as usize),
+            (code, chan, payload.len()),
+            "{name}"
+        );
     }
     for f in doc["bad_headers"].as_array().unwrap() {
         let name = f["name"].as_str().unwrap();
         let bytes = unhex(f["hex"].as_str().unwrap());
-        assert!(weft_wire::unpack_header(&bytes).is_err(), "{name}: accepted");
+        assert!(
+            weft_wire::unpack_header(&bytes).is_err(),
+            "{name}: accepted"
+        );
     }
 }
 
 #[test]
 fn limits_match_the_vector_file() {
     let doc = vectors();
-    assert_eq!(doc["max_depth"].as_u64().unwrap() as usize, weft_wire::MAX_DEPTH);
-    assert_eq!(doc["max_int_digits"].as_u64().unwrap() as usize, weft_wire::MAX_INT_DIGITS);
+    assert_eq!(
+        doc["max_depth"].as_u64().unwrap() as usize,
+        weft_wire::MAX_DEPTH
+    );
+    assert_eq!(
+        doc["max_int_digits"].as_u64().unwrap() as usize,
+        weft_wire::MAX_INT_DIGITS
+    );
 }
 
 #[test]
@@ -172,6 +214,9 @@ fn every_opcode_is_covered() {
     }
     let all: std::collections::BTreeSet<u8> = (b'@'..=b'T').collect();
     let missing: Vec<char> = all.difference(&seen).map(|&b| b as char).collect();
-    assert!(missing.is_empty(), "opcodes without a valid vector: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "opcodes without a valid vector: {missing:?}"
+    );
     let _ = decode(b"LQ").unwrap();
 }
