@@ -4,10 +4,12 @@
 use pyo3::prelude::*;
 
 mod greenlet;
+mod wire;
 
 #[pymodule]
 fn _weft(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     greenlet::register(m)?;
+    wire::register(m)?;
     Ok(())
 }
