@@ -194,17 +194,52 @@ impl Greenlet {
         Ok(Greenlet::with_thread(record, false, Some(parent)))
     }
 
-    #[pyo3(signature = (run=None, parent=None))]
-    fn __init__(slf: &Bound<'_, Self>, run: Option<Bound<'_, PyAny>>, parent: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __init__(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
+        // Parsed by hand so that an explicit `run=None` is kept (greenlet
+        // then reports `g.run` as None) while an omitted one is not.
+        if args.len() > 2 {
+            return Err(PyTypeError::new_err(format!("greenlet() takes at most 2 arguments ({} given)", args.len())));
+        }
+        let mut run = args.get_item(0).ok();
+        let mut parent = args.get_item(1).ok();
+        if let Some(kw) = kwargs {
+            for (k, v) in kw.iter() {
+                match k.extract::<String>()?.as_str() {
+                    "run" if run.is_none() => run = Some(v),
+                    "parent" if parent.is_none() => parent = Some(v),
+                    "run" | "parent" => {
+                        return Err(PyTypeError::new_err(format!("argument for greenlet() given by name ('{k}') and position")))
+                    }
+                    other => return Err(PyTypeError::new_err(format!("'{other}' is an invalid keyword argument for greenlet()"))),
+                }
+            }
+        }
         if let Some(r) = run {
             Greenlet::set_run(slf, Some(r))?;
         }
-        if let Some(p) = parent {
-            if !p.is_none() {
-                Greenlet::set_parent(slf, Some(p))?;
-            }
+        if let Some(p) = parent.filter(|p| !p.is_none()) {
+            Greenlet::set_parent(slf, Some(p))?;
         }
         Ok(())
+    }
+
+    #[classattr]
+    #[pyo3(name = "GreenletExit")]
+    fn class_greenlet_exit(py: Python<'_>) -> Py<PyType> {
+        py.get_type::<GreenletExit>().unbind()
+    }
+
+    #[classattr]
+    #[pyo3(name = "error")]
+    fn class_error(py: Python<'_>) -> Py<PyType> {
+        py.get_type::<error>().unbind()
+    }
+
+    #[staticmethod]
+    #[pyo3(name = "getcurrent")]
+    fn static_getcurrent(py: Python<'_>) -> PyResult<Py<Greenlet>> {
+        getcurrent_py(py)
     }
 
     /// Switches to this greenlet, passing the arguments; returns what is passed
@@ -236,7 +271,7 @@ impl Greenlet {
     #[getter]
     fn dead(&self) -> bool {
         let c = self.coro();
-        c.status == Status::Dead || (c.status == Status::Active && !c.is_main && !c.thread.alive.load(std::sync::atomic::Ordering::Acquire))
+        c.status == Status::Dead || (c.status == Status::Active && !c.thread.alive.load(std::sync::atomic::Ordering::Acquire))
     }
 
     fn __bool__(&self) -> bool {
@@ -263,6 +298,26 @@ impl Greenlet {
         Ok(())
     }
 
+    #[deleter(parent)]
+    fn del_parent(&self) -> PyResult<()> {
+        Err(PyAttributeError::new_err("can't delete attribute"))
+    }
+
+    #[deleter(run)]
+    fn del_run(&self) -> PyResult<()> {
+        let c = self.coro();
+        if c.status != Status::Unstarted {
+            return Err(PyAttributeError::new_err("run cannot be set after the start of the greenlet"));
+        }
+        c.run = None;
+        Ok(())
+    }
+
+    #[deleter(gr_context)]
+    fn del_gr_context(&self) -> PyResult<()> {
+        Err(PyAttributeError::new_err("can't delete context attribute"))
+    }
+
     #[getter(parent)]
     fn get_parent(&self, py: Python<'_>) -> Option<Py<Greenlet>> {
         self.coro().parent.as_ref().map(|p| p.clone_ref(py))
@@ -274,10 +329,15 @@ impl Greenlet {
         let Some(parent) = parent else {
             return Err(PyAttributeError::new_err("can't delete attribute"));
         };
-        if parent.is_none() {
-            return Err(PyValueError::new_err("parent must not be None"));
+        let p = parent.cast::<Greenlet>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "GreenletChecker: Expected any type of greenlet, not {}",
+                parent.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            ))
+        })?;
+        if slf.get().coro().is_main {
+            return Err(PyAttributeError::new_err("cannot set the parent of a main greenlet"));
         }
-        let p = parent.cast::<Greenlet>().map_err(|_| PyTypeError::new_err("parent must be a greenlet"))?;
         check_parent(py, slf, p)?;
         let old = slf.get().coro().parent.replace(p.clone().unbind());
         drop(old);
@@ -356,20 +416,20 @@ impl Greenlet {
         let name = format!("{}.{}", tp.module()?, tp.qualname()?);
         let otid = Arc::as_ptr(&c.thread) as usize;
         let mut flags = String::new();
-        if is_current(py, g) {
-            flags.push_str(" current");
-        }
-        match c.status {
-            _ if g.dead() => flags.push_str(" dead"),
-            Status::Active => flags.push_str(" active started"),
-            Status::Unstarted => flags.push_str(" pending"),
-            Status::Dead => flags.push_str(" dead"),
-        }
-        if c.is_main {
-            flags.push_str(" main");
-        }
-        if c.status == Status::Active && !belongs_here(c) && !c.is_main {
-            flags.push_str(" (thread exited)");
+        if c.status == Status::Active && !c.thread.alive.load(std::sync::atomic::Ordering::Acquire) {
+            flags.push_str(" (thread exited) dead");
+        } else {
+            match c.status {
+                Status::Active => {
+                    flags.push_str(if is_current(py, g) { " current" } else { " suspended" });
+                    flags.push_str(" active started");
+                    if c.is_main {
+                        flags.push_str(" main");
+                    }
+                }
+                Status::Unstarted => flags.push_str(" pending"),
+                Status::Dead => flags.push_str(" dead"),
+            }
         }
         Ok(format!("<{name} object at {:#x} (otid={otid:#x}){flags}>", slf.as_ptr() as usize))
     }

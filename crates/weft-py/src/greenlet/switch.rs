@@ -63,9 +63,6 @@ pub(crate) fn switch_to(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: P
 
 /// Looks up `run` before the stack moves, so a missing one fails in the caller.
 unsafe fn prepare_start(py: Python<'_>, td: *mut ThreadData, t: &Bound<'_, Greenlet>) -> PyResult<()> {
-    if matches!(unsafe { &(*td).passing }, Some(Passing::Raise(_))) {
-        return Ok(()); // a throw into a greenlet that never ran does not call run
-    }
     let run = t.getattr(pyo3::intern!(py, "run"))?;
     if t.get().coro().status != Status::Unstarted {
         return Err(error_new("the greenlet was started while its run attribute was looked up"));
