@@ -45,10 +45,16 @@ typedef struct {
 #else
     int trash_delete_nesting;
 #endif
-    /* 3.12+: complete frames relinked past the C-stack entry frames so that
-       gr_frame.f_back can be walked while suspended; see weft_pystate_top_frame. */
-    struct _PyInterpreterFrame *exposed_top;
+    /* 3.12+: frames relinked past the C-stack entry frames while suspended,
+       with their original links; see expose_frames. */
+    struct weft_link *links;
+    int nlinks, links_cap;
 } weft_pystate;
+
+struct weft_link {
+    struct _PyInterpreterFrame *frame;
+    struct _PyInterpreterFrame *previous;
+};
 
 /* Rust reserves this many bytes per blob; the assert keeps both sides honest. */
 #define WEFT_PYSTATE_BYTES 256
@@ -67,6 +73,7 @@ static int recursion_depth(PyThreadState *ts)
 #endif
 }
 
+static void expose_frames(weft_pystate *s);
 static void unexpose_frames(weft_pystate *s);
 
 /* Moves the running coroutine's state out of the thread state into `s`. */
@@ -103,7 +110,7 @@ void weft_pystate_save(PyThreadState *ts, weft_pystate *s)
 #else
     s->trash_delete_nesting = ts->trash_delete_nesting;
 #endif
-    s->exposed_top = NULL;
+    expose_frames(s);
 }
 
 /* Moves `s` back into the thread state; `s` owns nothing afterwards. */
@@ -158,9 +165,14 @@ void weft_pystate_clear(weft_pystate *s)
 {
     Py_CLEAR(s->context);
     Py_CLEAR(s->exc_state.exc_value);
+    PyMem_RawFree(s->links);
+    s->links = NULL;
+    s->nlinks = s->links_cap = 0;
 }
 
 PyObject *weft_pystate_context(weft_pystate *s) { return s->context; }
+/* The strong references a blob holds, for the GC: 0 context, 1 handled exception. */
+PyObject *weft_pystate_ref(weft_pystate *s, int i) { return i == 0 ? s->context : i == 1 ? s->exc_state.exc_value : NULL; }
 void weft_pystate_set_context(weft_pystate *s, PyObject *ctx)
 {
     Py_XINCREF(ctx);
@@ -247,8 +259,9 @@ int weft_pystate_run_new(PyThreadState *ts, weft_pystate *s, void (*body)(void *
 }
 
 /* Called by a coroutine whose body has finished, just before it switches away
- * for the last time: gives back its data stack and drops what it still owns. */
-void weft_pystate_finish(PyThreadState *ts)
+ * for the last time: gives back its data stack; its context stays readable as
+ * gr_context in `s`. */
+void weft_pystate_finish(PyThreadState *ts, weft_pystate *s)
 {
     _PyStackChunk *c = ts->datastack_chunk;
     /* Every frame has been popped, so the chain is just our root chunk. */
@@ -256,13 +269,12 @@ void weft_pystate_finish(PyThreadState *ts)
     ts->datastack_chunk = NULL;
     ts->datastack_top = NULL;
     ts->datastack_limit = NULL;
-    Py_CLEAR(ts->context);
+    Py_XSETREF(s->context, ts->context);
+    ts->context = NULL;
     Py_CLEAR(ts->exc_state.exc_value);
 }
 
 /* ---- Frames of a suspended coroutine ----------------------------------- */
-
-typedef void (*weft_reader)(void *ctx, void *dst, const void *src, size_t n);
 
 /* A frame object for `iframe`, which runs in this thread but is not current:
  * borrow the thread state's current-frame slot for the one public call that
@@ -288,80 +300,54 @@ static PyFrameObject *frame_object_of(PyThreadState *ts, struct _PyInterpreterFr
 }
 
 #if WEFT_PY312
-/* While suspended, the entry frames that 3.12+ keeps on the C stack are
- * overwritten by other coroutines, so a walk of `previous` would read garbage.
- * Exposing relinks each complete frame straight to the next complete one and
- * keeps the original link in its frame object's unused inline storage (unused
- * while the thread owns the frame); resuming undoes it. */
-static void stash_previous(struct _PyInterpreterFrame *f)
+/* From 3.12 each C-to-Python call keeps an entry frame on the C stack, linked
+ * into the `previous` chain. Once the coroutine is switched away, another
+ * coroutine overwrites that stack, and a walk of f_back (from gr_frame or from
+ * any frame object the program kept) would read garbage. So on the way out every
+ * frame whose `previous` is such a C-stack frame is relinked to the next frame
+ * that is not, and the original links are put back before the coroutine runs. */
+static void expose_frames(weft_pystate *s)
 {
-    memcpy(&f->frame_obj->_f_frame_data[0], &f->previous, sizeof(void *));
+    s->nlinks = 0;
+    struct _PyInterpreterFrame *f = s->current_frame;
+    while (f) {
+        struct _PyInterpreterFrame *p = f->previous;
+        if (p && p->owner == FRAME_OWNED_BY_CSTACK) {
+            struct _PyInterpreterFrame *q = p;
+            while (q && q->owner == FRAME_OWNED_BY_CSTACK) q = q->previous;
+            if (s->nlinks == s->links_cap) {
+                int cap = s->links_cap ? s->links_cap * 2 : 8;
+                struct weft_link *n = PyMem_RawRealloc(s->links, cap * sizeof *n);
+                if (!n) Py_FatalError("weft: out of memory saving a coroutine's frame links");
+                s->links = n;
+                s->links_cap = cap;
+            }
+            s->links[s->nlinks].frame = f;
+            s->links[s->nlinks].previous = p;
+            s->nlinks++;
+            f->previous = q;
+            f = q;
+        } else {
+            f = p;
+        }
+    }
 }
 
 static void unexpose_frames(weft_pystate *s)
 {
-    struct _PyInterpreterFrame *f = s->exposed_top;
-    while (f) {
-        struct _PyInterpreterFrame *next = f->previous;
-        memcpy(&f->previous, &f->frame_obj->_f_frame_data[0], sizeof(void *));
-        f = next;
-    }
-    s->exposed_top = NULL;
-}
-
-static int expose_frames(PyThreadState *ts, weft_pystate *s, weft_reader rd, void *rctx)
-{
-    struct _PyInterpreterFrame *last = NULL, *top = NULL;
-    struct _PyInterpreterFrame *f = s->current_frame;
-    while (f) {
-        struct _PyInterpreterFrame copy;
-        rd(rctx, &copy, f, sizeof copy);
-        struct _PyInterpreterFrame *next = copy.previous;
-        if (!_PyFrame_IsIncomplete(&copy)) {
-            /* Complete frames live in the data stack, not on the C stack. */
-            if (!f->frame_obj) {
-                PyFrameObject *fo = frame_object_of(ts, f);
-                if (!fo) { if (last) { stash_previous(last); last->previous = NULL; s->exposed_top = top; } return -1; }
-                Py_DECREF(fo);               /* the frame keeps its own reference */
-            }
-            if (last) {
-                stash_previous(last);
-                last->previous = f;
-            } else {
-                top = f;
-            }
-            last = f;
-        }
-        f = next;
-    }
-    if (last) {
-        stash_previous(last);
-        last->previous = NULL;
-    }
-    s->exposed_top = top;
-    return 0;
+    for (int i = s->nlinks - 1; i >= 0; i--) s->links[i].frame->previous = s->links[i].previous;
+    s->nlinks = 0;
 }
 #else
 /* 3.11 keeps every interpreter frame in the data stack: links stay valid. */
-static void unexpose_frames(weft_pystate *s) { s->exposed_top = NULL; }
-static int expose_frames(PyThreadState *ts, weft_pystate *s, weft_reader rd, void *rctx)
-{
-    (void)ts; (void)rd; (void)rctx;
-    s->exposed_top = s->current_frame;
-    return 0;
-}
+static void expose_frames(weft_pystate *s) { (void)s; }
+static void unexpose_frames(weft_pystate *s) { (void)s; }
 #endif
 
-/* gr_frame of a suspended coroutine: a new reference, or NULL with no error
- * when it has no Python frame. `rd` reads memory as the coroutine sees it. */
-PyObject *weft_pystate_top_frame(PyThreadState *ts, weft_pystate *s, weft_reader rd, void *rctx)
+/* gr_frame of a suspended coroutine: a new reference, or NULL (no error set)
+ * when it has no complete Python frame. */
+PyObject *weft_pystate_top_frame(PyThreadState *ts, weft_pystate *s)
 {
     if (!s->current_frame) return NULL;
-    if (!s->exposed_top && expose_frames(ts, s, rd, rctx) < 0) return NULL;
-    if (!s->exposed_top) return NULL;
-#if WEFT_PY312
-    return Py_NewRef((PyObject *)s->exposed_top->frame_obj);
-#else
-    return (PyObject *)frame_object_of(ts, s->exposed_top);
-#endif
+    return (PyObject *)frame_object_of(ts, s->current_frame);
 }

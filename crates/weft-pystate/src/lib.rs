@@ -29,8 +29,6 @@ impl Default for Blob {
     }
 }
 
-/// Reads `n` bytes at `src` as a suspended coroutine sees them.
-pub type Reader = unsafe extern "C" fn(ctx: *mut c_void, dst: *mut c_void, src: *const c_void, n: usize);
 /// `visitproc` of the garbage collector.
 pub type Visit = unsafe extern "C" fn(obj: *mut Object, arg: *mut c_void) -> c_int;
 
@@ -42,13 +40,14 @@ unsafe extern "C" {
     fn weft_pystate_traverse(s: *mut Blob, visit: Visit, arg: *mut c_void) -> c_int;
     fn weft_pystate_clear(s: *mut Blob);
     fn weft_pystate_context(s: *mut Blob) -> *mut Object;
+    fn weft_pystate_ref(s: *mut Blob, i: c_int) -> *mut Object;
     fn weft_pystate_set_context(s: *mut Blob, ctx: *mut Object);
     fn weft_thread_context(ts: *mut ThreadState) -> *mut Object;
     fn weft_thread_set_context(ts: *mut ThreadState, ctx: *mut Object);
     fn weft_set_root_chunk_bytes(n: usize);
     fn weft_pystate_run_new(ts: *mut ThreadState, s: *mut Blob, body: unsafe extern "C" fn(*mut c_void), arg: *mut c_void) -> c_int;
-    fn weft_pystate_finish(ts: *mut ThreadState);
-    fn weft_pystate_top_frame(ts: *mut ThreadState, s: *mut Blob, rd: Reader, rctx: *mut c_void) -> *mut Object;
+    fn weft_pystate_finish(ts: *mut ThreadState, s: *mut Blob);
+    fn weft_pystate_top_frame(ts: *mut ThreadState, s: *mut Blob) -> *mut Object;
 }
 
 /// `PY_VERSION_HEX` of the headers the C file was compiled against.
@@ -124,6 +123,15 @@ impl Blob {
         unsafe { weft_pystate_context(self) }
     }
 
+    /// The strong references held (context, handled exception), possibly null.
+    ///
+    /// # Safety
+    /// GIL held.
+    pub unsafe fn refs(&mut self) -> [*mut Object; 2] {
+        // SAFETY: per the contract.
+        unsafe { [weft_pystate_ref(self, 0), weft_pystate_ref(self, 1)] }
+    }
+
     /// Replaces the saved context (`ctx` borrowed, may be null).
     ///
     /// # Safety
@@ -136,11 +144,20 @@ impl Blob {
     /// The top Python frame of a suspended coroutine (new reference or null).
     ///
     /// # Safety
-    /// GIL held; the blob is a suspended coroutine's of this thread; `rd` reads
-    /// that coroutine's stack memory correctly.
-    pub unsafe fn top_frame(&mut self, ts: *mut ThreadState, rd: Reader, rctx: *mut c_void) -> *mut Object {
+    /// GIL held; the blob is a suspended coroutine's of this thread.
+    pub unsafe fn top_frame(&mut self, ts: *mut ThreadState) -> *mut Object {
         // SAFETY: per the contract.
-        unsafe { weft_pystate_top_frame(ts, self, rd, rctx) }
+        unsafe { weft_pystate_top_frame(ts, self) }
+    }
+
+    /// Moves the finished coroutine's context into this blob (it stays its
+    /// gr_context) and releases its data stack.
+    ///
+    /// # Safety
+    /// GIL held; the running coroutine's body has returned; `ts` is current.
+    pub unsafe fn finish(&mut self, ts: *mut ThreadState) {
+        // SAFETY: per the contract.
+        unsafe { weft_pystate_finish(ts, self) }
     }
 }
 
@@ -160,14 +177,4 @@ pub unsafe fn thread_context(ts: *mut ThreadState) -> *mut Object {
 pub unsafe fn set_thread_context(ts: *mut ThreadState, ctx: *mut Object) {
     // SAFETY: per the contract.
     unsafe { weft_thread_set_context(ts, ctx) }
-}
-
-/// Releases a finished coroutine's data stack and references before it
-/// switches away for the last time.
-///
-/// # Safety
-/// GIL held; the running coroutine's body has returned.
-pub unsafe fn finish(ts: *mut ThreadState) {
-    // SAFETY: per the contract.
-    unsafe { weft_pystate_finish(ts) }
 }

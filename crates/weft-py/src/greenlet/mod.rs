@@ -105,6 +105,14 @@ fn is_current(py: Python<'_>, g: &Greenlet) -> bool {
     }
 }
 
+/// True if `g` is the running greenlet of another, live thread.
+fn running_elsewhere(g: &Bound<'_, Greenlet>) -> bool {
+    let c = g.get().coro();
+    !belongs_here(c)
+        && c.thread.alive.load(std::sync::atomic::Ordering::Acquire)
+        && std::ptr::eq(c.thread.current.load(std::sync::atomic::Ordering::Acquire), g.as_ptr())
+}
+
 fn belongs_here(c: &Coro) -> bool {
     match thread::thread_data_if_any() {
         // SAFETY: this thread's live data.
@@ -364,7 +372,7 @@ impl Greenlet {
             // SAFETY: GIL held, our own thread state.
             unsafe { weft_pystate::thread_context(ffi::PyThreadState_Get().cast()) }
         } else {
-            if c.status == Status::Active && !belongs_here(c) && !c.is_main {
+            if running_elsewhere(slf) {
                 return Err(PyValueError::new_err("cannot get context of a greenlet that is running in a different thread"));
             }
             // SAFETY: GIL held.
@@ -394,7 +402,7 @@ impl Greenlet {
         if is_current(py, g) {
             // SAFETY: GIL held, our own thread state.
             unsafe { weft_pystate::set_thread_context(ffi::PyThreadState_Get().cast(), ptr.cast()) };
-        } else if c.status == Status::Active && !belongs_here(c) {
+        } else if running_elsewhere(slf) {
             return Err(PyValueError::new_err("cannot set context of a greenlet that is running in a different thread"));
         } else {
             // SAFETY: GIL held.
@@ -445,6 +453,14 @@ impl Greenlet {
         }
         if let Some(r) = &c.run {
             visit.call(r)?;
+        }
+        // SAFETY: borrowed pointers owned by the blob; ManuallyDrop keeps the
+        // refcounts untouched while the collector looks at them.
+        for p in unsafe { c.state.refs() } {
+            if !p.is_null() {
+                let obj = std::mem::ManuallyDrop::new(unsafe { Bound::<PyAny>::from_owned_ptr(Python::assume_attached(), p.cast()) }.unbind());
+                visit.call(&*obj)?;
+            }
         }
         Ok(())
     }

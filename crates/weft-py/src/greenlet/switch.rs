@@ -4,6 +4,7 @@
 //! Nothing that must survive a switch lives in a Rust local of the switching
 //! frames: in-flight values go through the thread's `ThreadData`.
 use std::ffi::c_void;
+
 use std::sync::Arc;
 
 use pyo3::prelude::*;
@@ -135,6 +136,8 @@ unsafe fn make_current(td: *mut ThreadData, target: Obj) {
     unsafe {
         let py = Python::assume_attached();
         let new: Py<Greenlet> = Bound::from_borrowed_ptr(py, target).cast_into_unchecked::<Greenlet>().unbind();
+        let record = &(*td).record;
+        record.current.store(target, std::sync::atomic::Ordering::Release);
         let old = std::mem::replace(&mut (*td).current, new);
         (*td).switching_from = Some(old);
     }
@@ -239,7 +242,7 @@ unsafe fn die_and_switch_to_parent(py: Python<'_>, td: *mut ThreadData, me: Obj,
     // stack is never used again.
     unsafe {
         let mc = payload(me).coro();
-        weft_pystate::finish(ts());
+        mc.state.finish(ts());
         mc.status = Status::Dead;
         mc.slice.mark_dead();
         // Walk up the parents: the first live one gets the outcome; an unstarted
@@ -334,14 +337,8 @@ pub(crate) fn forget_suspended(_py: Python<'_>, c: &mut Coro) {
 
 /// gr_frame of a suspended greenlet of this thread.
 pub(crate) fn suspended_top_frame(py: Python<'_>, g: &Greenlet) -> PyResult<Py<PyAny>> {
-    unsafe extern "C" fn read(ctx: *mut c_void, dst: *mut c_void, src: *const c_void, n: usize) {
-        // SAFETY: `ctx` is the suspended greenlet's slice; pystate.c reads frames
-        // of that greenlet only.
-        unsafe { (*(ctx as *const Slice)).read_as_seen(dst.cast(), src.cast(), n) }
-    }
-    let c = g.coro();
     // SAFETY: GIL held; the greenlet is suspended in this thread.
-    let f = unsafe { c.state.top_frame(ts(), read, &mut c.slice as *mut Slice as *mut c_void) };
+    let f = unsafe { g.coro().state.top_frame(ts()) };
     if f.is_null() {
         return match PyErr::take(py) {
             Some(e) => Err(e),
@@ -351,4 +348,3 @@ pub(crate) fn suspended_top_frame(py: Python<'_>, g: &Greenlet) -> PyResult<Py<P
     // SAFETY: a new reference from pystate.c.
     Ok(unsafe { Bound::from_owned_ptr(py, f.cast()) }.unbind())
 }
-

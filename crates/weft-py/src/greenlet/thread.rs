@@ -3,7 +3,7 @@
 //! is being swapped out).
 use std::cell::UnsafeCell;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pyo3::prelude::*;
@@ -17,6 +17,8 @@ pub struct ThreadRecord {
     /// Suspended greenlets whose last reference was dropped by another thread:
     /// killed by their own thread at its next switch.
     pub pending_kills: Mutex<Vec<Py<Greenlet>>>,
+    /// The greenlet object running in that thread (for checks from others).
+    pub current: AtomicPtr<pyo3::ffi::PyObject>,
 }
 
 /// What a switch carries to the coroutine it resumes.
@@ -90,8 +92,13 @@ pub fn thread_data(py: Python<'_>) -> PyResult<*mut ThreadData> {
             return Ok(td as *mut ThreadData);
         }
         release_orphans(py);
-        let record = Arc::new(ThreadRecord { alive: AtomicBool::new(true), pending_kills: Mutex::new(Vec::new()) });
+        let record = Arc::new(ThreadRecord {
+            alive: AtomicBool::new(true),
+            pending_kills: Mutex::new(Vec::new()),
+            current: AtomicPtr::new(ptr::null_mut()),
+        });
         let main = Greenlet::new_main(py, record.clone())?;
+        record.current.store(main.as_ptr(), Ordering::Release);
         LIVE_MAIN_GREENLETS.fetch_add(1, Ordering::Relaxed);
         *p = Some(ThreadData {
             record,
