@@ -185,7 +185,11 @@ fn check_parent(py: Python<'_>, slf: &Bound<'_, Greenlet>, p: &Bound<'_, Greenle
         }
         cur = g.get().coro().parent.as_ref().map(|x| x.clone_ref(py));
     }
-    if !Arc::ptr_eq(&p.get().coro().thread, &slf.get().coro().thread) {
+    let c = slf.get().coro();
+    if c.status == Status::Unstarted {
+        // Not bound to a thread until it starts: it will run in its parent's.
+        c.thread = p.get().coro().thread.clone();
+    } else if !Arc::ptr_eq(&p.get().coro().thread, &c.thread) {
         return Err(PyValueError::new_err("parent cannot be on a different thread"));
     }
     Ok(())
@@ -224,10 +228,10 @@ impl Greenlet {
             }
         }
         if let Some(r) = run {
-            Greenlet::set_run(slf, Some(r))?;
+            Greenlet::set_run(slf, r)?;
         }
         if let Some(p) = parent.filter(|p| !p.is_none()) {
-            Greenlet::set_parent(slf, Some(p))?;
+            Greenlet::set_parent(slf, p)?;
         }
         Ok(())
     }
@@ -297,12 +301,12 @@ impl Greenlet {
     }
 
     #[setter(run)]
-    fn set_run(slf: &Bound<'_, Self>, run: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+    fn set_run(slf: &Bound<'_, Self>, run: Bound<'_, PyAny>) -> PyResult<()> {
         let c = slf.get().coro();
         if c.status != Status::Unstarted {
             return Err(PyAttributeError::new_err("run cannot be set after the start of the greenlet"));
         }
-        c.run = run.map(|r| r.unbind());
+        c.run = Some(run.unbind());
         Ok(())
     }
 
@@ -332,11 +336,8 @@ impl Greenlet {
     }
 
     #[setter(parent)]
-    fn set_parent(slf: &Bound<'_, Self>, parent: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+    fn set_parent(slf: &Bound<'_, Self>, parent: Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let Some(parent) = parent else {
-            return Err(PyAttributeError::new_err("can't delete attribute"));
-        };
         let p = parent.cast::<Greenlet>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "GreenletChecker: Expected any type of greenlet, not {}",
@@ -383,11 +384,8 @@ impl Greenlet {
     }
 
     #[setter]
-    fn set_gr_context(slf: &Bound<'_, Self>, ctx: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+    fn set_gr_context(slf: &Bound<'_, Self>, ctx: Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let Some(ctx) = ctx else {
-            return Err(PyAttributeError::new_err("can't delete context attribute"));
-        };
         let ptr = if ctx.is_none() {
             std::ptr::null_mut()
         } else {

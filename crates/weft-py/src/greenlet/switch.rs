@@ -28,9 +28,6 @@ pub(crate) fn switch_to(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: P
     // SAFETY: this thread's live data; see module docs on in-flight values.
     unsafe {
         drain_pending_kills(py, td);
-        if !Arc::ptr_eq(&target.get().coro().thread, &(*td).record) {
-            return Err(error_new("cannot switch to a different thread"));
-        }
         let mut t: Py<Greenlet> = target.clone().unbind();
         loop {
             let c = t.get().coro();
@@ -42,11 +39,19 @@ pub(crate) fn switch_to(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: P
                 },
             }
         }
+        let tc = t.get().coro();
+        if !Arc::ptr_eq(&tc.thread, &(*td).record) {
+            if !tc.thread.alive.load(std::sync::atomic::Ordering::Acquire) {
+                return Err(error_new("cannot switch to a different thread (which happens to have exited)"));
+            }
+            let cur = (*td).current.bind(py).repr()?.to_string();
+            return Err(error_new(&format!(
+                "Cannot switch to a different thread\n\tCurrent:  {cur}\n\tExpected: {}",
+                t.bind(py).repr()?
+            )));
+        }
         if t.is((*td).current.bind(py)) {
             return super::deliver(py, passing);
-        }
-        if !t.get().coro().thread.alive.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(error_new("cannot switch to a greenlet of a thread that has exited"));
         }
         (*td).passing = Some(passing);
         if t.get().coro().status == Status::Unstarted {
