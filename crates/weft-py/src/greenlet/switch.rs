@@ -39,24 +39,16 @@ pub(crate) fn switch_to(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: P
                 },
             }
         }
-        let tc = t.get().coro();
-        if !Arc::ptr_eq(&tc.thread, &(*td).record) {
-            if !tc.thread.alive.load(std::sync::atomic::Ordering::Acquire) {
-                return Err(error_new("cannot switch to a different thread (which happens to have exited)"));
-            }
-            let cur = (*td).current.bind(py).repr()?.to_string();
-            return Err(error_new(&format!(
-                "Cannot switch to a different thread\n\tCurrent:  {cur}\n\tExpected: {}",
-                t.bind(py).repr()?
-            )));
-        }
+        check_same_thread(py, td, &t)?;
         if t.is((*td).current.bind(py)) {
             return super::deliver(py, passing);
         }
         (*td).passing = Some(passing);
         if t.get().coro().status == Status::Unstarted {
-            if let Err(e) = prepare_start(py, td, t.bind(py)) {
+            // Looking up `run` may run Python code that reparents the greenlet.
+            if let Err(e) = prepare_start(py, td, t.bind(py)).and_then(|_| check_same_thread(py, td, &t)) {
                 (*td).passing = None;
+                (*td).starting_run = None;
                 return Err(e);
             }
             start(td, t.as_ptr());
@@ -65,6 +57,23 @@ pub(crate) fn switch_to(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: P
         }
         arrived(py)
     }
+}
+
+fn check_same_thread(py: Python<'_>, td: *mut ThreadData, t: &Py<Greenlet>) -> PyResult<()> {
+    let tc = t.get().coro();
+    // SAFETY: this thread's live data.
+    let (record, current) = unsafe { (&(*td).record, &(*td).current) };
+    if Arc::ptr_eq(&tc.thread, record) {
+        return Ok(());
+    }
+    if !tc.thread.alive.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(error_new("cannot switch to a different thread (which happens to have exited)"));
+    }
+    Err(error_new(&format!(
+        "Cannot switch to a different thread\n\tCurrent:  {}\n\tExpected: {}",
+        current.bind(py).repr()?,
+        t.bind(py).repr()?
+    )))
 }
 
 /// Looks up `run` before the stack moves, so a missing one fails in the caller.
@@ -258,7 +267,7 @@ unsafe fn die_and_switch_to_parent(py: Python<'_>, td: *mut ThreadData, me: Obj,
             let status = g.get().coro().status;
             let here = Arc::ptr_eq(&g.get().coro().thread, &(*td).record);
             let next = g.get().coro().parent.as_ref().map(|p| p.clone_ref(py));
-            if status != Status::Dead && here {
+            if status != Status::Dead && here && prepare_ok(py, td, &g, status, &mut outcome) {
                 // `g` stays referenced by the parent chain of `me`, which the
                 // target releases only once it runs.
                 let target = g.as_ptr();
@@ -268,18 +277,39 @@ unsafe fn die_and_switch_to_parent(py: Python<'_>, td: *mut ThreadData, me: Obj,
                     switch_stack(td, target);
                     unreachable!("a finished greenlet was resumed");
                 }
-                match prepare_start(py, td, g.bind(py)) {
-                    Ok(()) => {
-                        drop(g);
-                        start(td, target);
-                        unreachable!("a finished greenlet was resumed");
-                    }
-                    Err(e) => outcome = Passing::Raise(e),
-                }
+                drop(g);
+                start(td, target);
+                unreachable!("a finished greenlet was resumed");
             }
             p = next;
         }
+        // No parent in this thread can take the outcome (a parent was moved to
+        // another thread): the thread's main greenlet gets it instead of a crash.
+        let main = (*td).main.as_ptr();
+        (*td).passing = Some(match outcome {
+            Passing::Raise(e) => Passing::Raise(e),
+            Passing::Args(..) => Passing::Raise(error_new("a finished greenlet's parents are all in other threads or dead")),
+        });
+        switch_stack(td, main);
         ffi::Py_FatalError(c"weft: a finished greenlet has no live parent to return to".as_ptr())
+    }
+}
+
+/// For a dying greenlet's parent walk: an unstarted parent must be startable
+/// here; if not, its failure becomes the outcome passed further up.
+unsafe fn prepare_ok(py: Python<'_>, td: *mut ThreadData, g: &Py<Greenlet>, status: Status, outcome: &mut Passing) -> bool {
+    if status == Status::Active {
+        return true;
+    }
+    // SAFETY: forwarded contract.
+    match unsafe { prepare_start(py, td, g.bind(py)) }.and_then(|_| check_same_thread(py, td, g)) {
+        Ok(()) => true,
+        Err(e) => {
+            // SAFETY: this thread's live data.
+            unsafe { (*td).starting_run = None };
+            *outcome = Passing::Raise(e);
+            false
+        }
     }
 }
 
