@@ -5,7 +5,7 @@ same workload code as ``benchmarks/`` (``weft._bench``), each in a fresh interpr
 When the ``greenlet`` package is importable its figures are measured the same way,
 interleaved with weft's, and the ratio is printed.
 
-    python -m weft            # about half a minute
+    python -m weft            # about half a minute (the million dominates)
     python -m weft --quick    # a few seconds, small counts
     python -m weft --full     # also greenlet's million (several GiB, slower)
 """
@@ -19,9 +19,9 @@ from weft import _bench
 
 # Showcase sizes: shorter than benchmarks/run.py, same workloads.
 SHOWCASE = {
-    "switch": {"budget": 0.5, "rounds": 2},
-    "create": {"budget": 0.5, "rounds": 2},
-    "memory": {"count": 50_000, "depth": 10, "rounds": 1},
+    "switch": {"budget": 0.4, "rounds": 2},
+    "create": {"budget": 0.4, "rounds": 2},
+    "memory": {"count": 30_000, "depth": 10, "rounds": 1},
     "million": {"count": 1_000_000, "depth": 2, "rounds": 1},
 }
 
@@ -128,6 +128,8 @@ def main(argv=None):
         label = f"{mil['count']:,} suspended"
         _row("million", f"{label}: time to create", res, "seconds",
              lambda v: f"{v:.1f} s", ("faster", "slower"), peers)
+        _row("", f"{label}: CPU time to create", res, "cpu_seconds",
+             lambda v: f"{v:.1f} s", ("less", "more"), peers)
         _row("", f"{label}: total RSS", res, "rss_total",
              lambda v: f"{v / 2**30:.2f} GiB", ("smaller", "larger"), peers)
         _errors(res)
