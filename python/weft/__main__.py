@@ -1,0 +1,151 @@
+"""``python -m weft``: measure weft on this machine, now, beside greenlet.
+
+Every figure is measured while you wait (nothing is stored or hard-coded), by the
+same workload code as ``benchmarks/`` (``weft._bench``), each in a fresh interpreter.
+When the ``greenlet`` package is importable its figures are measured the same way,
+interleaved with weft's, and the ratio is printed.
+
+    python -m weft            # about half a minute (the million dominates)
+    python -m weft --quick    # a few seconds, small counts
+    python -m weft --full     # also greenlet's million (several GiB, slower)
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from weft import _bench
+
+# Showcase sizes: shorter than benchmarks/run.py, same workloads.
+SHOWCASE = {
+    "switch": {"budget": 0.4, "rounds": 2},
+    "create": {"budget": 0.4, "rounds": 2},
+    "memory": {"count": 30_000, "depth": 10, "rounds": 1},
+    "million": {"count": 1_000_000, "depth": 2, "rounds": 1},
+}
+
+
+def _kib(b):
+    return f"{b / 1024:,.1f} KiB"
+
+
+def _compare(res, metric, lower_word, higher_word):
+    """'3.1x faster' style phrase for weft against greenlet, or ''."""
+    r = _bench.ratio(res, metric)
+    if r is None:
+        return ""
+    if r <= 1:
+        return f"{1 / r:.1f}x {lower_word}" if r > 0 else ""
+    return f"{r:.1f}x {higher_word}"
+
+
+def _fig(res, peer, metric, fmt):
+    entry = res.get(peer)
+    if entry is None:
+        return None
+    if entry.get("skipped"):
+        return "skipped"
+    if "error" in entry and not entry.get("figures"):
+        return "failed"
+    v = entry.get("figures", {}).get(metric)
+    return None if v is None else fmt(v)
+
+
+def _row(title, what, res, metric, fmt, words, peers):
+    line = f"  {title:<8} {what:<40}"
+    for p in peers:
+        v = _fig(res, p, metric, fmt)
+        line += f"  {p} {v or '-':>11}"
+    if "greenlet" in peers:
+        line += f"   {_compare(res, metric, *words)}"
+    print(line.rstrip(), flush=True)
+
+
+def _errors(res):
+    for p, entry in res.items():
+        if "error" in entry:
+            print(f"    ({p} failed: {entry['error'].splitlines()[-1]})", flush=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m weft", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small counts; a few seconds")
+    ap.add_argument("--full", action="store_true",
+                    help="also run greenlet's one-million workload (slow, several GiB)")
+    ap.add_argument("--no-greenlet", action="store_true",
+                    help="measure weft only, even if greenlet is importable")
+    args = ap.parse_args(argv)
+
+    params = _bench.QUICK if args.quick else SHOWCASE
+    peers = ["weft"]
+    if not args.no_greenlet and _bench.peer_available("greenlet"):
+        peers.append("greenlet")
+
+    m = _bench.machine_info()
+    print(f"weft {m.get('weft_version', '?')}"
+          + (f" (commit {m['weft_commit']})" if m.get("weft_commit") else "")
+          + " measured on this machine, now")
+    print(f"  {m['nproc']} CPUs, {m['cpu']}, {m['implementation']} {m['python']}")
+    if "greenlet" in peers:
+        print(f"  beside greenlet {m.get('greenlet_version', '?')}; each figure from a "
+              "fresh interpreter, peers interleaved")
+    else:
+        print("  (greenlet is not importable: weft's figures only; "
+              "`pip install greenlet` to compare)")
+    print(flush=True)
+    t0 = time.perf_counter()
+
+    # --- coroutines: weft.greenlet -------------------------------------------
+    print("coroutines (weft.greenlet)", flush=True)
+    res = _bench.run_workload("switch", peers, params["switch"])
+    _row("switch", "ping-pong between two coroutines", res, "ns_per_switch",
+         lambda v: f"{v:,.0f} ns", ("faster", "slower"), peers)
+    _errors(res)
+
+    res = _bench.run_workload("create", peers, params["create"])
+    _row("create", "create, switch into, finish (trivial)", res, "us_per_create",
+         lambda v: f"{v:,.2f} µs", ("faster", "slower"), peers)
+    _errors(res)
+
+    mem = params["memory"]
+    res = _bench.run_workload("memory", peers, mem)
+    _row("memory", f"RSS per coroutine, {mem['depth']} frames deep", res,
+         "rss_per_coroutine", _kib, ("smaller", "larger"), peers)
+    _errors(res)
+
+    mil = dict(params["million"])
+    mpeers = peers if args.full else ["weft"]
+    per = res.get("weft", {}).get("figures", {}).get("rss_per_coroutine")
+    ok, why = _bench.fits_in_memory(mil["count"], per)
+    if not ok:
+        print(f"  million  skipped: {why}")
+    else:
+        res = _bench.run_workload("million", mpeers, mil)
+        for p in peers:
+            if p not in mpeers:
+                res[p] = {"skipped": "--full", "runs": []}
+        label = f"{mil['count']:,} suspended"
+        _row("million", f"{label}: time to create", res, "seconds",
+             lambda v: f"{v:.1f} s", ("faster", "slower"), peers)
+        _row("", f"{label}: CPU time to create", res, "cpu_seconds",
+             lambda v: f"{v:.1f} s", ("less", "more"), peers)
+        _row("", f"{label}: total RSS", res, "rss_total",
+             lambda v: f"{v / 2**30:.2f} GiB", ("smaller", "larger"), peers)
+        _errors(res)
+        if "greenlet" in peers and not args.full:
+            print("           (greenlet's million: run with --full)")
+
+    # --- gateways (execnet-compatible) -----------------------------------------
+    # Place for the gateway section: round-trip latency and throughput of
+    # weft's execnet-compatible gateways beside execnet's, once they exist
+    # (workloads to be added to weft._bench, shared with benchmarks/).
+    print()
+    print("gateways (execnet): not measured yet", flush=True)
+
+    print(f"\nmeasured in {time.perf_counter() - t0:.0f} s; ratios are weft against "
+          "greenlet; full benchmarks: benchmarks/run.py")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
