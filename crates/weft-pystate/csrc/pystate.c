@@ -57,7 +57,7 @@ struct weft_link {
 };
 
 /* Rust reserves this many bytes per blob; the assert keeps both sides honest. */
-#define WEFT_PYSTATE_BYTES 256
+#define WEFT_PYSTATE_BYTES 160
 _Static_assert(sizeof(weft_pystate) <= WEFT_PYSTATE_BYTES, "weft_pystate grew: raise PYSTATE_BYTES in lib.rs");
 _Static_assert(_Alignof(weft_pystate) <= 8, "weft_pystate alignment");
 
@@ -197,7 +197,10 @@ int weft_pystate_is_suspended_in_frames(weft_pystate *s) { return s->current_fra
 #define WEFT_CHUNK_POOL_MAX 256
 static _PyStackChunk *chunk_pool[WEFT_CHUNK_POOL_MAX];   /* guarded by the GIL */
 static int chunk_pool_len;
-static size_t root_chunk_bytes = 16 * 1024;
+/* 2 KiB holds about a dozen small frames. Chunks this size pack densely into
+ * malloc's pages, so a suspended coroutine costs the memory its frames use,
+ * not a page; a deeper one gets CPython's own 16 KiB chunks on top. */
+static size_t root_chunk_bytes = 2 * 1024;
 
 void weft_set_root_chunk_bytes(size_t n) { root_chunk_bytes = n < 1024 ? 1024 : n; }
 

@@ -16,7 +16,7 @@ pub type ThreadState = c_void;
 pub type Object = c_void;
 
 /// Bytes reserved for one coroutine's state; pystate.c asserts it fits.
-pub const BLOB_BYTES: usize = 256;
+pub const BLOB_BYTES: usize = 160;
 
 /// A coroutine's saved interpreter state. Owns strong references while it holds
 /// state (context, handled exception); [`Blob::clear`] drops them.
