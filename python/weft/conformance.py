@@ -37,8 +37,6 @@ GREENLET_SKIPS = {
         "runs fail_slp_switch.py, which uses greenlet._greenlet.UnswitchableGreenlet",
     "greenlet.tests.test_greenlet_trash.":
         "reads greenlet._greenlet.get_tstate_trash_delete_nesting, a probe into greenlet's C++ thread state",
-    "greenlet.tests.test_cpp.":
-        "tests C++ exceptions thrown through greenlet's C++ switch (_test_extension_cpp); weft's core is Rust",
 }
 
 
@@ -65,24 +63,20 @@ def fetch_sdist(name: str, version: str) -> Path:
 
 
 def build_c_helpers(src_pkg: Path, dest: Path) -> list[str]:
-    """Compiles the suite's C helper extension against greenlet.h (weft's
-    _C_API capsule answers it). Returns what could not be built."""
-    missing = []
-    try:
-        from weft import _weft
-        has_capi = hasattr(_weft, "_C_API")
-    except ImportError:
-        has_capi = False
-    if not has_capi:
-        return ["_test_extension (weft built without the _C_API capsule)"]
-    cc = os.environ.get("CC", "cc")
+    """Compiles the suite's C and C++ helper extensions against greenlet.h
+    (weft's _C_API capsule answers it). Returns what could not be built."""
+    from weft import _weft
+    if not hasattr(_weft, "_C_API"):
+        return ["_test_extension, _test_extension_cpp (weft built without the _C_API capsule)"]
     inc = sysconfig.get_paths()["include"]
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
-    src = src_pkg / "tests" / "_test_extension.c"
-    out = dest / "tests" / f"_test_extension{suffix}"
-    cmd = [cc, "-shared", "-fPIC", "-O1", f"-I{inc}", f"-I{src_pkg}", str(src), "-o", str(out)]
-    if subprocess.call(cmd) != 0:
-        missing.append("_test_extension (compile failed)")
+    missing = []
+    for name, compiler in (("_test_extension.c", os.environ.get("CC", "cc")), ("_test_extension_cpp.cpp", os.environ.get("CXX", "c++"))):
+        src = src_pkg / "tests" / name
+        out = dest / "tests" / (src.stem + suffix)
+        cmd = [compiler, "-shared", "-fPIC", "-O1", f"-I{inc}", f"-I{src_pkg}", str(src), "-o", str(out)]
+        if subprocess.call(cmd) != 0:
+            missing.append(f"{src.stem} (compile failed: {' '.join(cmd)})")
     return missing
 
 

@@ -73,6 +73,14 @@ static int recursion_depth(PyThreadState *ts)
 #endif
 }
 
+#if !WEFT_PY312
+/* 3.11 keeps the "is anyone tracing" flag in the cframe. Like greenlet, weft
+ * carries the switching-away coroutine's flag over to the one that resumes, so
+ * a profiler set in one greenlet keeps seeing events after a switch. The value
+ * crosses the switch here because the old cframe's stack may be overwritten. */
+static _Thread_local uint8_t use_tracing_in_flight;
+#endif
+
 static void expose_frames(weft_pystate *s);
 static void unexpose_frames(weft_pystate *s);
 
@@ -86,6 +94,7 @@ void weft_pystate_save(PyThreadState *ts, weft_pystate *s)
 #endif
 #if !WEFT_PY312
     s->use_tracing = ts->cframe->use_tracing;
+    use_tracing_in_flight = ts->cframe->use_tracing;
 #endif
 #if WEFT_PY313
     s->current_frame = ts->current_frame;
@@ -124,7 +133,7 @@ void weft_pystate_restore(PyThreadState *ts, weft_pystate *s)
     ts->cframe = s->cframe;
 #endif
 #if !WEFT_PY312
-    ts->cframe->use_tracing = (uint8_t)s->use_tracing;
+    ts->cframe->use_tracing = use_tracing_in_flight;
 #endif
 #if WEFT_PY313
     ts->current_frame = s->current_frame;
@@ -266,6 +275,9 @@ int weft_pystate_run_new(PyThreadState *ts, weft_pystate *s, void (*body)(void *
  * gr_context in `s`. */
 void weft_pystate_finish(PyThreadState *ts, weft_pystate *s)
 {
+#if !WEFT_PY312
+    use_tracing_in_flight = ts->cframe->use_tracing;
+#endif
     _PyStackChunk *c = ts->datastack_chunk;
     /* Every frame has been popped, so the chain is just our root chunk. */
     if (c && c->previous == NULL) give_chunk(c);

@@ -1,6 +1,7 @@
 //! `greenlet`: coroutines that switch whole Python call stacks, with greenlet
 //! 3.x semantics. The stack bytes are moved by `weft-stack`, the interpreter
 //! state by `weft-pystate`; this module decides who runs and what is passed.
+mod capi;
 mod switch;
 mod thread;
 mod typeslots;
@@ -286,7 +287,7 @@ impl Greenlet {
         c.status == Status::Dead || (c.status == Status::Active && !c.thread.alive.load(std::sync::atomic::Ordering::Acquire))
     }
 
-    fn __bool__(&self) -> bool {
+    pub(crate) fn __bool__(&self) -> bool {
         let c = self.coro();
         c.status == Status::Active && c.thread.alive.load(std::sync::atomic::Ordering::Acquire)
     }
@@ -331,12 +332,12 @@ impl Greenlet {
     }
 
     #[getter(parent)]
-    fn get_parent(&self, py: Python<'_>) -> Option<Py<Greenlet>> {
+    pub(crate) fn get_parent(&self, py: Python<'_>) -> Option<Py<Greenlet>> {
         self.coro().parent.as_ref().map(|p| p.clone_ref(py))
     }
 
     #[setter(parent)]
-    fn set_parent(slf: &Bound<'_, Self>, parent: Bound<'_, PyAny>) -> PyResult<()> {
+    pub(crate) fn set_parent(slf: &Bound<'_, Self>, parent: Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let p = parent.cast::<Greenlet>().map_err(|_| {
             PyTypeError::new_err(format!(
@@ -544,6 +545,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     m.add_class::<Greenlet>()?;
     typeslots::install(py)?;
+    capi::register(m)?;
     m.add("GreenletExit", py.get_type::<GreenletExit>())?;
     m.add("error", py.get_type::<error>())?;
     m.add_function(wrap_pyfunction!(getcurrent, m)?)?;
