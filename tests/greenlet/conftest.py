@@ -11,7 +11,9 @@ import signal
 import pytest
 
 TEST_TIMEOUT = 60
-HARD_TIMEOUT = 240
+# tests named *_subprocess bound themselves with subprocess timeouts (<= 300s)
+SUBPROCESS_TEST_TIMEOUT = 600
+HARD_TIMEOUT = 900
 
 
 class TestTimeout(Exception):
@@ -19,12 +21,16 @@ class TestTimeout(Exception):
 
 
 @pytest.fixture(autouse=True)
-def _bounded_runtime():
+def _bounded_runtime(request):
+    limit = TEST_TIMEOUT
+    if request.node.name.split("[")[0].endswith("_subprocess"):
+        limit = SUBPROCESS_TEST_TIMEOUT
+
     def on_alarm(signum, frame):
-        raise TestTimeout("test exceeded %ss" % TEST_TIMEOUT)
+        raise TestTimeout("test exceeded %ss" % limit)
 
     old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(TEST_TIMEOUT)
+    signal.alarm(limit)
     faulthandler.dump_traceback_later(HARD_TIMEOUT, exit=True)
     try:
         yield
