@@ -113,10 +113,14 @@ class Runner:
             if g is cur:
                 return
             was_started = bool(g) or g.dead
+            parent = g.parent
             res = g.throw(GreenletExit)
             if not was_started:
                 assert g.dead
-                assert isinstance(res, GreenletExit), res
+                if parent is cur:
+                    # (otherwise the GreenletExit went to a parent that
+                    # may have run on and returned something else)
+                    assert isinstance(res, GreenletExit), res
         elif kind == "drop":
             self.slots[op[1]] = None
         elif kind == "reparent":
