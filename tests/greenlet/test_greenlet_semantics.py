@@ -609,6 +609,44 @@ def test_settrace_switch_and_throw_events():
     assert len(events) == 4  # no tracing after settrace(None)
 
 
+def test_settrace_events_for_exception_propagation_and_kill_on_drop():
+    main = getcurrent()
+    names = {id(main): "main"}
+    events = []
+
+    def tracer(event, args):
+        events.append((event, names.get(id(args[0]), "?"), names.get(id(args[1]), "?")))
+
+    g = greenlet(lambda: main.switch())
+    u = greenlet(lambda: None)
+
+    def raiser():
+        raise Boom
+
+    r = greenlet(raiser)
+    names.update({id(g): "g", id(u): "u", id(r): "r"})
+    settrace(tracer)
+    try:
+        g.switch()
+        with pytest.raises(KeyError):
+            u.throw(KeyError)
+        with pytest.raises(Boom):
+            r.switch()
+        del g  # killed: GreenletExit is thrown in, then it returns to main
+    finally:
+        settrace(None)
+    assert events == [
+        ("switch", "main", "g"),
+        ("switch", "g", "main"),
+        ("throw", "main", "u"),
+        ("throw", "u", "main"),
+        ("switch", "main", "r"),
+        ("throw", "r", "main"),
+        ("throw", "main", "g"),
+        ("switch", "g", "main"),
+    ]
+
+
 def test_settrace_is_per_thread_and_returns_previous():
     def t1(event, args):
         pass
@@ -861,3 +899,86 @@ def test_each_thread_has_its_own_main_greenlet():
     assert getcurrent() not in ms
     for m, parent, ok1, ok2 in mains.values():
         assert parent is None and ok1 and ok2
+
+
+# --------------------------------------------------------------------------
+# generators, coroutines and an asyncio bridge inside greenlets
+# --------------------------------------------------------------------------
+
+
+def test_gr_frame_walk_through_generator_and_coroutine_frames():
+    def gen():
+        yield 1
+        getcurrent().parent.switch("in gen")
+        yield 2
+
+    def consumer():
+        return list(gen())
+
+    g = greenlet(consumer)
+    assert g.switch() == "in gen"
+    assert frame_names(g.gr_frame) == ["gen", "consumer"]
+    assert g.switch() == [1, 2]
+
+    async def co():
+        getcurrent().parent.switch("in coro")
+        return 5
+
+    def drive():
+        c = co()
+        try:
+            c.send(None)
+        except StopIteration as e:
+            return e.value
+
+    g = greenlet(drive)
+    assert g.switch() == "in coro"
+    assert frame_names(g.gr_frame) == ["co", "drive"]
+    assert g.switch() == 5
+
+
+def test_asyncio_bridge_switching_from_inside_coroutines():
+    # the SQLAlchemy-style pattern: sync code in a greenlet awaits through
+    # its driver coroutine running on the event loop
+    import asyncio
+
+    class Bridge(greenlet):
+        def __init__(self, fn, driver):
+            greenlet.__init__(self, fn, driver)
+            self.driver = driver
+
+    def await_only(aw):
+        return getcurrent().driver.switch(aw)
+
+    async def spawn(fn, *args):
+        ctx = Bridge(fn, getcurrent())
+        result = ctx.switch(*args)
+        while not ctx.dead:
+            try:
+                value = await result
+            except BaseException:
+                result = ctx.throw(*sys.exc_info())
+            else:
+                result = ctx.switch(value)
+        return result
+
+    async def work(x):
+        await asyncio.sleep(0.001)
+        if x == "boom":
+            raise KeyError(x)
+        return x * 2
+
+    def sync_code(n):
+        total = 0
+        for i in range(n):
+            total += await_only(work(i))
+        try:
+            await_only(work("boom"))
+        except KeyError:
+            total += 1000
+        return total
+
+    async def main():
+        return await asyncio.gather(*(spawn(sync_code, 10) for _ in range(5)))
+
+    assert asyncio.run(main()) == [1090] * 5
