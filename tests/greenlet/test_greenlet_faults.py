@@ -760,3 +760,52 @@ def test_shutdown_while_daemon_thread_blocked_inside_greenlet_subprocess():
         )
         assert "END" in proc.stdout
         assert proc.stderr == ""
+
+
+def test_switching_and_killing_from_finalizers_during_gc_subprocess():
+    # __del__ methods run by the cyclic GC (in main and inside a greenlet)
+    # create, switch and kill greenlets; suspended greenlets holding cycles
+    # are around while collections run inside other greenlets
+    proc = run_script(
+        """
+        import gc
+        main = getcurrent()
+        log = []
+        class Switchy:
+            def __init__(self):
+                self.me = self
+            def __del__(self):
+                log.append(greenlet(lambda: getcurrent().parent.switch("from del")).switch())
+                if getcurrent() is main:
+                    g = greenlet(lambda: main.switch())
+                    g.switch()
+                    del g  # killed right here, inside a finalizer run by gc
+                    log.append("killed in del")
+        def in_greenlet():
+            for i in range(100):
+                Switchy()
+            gc.collect()
+            return "ok"
+        assert greenlet(in_greenlet).switch() == "ok"
+        assert log == ["from del"] * 100, log
+        for i in range(100):
+            Switchy()
+        gc.collect()
+        assert log[100:] == ["from del", "killed in del"] * 100, log[100:]
+
+        def holder(i):
+            x = [None]; x[0] = x
+            getcurrent().parent.switch()
+        gs = [greenlet(holder) for i in range(200)]
+        for i, g in enumerate(gs):
+            g.switch(i)
+        def collector():
+            gc.collect()
+            return "c"
+        assert greenlet(collector).switch() == "c"
+        del gs, g
+        gc.collect()
+        print("OK")
+        """
+    )
+    assert "OK" in proc.stdout
