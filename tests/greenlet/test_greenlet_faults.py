@@ -174,6 +174,45 @@ def test_exception_from_child_propagates_to_parent_with_traceback():
     assert tb.tb_lineno == leaf.__code__.co_firstlineno + 1
 
 
+def _leaf_with_locals(v):
+    local_marker = v  # noqa: F841 (read back through the traceback)
+    getcurrent().parent.switch()
+    raise KeyError(v)
+
+
+def test_traceback_frames_intact_after_greenlet_died_and_was_collected():
+    def mid():
+        _leaf_with_locals("x")
+
+    def run():
+        mid()
+
+    g = greenlet(run)
+    g.switch()
+    with pytest.raises(KeyError) as info:
+        g.switch()
+    del g
+    gc.collect()
+    # churn: other greenlets reuse whatever the dead one used
+    greenlet(lambda: [greenlet(lambda: None).switch() for _ in range(50)]).switch()
+    tb = info.value.__traceback__
+    rows = []
+    while tb is not None:
+        f = tb.tb_frame
+        rows.append((f.f_code.co_name, tb.tb_lineno - f.f_code.co_firstlineno))
+        if f.f_code.co_name == "_leaf_with_locals":
+            assert f.f_locals["local_marker"] == "x"
+            assert f.f_locals["v"] == "x"
+            back = []
+            b = f.f_back
+            while b is not None:
+                back.append(b.f_code.co_name)
+                b = b.f_back
+            assert back == ["mid", "run"]
+        tb = tb.tb_next
+    assert rows[-3:] == [("run", 1), ("mid", 1), ("_leaf_with_locals", 3)]
+
+
 def test_exception_propagates_through_parent_chain():
     def c():
         raise Boom("deep")
