@@ -15,7 +15,8 @@
 #
 # Rebuild the root from scratch: rm -rf .ci-work/sid-root  (only when no
 # sid.sh is running). It is also rebuilt when SID_PACKAGES below changes.
-# Env: WEFT_SID_MIRROR (default http://deb.debian.org/debian), WEFT_CI_WORK.
+# Env: WEFT_SID_MIRROR (default http://deb.debian.org/debian), WEFT_CI_WORK,
+#      WEFT_SID_JIT=0 to skip the second pytest run with PYTHON_JIT=1.
 set -euo pipefail
 # shellcheck source=scripts/ci-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/ci-lib.sh"
@@ -114,6 +115,15 @@ in_namespace() {
     bind_mount "$sysroot" "$SID_ROOT$IN_RUST" ro
     bind_mount "$WEFT_REPO" "$SID_ROOT$IN_SRC"
     cp -L /etc/resolv.conf "$SID_ROOT/etc/resolv.conf"   # PyPI / crates.io from inside
+    # Trust the host's extra CAs too: this network may intercept TLS with a
+    # local CA that only the host's /usr/local/share/ca-certificates knows.
+    local ca_dir="$SID_ROOT/usr/local/share/ca-certificates/host"
+    rm -rf "$ca_dir" && mkdir -p "$ca_dir"
+    if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+        cp -L /usr/local/share/ca-certificates/*.crt "$ca_dir/"
+    fi
+    chroot "$SID_ROOT" update-ca-certificates --fresh >/dev/null 2>&1 \
+        || echo "WARNING: update-ca-certificates failed in the sid root" >&2
 
     if [ "${1:-}" = --shell ]; then
         chroot "$SID_ROOT" /usr/bin/env -i "${CHROOT_ENV[@]}" bash -l || true
@@ -126,13 +136,24 @@ in_namespace() {
     done
 }
 
+# The chroot gets a clean environment (env -i): only what is listed here.
+CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 CHROOT_ENV=(
     HOME=/root LANG=C.UTF-8 CI="${CI:-}"
     PATH="$IN_RUST/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     CARGO_HOME="$IN_CACHE/cargo-home"
     WEFT_CI_WORK="$IN_CACHE"
     TERM="${TERM:-dumb}"
+    WEFT_SID_JIT="${WEFT_SID_JIT:-1}"
+    # pip bundles its own CA list (certifi); point everything at the system one.
+    PIP_CERT="$CA_BUNDLE" REQUESTS_CA_BUNDLE="$CA_BUNDLE" SSL_CERT_FILE="$CA_BUNDLE"
+    CARGO_HTTP_CAINFO="$CA_BUNDLE" CURL_CA_BUNDLE="$CA_BUNDLE"
 )
+# Pass proxy and package-index settings through, if the host has any.
+for _var in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY \
+            PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_DEFAULT_TIMEOUT; do
+    if [ -n "${!_var:-}" ]; then CHROOT_ENV+=("$_var=${!_var}"); fi
+done
 
 # ---------------------------------------------------------------------------
 # --in-chroot V: build the wheel with maturin and run pytest (inside sid).
@@ -156,6 +177,15 @@ in_chroot() {
 
     section "sid chroot: pytest on CPython $v"
     run_pytest "$venv/bin/python" -p no:cacheprovider
+
+    # Debian builds 3.14+ with the experimental JIT compiled in but off
+    # (--enable-experimental-jit=yes-off); PYTHON_JIT=1 turns it on. The JIT
+    # keeps executor state in the thread state, which a stack switcher touches.
+    if [ "${WEFT_SID_JIT:-1}" = 1 ] && "$venv/bin/python" -c 'import sys; sys.exit(not sys._jit.is_available())' 2>/dev/null; then
+        section "sid chroot: pytest on CPython $v with the JIT on (PYTHON_JIT=1)"
+        PYTHON_JIT=1 "$venv/bin/python" -c 'import sys; assert sys._jit.is_enabled(), "PYTHON_JIT=1 did not enable the JIT"'
+        PYTHON_JIT=1 run_pytest "$venv/bin/python" -p no:cacheprovider
+    fi
 }
 
 # ---------------------------------------------------------------------------
@@ -170,7 +200,7 @@ case "${1:-}" in
         prepare_root
         exec unshare --mount --propagation private bash "$0" --in-namespace --shell ;;
     -h|--help)
-        sed -n '2,19p' "$0" ;;
+        sed -n '2,/^set -euo/p' "$0" | sed '$d' ;;
     *)
         versions=("$@")
         [ ${#versions[@]} -gt 0 ] || read -r -a versions <<<"$DEFAULT_VERSIONS"
