@@ -103,7 +103,8 @@ done
 # ---- 1. cargo test ----------------------------------------------------------
 stage "cargo test ${CARGO_TEST_ARGS[*]}"
 # Build against the first host Python (pyo3 needs one to configure itself).
-first_py="${HOST_PY[${HOST_PYTHONS%% *}]:-python3}"
+first_py=python3
+for v in $HOST_PYTHONS; do first_py="${HOST_PY[$v]}"; break; done
 PYO3_PYTHON="$first_py" CARGO_TARGET_DIR="$WEFT_CI_WORK/target-cargo-test" \
     cargo test "${CARGO_TEST_ARGS[@]}"
 
