@@ -1,8 +1,15 @@
 //! `weft._weft`: the compiled module behind the `weft` Python package.
+//! Each submodule adds one family of Python-visible types; the public API is
+//! chosen in `python/weft/`.
 use pyo3::prelude::*;
+
+mod greenlet;
+mod wire;
 
 #[pymodule]
 fn _weft(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    greenlet::register(m)?;
+    wire::register(m)?;
     Ok(())
 }

@@ -1,0 +1,542 @@
+//! `greenlet`: coroutines that switch whole Python call stacks, with greenlet
+//! 3.x semantics. The stack bytes are moved by `weft-stack`, the interpreter
+//! state by `weft-pystate`; this module decides who runs and what is passed.
+mod switch;
+mod thread;
+mod typeslots;
+
+use std::cell::UnsafeCell;
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyAttributeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple, PyType};
+use pyo3::{ffi, PyTraverseError, PyVisit};
+
+use weft_pystate::Blob;
+use weft_stack::Slice;
+
+use thread::{thread_data, Passing, ThreadRecord};
+
+pyo3::create_exception!(greenlet, GreenletExit, pyo3::exceptions::PyBaseException, "Raised in a greenlet to kill it; a greenlet that does not catch it exits quietly.");
+#[allow(non_camel_case_types)]
+mod errtype {
+    pyo3::create_exception!(greenlet, error, pyo3::exceptions::PyException, "A switch that cannot be done: another thread's greenlet, or a corrupted state.");
+}
+pub(crate) use errtype::error;
+
+pub(crate) fn error_new(msg: &str) -> PyErr {
+    error::new_err(msg.to_owned())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Status {
+    Unstarted,
+    /// Running or suspended: it has a stack.
+    Active,
+    Dead,
+}
+
+/// The state behind one greenlet object. It lives inside the Python object,
+/// whose address never changes, so its `Slice` can sit on the stack chain.
+pub(crate) struct Coro {
+    pub slice: Slice,
+    pub state: Blob,
+    pub status: Status,
+    pub is_main: bool,
+    pub parent: Option<Py<Greenlet>>,
+    pub run: Option<Py<PyAny>>,
+    pub thread: Arc<ThreadRecord>,
+}
+
+#[pyclass(module = "greenlet", name = "greenlet", subclass, weakref, dict, frozen)]
+pub struct Greenlet {
+    c: UnsafeCell<Coro>,
+}
+
+// SAFETY: every access to `c` happens with the GIL held, and switches check
+// that the greenlet belongs to the running thread before touching its stack.
+unsafe impl Sync for Greenlet {}
+// SAFETY: as above; raw pointers inside `Slice` are only followed by the owning thread.
+unsafe impl Send for Greenlet {}
+
+impl Greenlet {
+    /// The coroutine state. Callers keep the borrow short and never across a switch.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) fn coro(&self) -> &mut Coro {
+        // SAFETY: GIL-serialised interior mutability (see `unsafe impl Sync`).
+        unsafe { &mut *self.c.get() }
+    }
+
+    fn with_thread(thread: Arc<ThreadRecord>, is_main: bool, parent: Option<Py<Greenlet>>) -> Self {
+        let slice = if is_main { Slice::new_main() } else { Slice::new() };
+        Greenlet {
+            c: UnsafeCell::new(Coro {
+                slice,
+                state: Blob::default(),
+                status: if is_main { Status::Active } else { Status::Unstarted },
+                is_main,
+                parent,
+                run: None,
+                thread,
+            }),
+        }
+    }
+
+    pub(crate) fn new_main(py: Python<'_>, thread: Arc<ThreadRecord>) -> PyResult<Py<Greenlet>> {
+        Py::new(py, Greenlet::with_thread(thread, true, None))
+    }
+}
+
+pub(crate) fn getcurrent_py(py: Python<'_>) -> PyResult<Py<Greenlet>> {
+    let td = thread_data(py)?;
+    // SAFETY: thread_data returns this thread's live data.
+    unsafe {
+        switch::drain_pending_kills(py, td);
+        Ok((*td).current.clone_ref(py))
+    }
+}
+
+fn is_current(py: Python<'_>, g: &Greenlet) -> bool {
+    match thread::thread_data_if_any() {
+        // SAFETY: this thread's live data.
+        Some(td) => std::ptr::eq(unsafe { (*td).current.get() }, g) && { let _ = py; true },
+        None => false,
+    }
+}
+
+fn belongs_here(c: &Coro) -> bool {
+    match thread::thread_data_if_any() {
+        // SAFETY: this thread's live data.
+        Some(td) => Arc::ptr_eq(&c.thread, unsafe { &(*td).record }),
+        None => false,
+    }
+}
+
+/// greenlet's rule for what `switch()` returns: nothing -> (), one positional
+/// -> it, several -> the tuple, keywords only -> the dict, both -> (args, kwargs).
+fn single_result(py: Python<'_>, args: Py<PyTuple>, kwargs: Option<Py<PyDict>>) -> Py<PyAny> {
+    let kwargs = kwargs.filter(|k| !k.bind(py).is_empty());
+    let a = args.bind(py);
+    match (a.len(), kwargs) {
+        (1, None) => a.get_item(0).expect("len 1").unbind(),
+        (_, None) => args.into_any(),
+        (0, Some(k)) => k.into_any(),
+        (_, Some(k)) => PyTuple::new(py, [args.into_any(), k.into_any()]).expect("pair").into_any().unbind(),
+    }
+}
+
+fn deliver(py: Python<'_>, passing: Passing) -> PyResult<Py<PyAny>> {
+    match passing {
+        Passing::Args(a, k) => Ok(single_result(py, a, k)),
+        Passing::Raise(e) => Err(e),
+    }
+}
+
+/// Builds the exception `throw(typ, val, tb)` raises, with greenlet's checks.
+fn make_throw(py: Python<'_>, typ: &Bound<'_, PyAny>, val: &Bound<'_, PyAny>, tb: &Bound<'_, PyAny>) -> PyResult<PyErr> {
+    if !tb.is_none() && !tb.is_instance_of::<pyo3::types::PyTraceback>() {
+        return Err(PyTypeError::new_err("throw() third argument must be a traceback object"));
+    }
+    let exc = if let Ok(t) = typ.cast::<PyType>() {
+        if !t.is_subclass_of::<pyo3::exceptions::PyBaseException>()? {
+            return Err(PyTypeError::new_err(format!("exceptions must be classes, or instances, not {}", t.name()?)));
+        }
+        if val.is_instance(t)? {
+            val.clone()
+        } else if val.is_none() {
+            t.call0()?
+        } else if let Ok(tup) = val.cast::<PyTuple>() {
+            t.call1(tup.clone())?
+        } else {
+            t.call1((val,))?
+        }
+    } else if typ.is_instance_of::<pyo3::exceptions::PyBaseException>() {
+        if !val.is_none() {
+            return Err(PyTypeError::new_err("instance exception may not have a separate value"));
+        }
+        typ.clone()
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "exceptions must be classes, or instances, not {}",
+            typ.get_type().name()?
+        )));
+    };
+    let err = PyErr::from_value(exc);
+    if !tb.is_none() {
+        err.set_traceback(py, Some(tb.cast::<pyo3::types::PyTraceback>()?.clone()));
+    }
+    Ok(err)
+}
+
+fn check_parent(py: Python<'_>, slf: &Bound<'_, Greenlet>, p: &Bound<'_, Greenlet>) -> PyResult<()> {
+    let mut cur = Some(p.clone().unbind());
+    while let Some(g) = cur {
+        if g.is(slf) {
+            return Err(PyValueError::new_err("cyclic parent chain"));
+        }
+        cur = g.get().coro().parent.as_ref().map(|x| x.clone_ref(py));
+    }
+    if !Arc::ptr_eq(&p.get().coro().thread, &slf.get().coro().thread) {
+        return Err(PyValueError::new_err("parent cannot be on a different thread"));
+    }
+    Ok(())
+}
+
+#[pymethods]
+impl Greenlet {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn py_new(py: Python<'_>, _args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let td = thread_data(py)?;
+        // SAFETY: this thread's live data.
+        let (record, parent) = unsafe { ((*td).record.clone(), (*td).current.clone_ref(py)) };
+        Ok(Greenlet::with_thread(record, false, Some(parent)))
+    }
+
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __init__(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
+        // Parsed by hand so that an explicit `run=None` is kept (greenlet
+        // then reports `g.run` as None) while an omitted one is not.
+        if args.len() > 2 {
+            return Err(PyTypeError::new_err(format!("greenlet() takes at most 2 arguments ({} given)", args.len())));
+        }
+        let mut run = args.get_item(0).ok();
+        let mut parent = args.get_item(1).ok();
+        if let Some(kw) = kwargs {
+            for (k, v) in kw.iter() {
+                match k.extract::<String>()?.as_str() {
+                    "run" if run.is_none() => run = Some(v),
+                    "parent" if parent.is_none() => parent = Some(v),
+                    "run" | "parent" => {
+                        return Err(PyTypeError::new_err(format!("argument for greenlet() given by name ('{k}') and position")))
+                    }
+                    other => return Err(PyTypeError::new_err(format!("'{other}' is an invalid keyword argument for greenlet()"))),
+                }
+            }
+        }
+        if let Some(r) = run {
+            Greenlet::set_run(slf, Some(r))?;
+        }
+        if let Some(p) = parent.filter(|p| !p.is_none()) {
+            Greenlet::set_parent(slf, Some(p))?;
+        }
+        Ok(())
+    }
+
+    #[classattr]
+    #[pyo3(name = "GreenletExit")]
+    fn class_greenlet_exit(py: Python<'_>) -> Py<PyType> {
+        py.get_type::<GreenletExit>().unbind()
+    }
+
+    #[classattr]
+    #[pyo3(name = "error")]
+    fn class_error(py: Python<'_>) -> Py<PyType> {
+        py.get_type::<error>().unbind()
+    }
+
+    #[staticmethod]
+    #[pyo3(name = "getcurrent")]
+    fn static_getcurrent(py: Python<'_>) -> PyResult<Py<Greenlet>> {
+        getcurrent_py(py)
+    }
+
+    /// Switches to this greenlet, passing the arguments; returns what is passed
+    /// back when something switches to the caller again.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn switch(slf: &Bound<'_, Self>, args: Bound<'_, PyTuple>, kwargs: Option<Bound<'_, PyDict>>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let passing = Passing::Args(args.unbind(), kwargs.map(|k| k.unbind()));
+        switch::switch_to(py, slf, passing)
+    }
+
+    /// Switches to this greenlet and raises `typ(val)` there (GreenletExit by default).
+    #[pyo3(signature = (typ=None, val=None, tb=None))]
+    fn throw(slf: &Bound<'_, Self>, typ: Option<Bound<'_, PyAny>>, val: Option<Bound<'_, PyAny>>, tb: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let none = py.None().into_bound(py);
+        let typ = typ.unwrap_or_else(|| py.get_type::<GreenletExit>().into_any());
+        let err = make_throw(py, &typ, val.as_ref().unwrap_or(&none), tb.as_ref().unwrap_or(&none))?;
+        let was_dead = slf.get().coro().status == Status::Dead;
+        let r = switch::switch_to(py, slf, Passing::Raise(err));
+        if was_dead {
+            // greenlet: throwing into a dead greenlet lands in its parent; a
+            // GreenletExit there is turned into a plain return.
+            return switch::handle_exit(py, r);
+        }
+        r
+    }
+
+    #[getter]
+    fn dead(&self) -> bool {
+        let c = self.coro();
+        c.status == Status::Dead || (c.status == Status::Active && !c.thread.alive.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    fn __bool__(&self) -> bool {
+        let c = self.coro();
+        c.status == Status::Active && c.thread.alive.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    #[getter(run)]
+    fn get_run(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let c = slf.get().coro();
+        match (&c.run, c.status) {
+            (Some(r), Status::Unstarted) => Ok(r.clone_ref(slf.py())),
+            _ => Err(PyAttributeError::new_err("run")),
+        }
+    }
+
+    #[setter(run)]
+    fn set_run(slf: &Bound<'_, Self>, run: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        let c = slf.get().coro();
+        if c.status != Status::Unstarted {
+            return Err(PyAttributeError::new_err("run cannot be set after the start of the greenlet"));
+        }
+        c.run = run.map(|r| r.unbind());
+        Ok(())
+    }
+
+    #[deleter(parent)]
+    fn del_parent(&self) -> PyResult<()> {
+        Err(PyAttributeError::new_err("can't delete attribute"))
+    }
+
+    #[deleter(run)]
+    fn del_run(&self) -> PyResult<()> {
+        let c = self.coro();
+        if c.status != Status::Unstarted {
+            return Err(PyAttributeError::new_err("run cannot be set after the start of the greenlet"));
+        }
+        c.run = None;
+        Ok(())
+    }
+
+    #[deleter(gr_context)]
+    fn del_gr_context(&self) -> PyResult<()> {
+        Err(PyAttributeError::new_err("can't delete context attribute"))
+    }
+
+    #[getter(parent)]
+    fn get_parent(&self, py: Python<'_>) -> Option<Py<Greenlet>> {
+        self.coro().parent.as_ref().map(|p| p.clone_ref(py))
+    }
+
+    #[setter(parent)]
+    fn set_parent(slf: &Bound<'_, Self>, parent: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        let py = slf.py();
+        let Some(parent) = parent else {
+            return Err(PyAttributeError::new_err("can't delete attribute"));
+        };
+        let p = parent.cast::<Greenlet>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "GreenletChecker: Expected any type of greenlet, not {}",
+                parent.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            ))
+        })?;
+        if slf.get().coro().is_main {
+            return Err(PyAttributeError::new_err("cannot set the parent of a main greenlet"));
+        }
+        check_parent(py, slf, p)?;
+        let old = slf.get().coro().parent.replace(p.clone().unbind());
+        drop(old);
+        Ok(())
+    }
+
+    #[getter]
+    fn gr_frame(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let g = slf.get();
+        let c = g.coro();
+        if c.status != Status::Active || is_current(py, g) || !belongs_here(c) {
+            return Ok(py.None());
+        }
+        switch::suspended_top_frame(py, g)
+    }
+
+    #[getter]
+    fn gr_context(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let g = slf.get();
+        let c = g.coro();
+        let ptr = if is_current(py, g) {
+            // SAFETY: GIL held, our own thread state.
+            unsafe { weft_pystate::thread_context(ffi::PyThreadState_Get().cast()) }
+        } else {
+            if c.status == Status::Active && !belongs_here(c) && !c.is_main {
+                return Err(PyValueError::new_err("cannot get context of a greenlet that is running in a different thread"));
+            }
+            // SAFETY: GIL held.
+            unsafe { c.state.context() }
+        };
+        // SAFETY: a borrowed reference (or null) from the thread state or blob.
+        Ok(unsafe { Bound::from_borrowed_ptr_or_opt(py, ptr.cast()) }.map(|b| b.unbind()).unwrap_or_else(|| py.None()))
+    }
+
+    #[setter]
+    fn set_gr_context(slf: &Bound<'_, Self>, ctx: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        let py = slf.py();
+        let Some(ctx) = ctx else {
+            return Err(PyAttributeError::new_err("can't delete context attribute"));
+        };
+        let ptr = if ctx.is_none() {
+            std::ptr::null_mut()
+        } else {
+            // SAFETY: type check on a live object.
+            if unsafe { ffi::PyContext_CheckExact(ctx.as_ptr()) } == 0 {
+                return Err(PyTypeError::new_err("greenlet context must be a contextvars.Context or None"));
+            }
+            ctx.as_ptr()
+        };
+        let g = slf.get();
+        let c = g.coro();
+        if is_current(py, g) {
+            // SAFETY: GIL held, our own thread state.
+            unsafe { weft_pystate::set_thread_context(ffi::PyThreadState_Get().cast(), ptr.cast()) };
+        } else if c.status == Status::Active && !belongs_here(c) {
+            return Err(PyValueError::new_err("cannot set context of a greenlet that is running in a different thread"));
+        } else {
+            // SAFETY: GIL held.
+            unsafe { c.state.set_context(ptr.cast()) };
+        }
+        Ok(())
+    }
+
+    #[getter]
+    fn _stack_saved(&self) -> usize {
+        self.coro().slice.saved_bytes()
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let py = slf.py();
+        let g = slf.get();
+        let c = g.coro();
+        let tp = slf.get_type();
+        let name = format!("{}.{}", tp.module()?, tp.qualname()?);
+        let otid = Arc::as_ptr(&c.thread) as usize;
+        let mut flags = String::new();
+        if c.status == Status::Active && !c.thread.alive.load(std::sync::atomic::Ordering::Acquire) {
+            flags.push_str(" (thread exited) dead");
+        } else {
+            match c.status {
+                Status::Active => {
+                    flags.push_str(if is_current(py, g) { " current" } else { " suspended" });
+                    flags.push_str(" active started");
+                    if c.is_main {
+                        flags.push_str(" main");
+                    }
+                }
+                Status::Unstarted => flags.push_str(" pending"),
+                Status::Dead => flags.push_str(" dead"),
+            }
+        }
+        Ok(format!("<{name} object at {:#x} (otid={otid:#x}){flags}>", slf.as_ptr() as usize))
+    }
+
+    fn __getstate__(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Err(PyTypeError::new_err(format!("cannot serialize '{}' object", slf.get_type().name()?)))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let c = self.coro();
+        if let Some(p) = &c.parent {
+            visit.call(p)?;
+        }
+        if let Some(r) = &c.run {
+            visit.call(r)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let c = self.coro();
+        // Only greenlets that cannot run again are cleared (see typeslots::is_gc).
+        if c.status != Status::Active || !c.thread.alive.load(std::sync::atomic::Ordering::Acquire) {
+            c.run = None;
+            if !c.is_main {
+                c.parent = None;
+            }
+        }
+    }
+}
+
+impl Drop for Coro {
+    fn drop(&mut self) {
+        // SAFETY: PyO3 drops pyclass contents inside tp_dealloc, with the GIL.
+        let py = unsafe { Python::assume_attached() };
+        switch::forget_suspended(py, self);
+        // SAFETY: GIL held.
+        unsafe { self.state.clear() };
+    }
+}
+
+#[pyfunction]
+fn getcurrent(py: Python<'_>) -> PyResult<Py<Greenlet>> {
+    getcurrent_py(py)
+}
+
+/// Sets this thread's switch tracer; returns the previous one (or None).
+#[pyfunction]
+fn settrace(py: Python<'_>, callback: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let td = thread_data(py)?;
+    let new = if callback.is_none() { None } else { Some(callback.unbind()) };
+    // SAFETY: this thread's live data.
+    let old = unsafe { std::mem::replace(&mut (*td).trace, new) };
+    Ok(old.unwrap_or_else(|| py.None()))
+}
+
+#[pyfunction]
+fn gettrace(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    let td = thread_data(py)?;
+    // SAFETY: this thread's live data.
+    Ok(unsafe { (*td).trace.as_ref().map(|t| t.clone_ref(py)) }.unwrap_or_else(|| py.None()))
+}
+
+/// Number of OS threads that have a main greenlet and are still alive.
+#[pyfunction]
+fn _live_main_greenlets() -> usize {
+    thread::LIVE_MAIN_GREENLETS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Pending kills queued for this thread by other threads.
+#[pyfunction]
+fn _pending_kills(py: Python<'_>) -> PyResult<usize> {
+    let td = thread_data(py)?;
+    // SAFETY: this thread's live data.
+    let record = unsafe { &(*td).record };
+    Ok(record.pending_kills.lock().map(|v| v.len()).unwrap_or(0))
+}
+
+/// Size of the Python data-stack chunk a new greenlet starts with.
+#[pyfunction]
+fn _set_root_chunk_bytes(n: usize) {
+    weft_pystate::set_root_chunk_bytes(n)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    if !weft_pystate::layout_ok() {
+        return Err(pyo3::exceptions::PyImportError::new_err("weft: pystate layout mismatch between Rust and C"));
+    }
+    // SAFETY: reading the running interpreter's version constant.
+    let running = unsafe { ffi::Py_Version } as u32;
+    if running >> 16 != weft_pystate::built_for() >> 16 {
+        return Err(pyo3::exceptions::PyImportError::new_err(format!(
+            "weft was built for CPython {:#x} but runs on {:#x}; rebuild it for this interpreter",
+            weft_pystate::built_for(),
+            running
+        )));
+    }
+    m.add_class::<Greenlet>()?;
+    typeslots::install(py)?;
+    m.add("GreenletExit", py.get_type::<GreenletExit>())?;
+    m.add("error", py.get_type::<error>())?;
+    m.add_function(wrap_pyfunction!(getcurrent, m)?)?;
+    m.add_function(wrap_pyfunction!(settrace, m)?)?;
+    m.add_function(wrap_pyfunction!(gettrace, m)?)?;
+    m.add_function(wrap_pyfunction!(_live_main_greenlets, m)?)?;
+    m.add_function(wrap_pyfunction!(_pending_kills, m)?)?;
+    m.add_function(wrap_pyfunction!(_set_root_chunk_bytes, m)?)?;
+    Ok(())
+}

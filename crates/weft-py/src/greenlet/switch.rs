@@ -1,0 +1,354 @@
+//! The switch: find the greenlet that should run, move the stack and the
+//! interpreter state, and hand over what the switch carries.
+//!
+//! Nothing that must survive a switch lives in a Rust local of the switching
+//! frames: in-flight values go through the thread's `ThreadData`.
+use std::ffi::c_void;
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyString, PyTuple};
+use pyo3::ffi;
+
+use weft_stack::{Arrival, Slice};
+
+use super::thread::{thread_data, thread_data_if_any, Passing, ThreadData};
+use super::{error_new, Coro, Greenlet, GreenletExit, Status};
+
+fn ts() -> *mut weft_pystate::ThreadState {
+    // SAFETY: callers hold the GIL.
+    unsafe { ffi::PyThreadState_Get().cast() }
+}
+
+/// Switches to `target` (or, if it is dead, its nearest live ancestor),
+/// carrying `passing`; returns what is carried back to us.
+pub(crate) fn switch_to(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: Passing) -> PyResult<Py<PyAny>> {
+    let td = thread_data(py)?;
+    // SAFETY: this thread's live data; see module docs on in-flight values.
+    unsafe {
+        drain_pending_kills(py, td);
+        if !Arc::ptr_eq(&target.get().coro().thread, &(*td).record) {
+            return Err(error_new("cannot switch to a different thread"));
+        }
+        let mut t: Py<Greenlet> = target.clone().unbind();
+        loop {
+            let c = t.get().coro();
+            match c.status {
+                Status::Active | Status::Unstarted => break,
+                Status::Dead => match &c.parent {
+                    Some(p) => t = p.clone_ref(py),
+                    None => return Err(error_new("cannot switch to a dead greenlet that has no parent")),
+                },
+            }
+        }
+        if t.is((*td).current.bind(py)) {
+            return super::deliver(py, passing);
+        }
+        if !t.get().coro().thread.alive.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(error_new("cannot switch to a greenlet of a thread that has exited"));
+        }
+        (*td).passing = Some(passing);
+        if t.get().coro().status == Status::Unstarted {
+            if let Err(e) = prepare_start(py, td, t.bind(py)) {
+                (*td).passing = None;
+                return Err(e);
+            }
+            start(td, t.as_ptr());
+        } else {
+            switch_stack(td, t.as_ptr());
+        }
+        arrived(py)
+    }
+}
+
+/// Looks up `run` before the stack moves, so a missing one fails in the caller.
+unsafe fn prepare_start(py: Python<'_>, td: *mut ThreadData, t: &Bound<'_, Greenlet>) -> PyResult<()> {
+    let run = t.getattr(pyo3::intern!(py, "run"))?;
+    if t.get().coro().status != Status::Unstarted {
+        return Err(error_new("the greenlet was started while its run attribute was looked up"));
+    }
+    // SAFETY: this thread's live data.
+    unsafe { (*td).starting_run = Some(run.unbind()) };
+    Ok(())
+}
+
+/// Runs in the target once its stack and interpreter state are in place: makes
+/// it current, calls the tracer, releases the origin, returns what it was sent.
+unsafe fn arrived(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    let td = thread_data_if_any().expect("a switch ran without thread data");
+    // SAFETY: this thread's live data.
+    let passing = unsafe { (*td).passing.take() }.unwrap_or_else(|| Passing::Raise(error_new("switched to without a value")));
+    let passing = unsafe { trace_and_release(py, td, passing) };
+    super::deliver(py, passing)
+}
+
+/// Common tail of every arrival: the origin was saved in `switching_from`.
+unsafe fn trace_and_release(py: Python<'_>, td: *mut ThreadData, passing: Passing) -> Passing {
+    // SAFETY: this thread's live data.
+    let origin = unsafe { (*td).switching_from.take() };
+    let tracer = unsafe { (*td).trace.as_ref().map(|t| t.clone_ref(py)) };
+    let mut passing = passing;
+    if let (Some(tracer), Some(origin)) = (tracer, origin.as_ref()) {
+        let event = if matches!(passing, Passing::Raise(_)) { "throw" } else { "switch" };
+        let target = unsafe { (*td).current.clone_ref(py) };
+        if let Err(e) = tracer.call1(py, (PyString::new(py, event), (origin.clone_ref(py), target))) {
+            // A failing tracer is removed and its error replaces the value.
+            unsafe { (*td).trace = None };
+            passing = Passing::Raise(e);
+        }
+    }
+    drop(origin);
+    passing
+}
+
+/// Moves the stack to an active `target` and restores its interpreter state.
+#[inline(never)]
+unsafe fn switch_stack(td: *mut ThreadData, target: Obj) {
+    // SAFETY: GIL held; `td` is this thread's; `target` is alive (the caller
+    // holds a reference until `current` takes one below) and of this thread.
+    unsafe {
+        let cc = (*td).current.get().coro();
+        if cc.status == Status::Active {
+            cc.state.save(ts());
+        }
+        (*td).switching_to = target;
+        let arrival = weft_stack::switch(&mut cc.slice, &mut payload(target).coro().slice);
+        debug_assert_eq!(arrival, Arrival::Resumed);
+        land()
+    }
+}
+
+/// After the stack moved: we are `switching_to`; restore it and make it current.
+unsafe fn land() {
+    // SAFETY: called right after a switch, on the target's stack, with the GIL.
+    unsafe {
+        let td = thread_data_if_any().expect("thread data during a switch");
+        let target = (*td).switching_to;
+        payload(target).coro().state.restore(ts());
+        make_current(td, target);
+    }
+}
+
+unsafe fn make_current(td: *mut ThreadData, target: Obj) {
+    // SAFETY: `target` is a live greenlet object; `current` takes a new reference
+    // and the origin's is kept until `trace_and_release`.
+    unsafe {
+        let py = Python::assume_attached();
+        let new: Py<Greenlet> = Bound::from_borrowed_ptr(py, target).cast_into_unchecked::<Greenlet>().unbind();
+        let old = std::mem::replace(&mut (*td).current, new);
+        (*td).switching_from = Some(old);
+    }
+}
+
+/// A greenlet object pointer; the object is kept alive by whoever passes it.
+type Obj = *mut ffi::PyObject;
+
+/// The Rust payload of a greenlet object.
+unsafe fn payload<'a>(p: Obj) -> &'a Greenlet {
+    // SAFETY: `p` is a live object of type greenlet (or a subclass).
+    unsafe {
+        let py = Python::assume_attached();
+        let b = pyo3::Borrowed::from_ptr(py, p).cast_unchecked::<Greenlet>();
+        &*(b.get() as *const Greenlet)
+    }
+}
+
+/// Starts `target`: the new coroutine owns the C stack below `marker`.
+#[inline(never)]
+unsafe fn start(td: *mut ThreadData, target: Obj) {
+    let marker = core::hint::black_box(0usize);
+    // SAFETY: `marker` stays alive while this frame does, which is as long as the
+    // origin is suspended in `initial_stub` below (invariant S4 of weft-stack).
+    unsafe {
+        let tc = payload(target).coro();
+        tc.slice.begin(&marker as *const usize as *mut u8, &mut (*td).current.get().coro().slice);
+        tc.status = Status::Active;
+        initial_stub(td, target);
+    }
+    core::hint::black_box(&marker);
+}
+
+#[inline(never)]
+unsafe fn initial_stub(td: *mut ThreadData, target: Obj) {
+    // SAFETY: as in `switch_stack`.
+    unsafe {
+        let cc = (*td).current.get().coro();
+        if cc.status == Status::Active {
+            cc.state.save(ts());
+        }
+        (*td).switching_to = target;
+        match weft_stack::switch(&mut cc.slice, &mut payload(target).coro().slice) {
+            Arrival::Resumed => land(),
+            Arrival::Started => {
+                let tc = payload(target).coro();
+                tc.slice.mark_running();
+                tc.state.run_new(ts(), body_entry, target as *mut c_void);
+                // run_new only returns when no data stack could be allocated.
+                ffi::Py_FatalError(c"weft: out of memory starting a greenlet".as_ptr());
+            }
+        }
+    }
+}
+
+unsafe extern "C" fn body_entry(arg: *mut c_void) {
+    // No unwinding may cross the frames of a switch: a panic here is fatal.
+    let r = std::panic::catch_unwind(|| {
+        // SAFETY: we run as the new greenlet with the GIL held.
+        unsafe { body(arg as Obj) }
+    });
+    if r.is_err() {
+        eprintln!("weft: a Rust panic escaped a greenlet body; aborting");
+        std::process::abort();
+    }
+}
+
+/// The life of a greenlet: run, then hand the result to the first live parent.
+unsafe fn body(me: Obj) {
+    // SAFETY: we are the running greenlet `me`, with the GIL.
+    unsafe {
+        let py = Python::assume_attached();
+        let td = thread_data_if_any().expect("thread data in a new greenlet");
+        make_current(td, me);
+        let passing = (*td).passing.take().unwrap_or_else(|| Passing::Raise(error_new("started without a value")));
+        let run = (*td).starting_run.take();
+        let passing = trace_and_release(py, td, passing);
+        payload(me).coro().run = None;
+        let result = match (passing, run) {
+            (Passing::Args(a, k), Some(run)) => run.bind(py).call(a.bind(py), k.as_ref().map(|k| k.bind(py))).map(|v| v.unbind()),
+            (Passing::Args(..), None) => Err(error_new("greenlet started without a run callable")),
+            (Passing::Raise(e), _) => Err(e),
+        };
+        let outcome = match handle_exit(py, result) {
+            Ok(v) => Passing::Args(PyTuple::new(py, [v]).expect("1-tuple").unbind(), None),
+            Err(e) => Passing::Raise(e),
+        };
+        die_and_switch_to_parent(py, td, me, outcome);
+    }
+}
+
+/// greenlet's rule: a GreenletExit that ends a greenlet becomes its return value.
+pub(crate) fn handle_exit(py: Python<'_>, r: PyResult<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+    match r {
+        Err(e) if e.is_instance_of::<GreenletExit>(py) => Ok(e.into_value(py).into_any()),
+        other => other,
+    }
+}
+
+unsafe fn die_and_switch_to_parent(py: Python<'_>, td: *mut ThreadData, me: Obj, outcome: Passing) -> ! {
+    // SAFETY: we are `me`, running, with the GIL; after the switch below this
+    // stack is never used again.
+    unsafe {
+        let mc = payload(me).coro();
+        weft_pystate::finish(ts());
+        mc.status = Status::Dead;
+        mc.slice.mark_dead();
+        // Walk up the parents: the first live one gets the outcome; an unstarted
+        // one that cannot start passes its failure on to the next.
+        let mut outcome = outcome;
+        let mut p = mc.parent.as_ref().map(|p| p.clone_ref(py));
+        while let Some(g) = p {
+            let status = g.get().coro().status;
+            let here = Arc::ptr_eq(&g.get().coro().thread, &(*td).record);
+            let next = g.get().coro().parent.as_ref().map(|p| p.clone_ref(py));
+            if status != Status::Dead && here {
+                // `g` stays referenced by the parent chain of `me`, which the
+                // target releases only once it runs.
+                let target = g.as_ptr();
+                (*td).passing = Some(outcome);
+                if status == Status::Active {
+                    drop(g);
+                    switch_stack(td, target);
+                    unreachable!("a finished greenlet was resumed");
+                }
+                match prepare_start(py, td, g.bind(py)) {
+                    Ok(()) => {
+                        drop(g);
+                        start(td, target);
+                        unreachable!("a finished greenlet was resumed");
+                    }
+                    Err(e) => outcome = Passing::Raise(e),
+                }
+            }
+            p = next;
+        }
+        ffi::Py_FatalError(c"weft: a finished greenlet has no live parent to return to".as_ptr())
+    }
+}
+
+/// Kills greenlets of this thread whose last reference another thread dropped.
+pub(crate) unsafe fn drain_pending_kills(py: Python<'_>, td: *mut ThreadData) {
+    // SAFETY: this thread's live data.
+    let pending: Vec<Py<Greenlet>> = unsafe {
+        let record = &(*td).record;
+        let mut q = record.pending_kills.lock().unwrap_or_else(|e| e.into_inner());
+        if q.is_empty() {
+            return;
+        }
+        std::mem::take(&mut *q)
+    };
+    for g in pending {
+        kill(py, g.bind(py));
+    }
+}
+
+/// Raises GreenletExit in a suspended greenlet of this thread, with the running
+/// greenlet as its parent so that it comes back here when it exits.
+pub(crate) fn kill(py: Python<'_>, g: &Bound<'_, Greenlet>) {
+    let c = g.get().coro();
+    if c.status != Status::Active || c.is_main {
+        return;
+    }
+    let Ok(cur) = super::getcurrent_py(py) else { return };
+    let old_parent = c.parent.replace(cur);
+    let r = switch_to(py, g, Passing::Raise(GreenletExit::new_err(())));
+    if let Err(e) = r {
+        e.write_unraisable(py, Some(g.as_any()));
+    }
+    // A greenlet that refused to die keeps the parent it had.
+    if g.get().coro().status == Status::Active {
+        let _ = std::mem::replace(&mut g.get().coro().parent, old_parent);
+    } else {
+        drop(old_parent);
+    }
+}
+
+/// Drops a greenlet that is still suspended and will never run again (its
+/// thread died, or it refused to die): its stack bytes are forgotten and it
+/// leaves the running slice's chain.
+pub(crate) fn forget_suspended(_py: Python<'_>, c: &mut Coro) {
+    if c.status != Status::Active || c.is_main {
+        return;
+    }
+    if let Some(td) = thread_data_if_any() {
+        // SAFETY: this thread's live data; the chain only holds this thread's slices.
+        unsafe {
+            if Arc::ptr_eq(&c.thread, &(*td).record) {
+                let cur = (*td).current.get().coro();
+                Slice::unlink(&mut cur.slice, &mut c.slice);
+            }
+        }
+    }
+    c.slice.abandon();
+    c.status = Status::Dead;
+}
+
+/// gr_frame of a suspended greenlet of this thread.
+pub(crate) fn suspended_top_frame(py: Python<'_>, g: &Greenlet) -> PyResult<Py<PyAny>> {
+    unsafe extern "C" fn read(ctx: *mut c_void, dst: *mut c_void, src: *const c_void, n: usize) {
+        // SAFETY: `ctx` is the suspended greenlet's slice; pystate.c reads frames
+        // of that greenlet only.
+        unsafe { (*(ctx as *const Slice)).read_as_seen(dst.cast(), src.cast(), n) }
+    }
+    let c = g.coro();
+    // SAFETY: GIL held; the greenlet is suspended in this thread.
+    let f = unsafe { c.state.top_frame(ts(), read, &mut c.slice as *mut Slice as *mut c_void) };
+    if f.is_null() {
+        return match PyErr::take(py) {
+            Some(e) => Err(e),
+            None => Ok(py.None()),
+        };
+    }
+    // SAFETY: a new reference from pystate.c.
+    Ok(unsafe { Bound::from_owned_ptr(py, f.cast()) }.unbind())
+}
+

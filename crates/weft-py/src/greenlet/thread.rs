@@ -1,0 +1,114 @@
+//! Per-OS-thread coroutine bookkeeping: the main greenlet, the running one,
+//! and the values in flight during a switch (they cannot live on a stack that
+//! is being swapped out).
+use std::cell::UnsafeCell;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+use super::Greenlet;
+
+/// Shared between a thread and every greenlet created in it; outlives the thread.
+pub struct ThreadRecord {
+    pub alive: AtomicBool,
+    /// Suspended greenlets whose last reference was dropped by another thread:
+    /// killed by their own thread at its next switch.
+    pub pending_kills: Mutex<Vec<Py<Greenlet>>>,
+}
+
+/// What a switch carries to the coroutine it resumes.
+pub enum Passing {
+    Args(Py<PyTuple>, Option<Py<PyDict>>),
+    Raise(PyErr),
+}
+
+pub struct ThreadData {
+    pub record: Arc<ThreadRecord>,
+    pub main: Py<Greenlet>,
+    pub current: Py<Greenlet>,
+    pub passing: Option<Passing>,
+    /// The greenlet object a switch in progress goes to (borrowed).
+    pub switching_to: *mut pyo3::ffi::PyObject,
+    /// The greenlet a switch came from, released once the target runs.
+    pub switching_from: Option<Py<Greenlet>>,
+    /// The callable a starting greenlet will run.
+    pub starting_run: Option<Py<PyAny>>,
+    pub trace: Option<Py<PyAny>>,
+}
+
+/// References a dead thread left behind: released by the next thread that holds
+/// the GIL and enters weft (a thread's TLS destructor may run without it).
+static ORPHANS: Mutex<Vec<Py<PyAny>>> = Mutex::new(Vec::new());
+pub static LIVE_MAIN_GREENLETS: AtomicUsize = AtomicUsize::new(0);
+
+struct Slot(UnsafeCell<Option<ThreadData>>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(td) = self.0.get_mut().take() {
+            td.record.alive.store(false, Ordering::Release);
+            LIVE_MAIN_GREENLETS.fetch_sub(1, Ordering::Relaxed);
+            let mut orphans = ORPHANS.lock().unwrap_or_else(|e| e.into_inner());
+            orphans.push(td.main.into_any());
+            orphans.push(td.current.into_any());
+            orphans.extend(td.trace);
+            orphans.extend(td.switching_from.map(|g| g.into_any()));
+            orphans.extend(td.starting_run);
+            for g in td.record.pending_kills.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+                orphans.push(g.into_any());
+            }
+        }
+    }
+}
+
+thread_local! {
+    static SLOT: Slot = const { Slot(UnsafeCell::new(None)) };
+}
+
+/// Releases what dead threads left behind. Needs the GIL.
+pub fn release_orphans(_py: Python<'_>) {
+    let taken: Vec<Py<PyAny>> = {
+        let mut o = ORPHANS.lock().unwrap_or_else(|e| e.into_inner());
+        if o.is_empty() {
+            return;
+        }
+        std::mem::take(&mut *o)
+    };
+    drop(taken);
+}
+
+/// This thread's data, created with its main greenlet on first use. The
+/// pointer stays valid until the thread exits; the GIL serialises all access.
+pub fn thread_data(py: Python<'_>) -> PyResult<*mut ThreadData> {
+    let p = SLOT.try_with(|s| s.0.get()).map_err(|_| super::error_new("weft: thread is exiting"))?;
+    // SAFETY: this thread's own slot; the GIL is held and nobody else reaches it.
+    unsafe {
+        if let Some(td) = (*p).as_mut() {
+            return Ok(td as *mut ThreadData);
+        }
+        release_orphans(py);
+        let record = Arc::new(ThreadRecord { alive: AtomicBool::new(true), pending_kills: Mutex::new(Vec::new()) });
+        let main = Greenlet::new_main(py, record.clone())?;
+        LIVE_MAIN_GREENLETS.fetch_add(1, Ordering::Relaxed);
+        *p = Some(ThreadData {
+            record,
+            current: main.clone_ref(py),
+            main,
+            passing: None,
+            switching_to: ptr::null_mut(),
+            switching_from: None,
+            starting_run: None,
+            trace: None,
+        });
+        Ok((*p).as_mut().unwrap() as *mut ThreadData)
+    }
+}
+
+/// This thread's data if it exists already.
+pub fn thread_data_if_any() -> Option<*mut ThreadData> {
+    // SAFETY: as in `thread_data`.
+    SLOT.try_with(|s| unsafe { (*s.0.get()).as_mut().map(|t| t as *mut ThreadData) }).ok().flatten()
+}

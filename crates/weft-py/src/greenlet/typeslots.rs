@@ -1,0 +1,87 @@
+//! Type slots PyO3 does not generate for us, installed once on the greenlet
+//! type right after it is created (subclasses inherit them):
+//! * `tp_finalize` (PEP 442): dropping the last reference to a suspended
+//!   greenlet kills it with GreenletExit in its own thread; the object is
+//!   alive (resurrected) while that runs.
+//! * `tp_dealloc`: PyO3's, preceded by the finalizer call PEP 442 asks for.
+//! * `tp_is_gc`: a suspended greenlet is not garbage: only its own frames
+//!   know what it references, so the collector must leave it alone.
+use std::os::raw::c_int;
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+use super::{Greenlet, Status};
+
+static PYO3_DEALLOC: OnceLock<unsafe extern "C" fn(*mut ffi::PyObject)> = OnceLock::new();
+
+pub fn install(py: Python<'_>) -> PyResult<()> {
+    let tp = py.get_type::<Greenlet>().as_type_ptr();
+    // SAFETY: the type was just created and has no instances or subclasses yet;
+    // PyType_Modified invalidates any cached slot lookups.
+    unsafe {
+        let Some(orig) = (*tp).tp_dealloc else {
+            return Err(pyo3::exceptions::PyImportError::new_err("weft: greenlet type has no tp_dealloc"));
+        };
+        if PYO3_DEALLOC.set(orig).is_err() && PYO3_DEALLOC.get() != Some(&orig) {
+            return Err(pyo3::exceptions::PyImportError::new_err("weft: greenlet type created twice"));
+        }
+        (*tp).tp_dealloc = Some(dealloc);
+        (*tp).tp_finalize = Some(finalize);
+        (*tp).tp_is_gc = Some(is_gc);
+        ffi::PyType_Modified(tp);
+    }
+    Ok(())
+}
+
+fn payload(obj: &*mut ffi::PyObject) -> &Greenlet {
+    // SAFETY: these slots are only called on greenlet instances, with the GIL.
+    unsafe {
+        let py = Python::assume_attached();
+        let b = pyo3::Borrowed::from_ptr(py, *obj).cast_unchecked::<Greenlet>();
+        &*(b.get() as *const Greenlet)
+    }
+}
+
+unsafe extern "C" fn dealloc(obj: *mut ffi::PyObject) {
+    // SAFETY: called by CPython as tp_dealloc with refcount 0 and the GIL.
+    unsafe {
+        if ffi::PyObject_CallFinalizerFromDealloc(obj) < 0 {
+            return; // resurrected: queued for a kill in its own thread
+        }
+        (PYO3_DEALLOC.get().expect("installed"))(obj)
+    }
+}
+
+unsafe extern "C" fn finalize(obj: *mut ffi::PyObject) {
+    // SAFETY: tp_finalize runs with the GIL on a live (possibly resurrected) object.
+    let py = unsafe { Python::assume_attached() };
+    let saved = PyErr::take(py);
+    let g = payload(&obj);
+    let c = g.coro();
+    if c.status == Status::Active && !c.is_main && c.thread.alive.load(Ordering::Acquire) {
+        let here = super::thread::thread_data_if_any()
+            // SAFETY: this thread's live data.
+            .map(|td| std::sync::Arc::ptr_eq(&c.thread, unsafe { &(*td).record }))
+            .unwrap_or(false);
+        // SAFETY: `obj` is alive for the duration of the finalizer.
+        let bound = unsafe { Bound::from_borrowed_ptr(py, obj).cast_into_unchecked::<Greenlet>() };
+        if here {
+            super::switch::kill(py, &bound);
+        } else {
+            // Its own thread kills it; this reference keeps it alive until then.
+            c.thread.pending_kills.lock().unwrap_or_else(|e| e.into_inner()).push(bound.unbind());
+        }
+    }
+    if let Some(e) = saved {
+        e.restore(py);
+    }
+}
+
+unsafe extern "C" fn is_gc(obj: *mut ffi::PyObject) -> c_int {
+    let c = payload(&obj).coro();
+    let suspended = c.status == Status::Active && !c.is_main && c.thread.alive.load(Ordering::Acquire);
+    (!suspended) as c_int
+}

@@ -1,0 +1,285 @@
+//! `weft._weft.wire_dumps` / `wire_loads`: the Rust wire codec (crate
+//! `weft-wire`) with the same Python semantics as the pure-Python twin
+//! `weft._bootstrap.wire.dumps` / `loads` (docs/wire.md). Errors are that
+//! module's `DumpError` / `LoadError` classes, so callers catch one family.
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{
+    PyBool, PyBytes, PyComplex, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString,
+    PyTuple, PyType,
+};
+use weft_wire::{LoadOptions, Value, MAX_DEPTH, MAX_INT_DIGITS};
+
+const ERRORS_MODULE: &str = "weft._bootstrap.wire";
+
+fn error_type<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyType>>,
+    name: &str,
+) -> PyResult<Bound<'py, PyType>> {
+    Ok(cell.import(py, ERRORS_MODULE, name)?.clone())
+}
+
+fn dump_error(py: Python<'_>, msg: String) -> PyErr {
+    static T: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    match error_type(py, &T, "DumpError") {
+        Ok(t) => PyErr::from_type(t, msg),
+        Err(e) => e,
+    }
+}
+
+fn load_error(py: Python<'_>, msg: String) -> PyErr {
+    static T: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    match error_type(py, &T, "LoadError") {
+        Ok(t) => PyErr::from_type(t, msg),
+        Err(e) => e,
+    }
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    let tp = obj.get_type();
+    let qual = tp
+        .qualname()
+        .map(|s| s.to_string())
+        .unwrap_or_else(|_| "?".into());
+    match tp.module().map(|s| s.to_string()) {
+        Ok(m) if m != "builtins" => format!("{m}.{qual}"),
+        _ => qual,
+    }
+}
+
+/// Python object -> Value, mirroring `_save` in the Python twin.
+fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
+    let py = obj.py();
+    if obj.is_none() {
+        return Ok(Value::None);
+    }
+    if obj.is_exact_instance_of::<PyBool>() {
+        return Ok(Value::Bool(obj.is_truthy()?));
+    }
+    if obj.is_exact_instance_of::<PyInt>() {
+        if let Ok(i) = obj.extract::<i64>() {
+            return Ok(Value::Int(i));
+        }
+        let text = obj
+            .str()
+            .map_err(|e| dump_error(py, format!("int too large to serialize: {e}")))?
+            .to_string();
+        let digits = text.strip_prefix('-').unwrap_or(&text).len();
+        if digits > MAX_INT_DIGITS {
+            return Err(dump_error(
+                py,
+                format!(
+                    "int with {} decimal digits exceeds the limit of {MAX_INT_DIGITS}",
+                    text.len()
+                ),
+            ));
+        }
+        return Ok(Value::BigInt(text));
+    }
+    if obj.is_exact_instance_of::<PyFloat>() {
+        return Ok(Value::Float(obj.extract::<f64>()?));
+    }
+    if let Ok(c) = obj.cast_exact::<PyComplex>() {
+        return Ok(Value::Complex(c.real(), c.imag()));
+    }
+    if let Ok(b) = obj.cast_exact::<PyBytes>() {
+        return Ok(Value::Bytes(b.as_bytes().to_vec()));
+    }
+    if let Ok(s) = obj.cast_exact::<PyString>() {
+        let s = s
+            .to_str()
+            .map_err(|e| dump_error(py, format!("str is not UTF-8 encodable: {e}")))?;
+        return Ok(Value::Str(s.to_owned()));
+    }
+    let is_container = obj.is_exact_instance_of::<PyTuple>()
+        || obj.is_exact_instance_of::<PyList>()
+        || obj.is_exact_instance_of::<PyDict>()
+        || obj.is_exact_instance_of::<PySet>()
+        || obj.is_exact_instance_of::<PyFrozenSet>();
+    if is_container {
+        let depth = depth + 1;
+        if depth > MAX_DEPTH {
+            return Err(dump_error(
+                py,
+                format!(
+                    "containers nested deeper than {MAX_DEPTH} (a self-referencing {}?)",
+                    type_name(obj)
+                ),
+            ));
+        }
+        if let Ok(d) = obj.cast_exact::<PyDict>() {
+            let mut pairs = Vec::with_capacity(d.len());
+            for (k, v) in d.iter() {
+                pairs.push((to_value(&k, depth)?, to_value(&v, depth)?));
+            }
+            return Ok(Value::Dict(pairs));
+        }
+        let mut items = Vec::new();
+        for item in obj.try_iter()? {
+            items.push(to_value(&item?, depth)?);
+        }
+        return Ok(if obj.is_exact_instance_of::<PyTuple>() {
+            Value::Tuple(items)
+        } else if obj.is_exact_instance_of::<PyList>() {
+            Value::List(items)
+        } else if obj.is_exact_instance_of::<PySet>() {
+            Value::Set(items)
+        } else {
+            Value::FrozenSet(items)
+        });
+    }
+    let cid = match obj.getattr(pyo3::intern!(py, "_weft_channel_id")) {
+        Ok(c) => c,
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) => {
+            return Err(dump_error(
+                py,
+                format!(
+                    "can't serialize object of type {} (supported: None, bool, int, float, complex, \
+                     bytes, str, tuple, list, dict, set, frozenset, channels)",
+                    type_name(obj)
+                ),
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    if !cid.is_none() {
+        if cid.is_exact_instance_of::<PyInt>() {
+            if let Ok(id) = cid.extract::<u32>() {
+                if id <= i32::MAX as u32 {
+                    return Ok(Value::Channel(id));
+                }
+            }
+        }
+        return Err(dump_error(
+            py,
+            format!(
+                "{}._weft_channel_id is {}, expected an int in 0..2**31-1",
+                type_name(obj),
+                cid.repr()?
+            ),
+        ));
+    }
+    Err(dump_error(
+        py,
+        format!("can't serialize object of type {}", type_name(obj)),
+    ))
+}
+
+/// Value -> Python object.
+fn to_py<'py>(
+    py: Python<'py>,
+    v: Value,
+    factory: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let collect = |items: Vec<Value>| -> PyResult<Vec<Bound<'py, PyAny>>> {
+        items.into_iter().map(|x| to_py(py, x, factory)).collect()
+    };
+    Ok(match v {
+        Value::None => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, b).to_owned().into_any(),
+        Value::Int(i) => i.into_pyobject(py)?.into_any(),
+        Value::BigInt(s) => py
+            .get_type::<PyInt>()
+            .call1((s,))
+            .map_err(|e| load_error(py, format!("long int not convertible: {e}")))?,
+        Value::Float(f) => PyFloat::new(py, f).into_any(),
+        Value::Complex(re, im) => PyComplex::from_doubles(py, re, im).into_any(),
+        Value::Bytes(b) => PyBytes::new(py, &b).into_any(),
+        Value::Str(s) => PyString::new(py, &s).into_any(),
+        Value::Tuple(items) => PyTuple::new(py, collect(items)?)?.into_any(),
+        Value::List(items) => PyList::new(py, collect(items)?)?.into_any(),
+        Value::Set(items) => PySet::new(py, collect(items)?)
+            .map_err(|_| load_error(py, "unhashable item in set".into()))?
+            .into_any(),
+        Value::FrozenSet(items) => PyFrozenSet::new(py, collect(items)?)
+            .map_err(|_| load_error(py, "unhashable item in frozenset".into()))?
+            .into_any(),
+        Value::Dict(pairs) => {
+            let d = PyDict::new(py);
+            for (k, x) in pairs {
+                let k = to_py(py, k, factory)?;
+                let x = to_py(py, x, factory)?;
+                if let Err(e) = d.set_item(&k, x) {
+                    if e.is_instance_of::<pyo3::exceptions::PyTypeError>(py) {
+                        return Err(load_error(
+                            py,
+                            format!("unhashable dict key of type {}", type_name(&k)),
+                        ));
+                    }
+                    return Err(e);
+                }
+            }
+            d.into_any()
+        }
+        Value::Channel(id) => match factory {
+            Some(f) => f.call1((id,))?,
+            None => {
+                return Err(load_error(
+                    py,
+                    format!("channel reference {id} but no channel_factory was given"),
+                ))
+            }
+        },
+    })
+}
+
+/// Serialize `obj` exactly as `weft._bootstrap.wire.dumps`.
+#[pyfunction]
+#[pyo3(signature = (obj, versioned = false))]
+pub fn wire_dumps<'py>(obj: &Bound<'py, PyAny>, versioned: bool) -> PyResult<Bound<'py, PyBytes>> {
+    let py = obj.py();
+    let value = to_value(obj, 0)?;
+    let bytes = if versioned {
+        weft_wire::encode_versioned(&value)
+    } else {
+        weft_wire::encode(&value)
+    }
+    .map_err(|e| dump_error(py, e.to_string()))?;
+    Ok(PyBytes::new(py, &bytes))
+}
+
+/// Deserialize one value exactly as `weft._bootstrap.wire.loads`.
+#[pyfunction]
+#[pyo3(signature = (data, channel_factory = None, versioned = false, py2str_as_py3str = true, py3str_as_py2str = false))]
+pub fn wire_loads<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    channel_factory: Option<Bound<'py, PyAny>>,
+    versioned: bool,
+    py2str_as_py3str: bool,
+    py3str_as_py2str: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let raw: Vec<u8> = if let Ok(b) = data.cast::<PyBytes>() {
+        b.as_bytes().to_vec()
+    } else if data.is_instance_of::<pyo3::types::PyByteArray>()
+        || data.is_instance_of::<pyo3::types::PyMemoryView>()
+    {
+        py.get_type::<PyBytes>()
+            .call1((data,))?
+            .cast_into::<PyBytes>()?
+            .as_bytes()
+            .to_vec()
+    } else {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "loads() needs bytes, not {}",
+            type_name(data)
+        )));
+    };
+    let opts = LoadOptions {
+        versioned,
+        py2str_as_py3str,
+        py3str_as_py2str,
+    };
+    let value = weft_wire::decode_with(&raw, &opts).map_err(|e| load_error(py, e.to_string()))?;
+    let factory = channel_factory.filter(|f| !f.is_none());
+    to_py(py, value, factory.as_ref())
+}
+
+/// Register the wire functions on the compiled module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(wire_dumps, m)?)?;
+    m.add_function(wrap_pyfunction!(wire_loads, m)?)?;
+    Ok(())
+}

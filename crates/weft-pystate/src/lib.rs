@@ -1,0 +1,173 @@
+//! A coroutine's share of the CPython thread state.
+//!
+//! What this crate owns: the opaque [`Blob`] that holds a suspended coroutine's
+//! interpreter state (frame chain, exception state, contextvars context, data
+//! stack, recursion depth, trashcan), and the calls that move it in and out of
+//! the running thread state. Every private CPython field is touched in
+//! `csrc/pystate.c` and nowhere else; this file only declares what that file
+//! exports. What it must not do: switch stacks, or decide when to switch.
+//!
+//! All functions require the GIL (the thread state passed is the caller's own).
+use core::ffi::{c_int, c_ulong, c_void};
+
+/// Opaque CPython thread state (`PyThreadState *`).
+pub type ThreadState = c_void;
+/// Opaque `PyObject`.
+pub type Object = c_void;
+
+/// Bytes reserved for one coroutine's state; pystate.c asserts it fits.
+pub const BLOB_BYTES: usize = 256;
+
+/// A coroutine's saved interpreter state. Owns strong references while it holds
+/// state (context, handled exception); [`Blob::clear`] drops them.
+#[repr(C, align(8))]
+pub struct Blob([u8; BLOB_BYTES]);
+
+impl Default for Blob {
+    fn default() -> Self {
+        Blob([0; BLOB_BYTES])
+    }
+}
+
+/// Reads `n` bytes at `src` as a suspended coroutine sees them.
+pub type Reader = unsafe extern "C" fn(ctx: *mut c_void, dst: *mut c_void, src: *const c_void, n: usize);
+/// `visitproc` of the garbage collector.
+pub type Visit = unsafe extern "C" fn(obj: *mut Object, arg: *mut c_void) -> c_int;
+
+unsafe extern "C" {
+    fn weft_pystate_bytes() -> usize;
+    fn weft_pystate_built_for() -> c_ulong;
+    fn weft_pystate_save(ts: *mut ThreadState, s: *mut Blob);
+    fn weft_pystate_restore(ts: *mut ThreadState, s: *mut Blob);
+    fn weft_pystate_traverse(s: *mut Blob, visit: Visit, arg: *mut c_void) -> c_int;
+    fn weft_pystate_clear(s: *mut Blob);
+    fn weft_pystate_context(s: *mut Blob) -> *mut Object;
+    fn weft_pystate_set_context(s: *mut Blob, ctx: *mut Object);
+    fn weft_thread_context(ts: *mut ThreadState) -> *mut Object;
+    fn weft_thread_set_context(ts: *mut ThreadState, ctx: *mut Object);
+    fn weft_set_root_chunk_bytes(n: usize);
+    fn weft_pystate_run_new(ts: *mut ThreadState, s: *mut Blob, body: unsafe extern "C" fn(*mut c_void), arg: *mut c_void) -> c_int;
+    fn weft_pystate_finish(ts: *mut ThreadState);
+    fn weft_pystate_top_frame(ts: *mut ThreadState, s: *mut Blob, rd: Reader, rctx: *mut c_void) -> *mut Object;
+}
+
+/// `PY_VERSION_HEX` of the headers the C file was compiled against.
+pub fn built_for() -> u32 {
+    // SAFETY: a pure function of the build.
+    unsafe { weft_pystate_built_for() as u32 }
+}
+
+/// Checks that the C side reserves what the Rust side allocates.
+pub fn layout_ok() -> bool {
+    // SAFETY: a pure function of the build.
+    unsafe { weft_pystate_bytes() == BLOB_BYTES }
+}
+
+/// Sets the size of the data-stack chunk each new coroutine starts with.
+pub fn set_root_chunk_bytes(n: usize) {
+    // SAFETY: plain store, called with the GIL.
+    unsafe { weft_set_root_chunk_bytes(n) }
+}
+
+impl Blob {
+    /// Moves the running coroutine's state from `ts` into this blob.
+    ///
+    /// # Safety
+    /// GIL held; `ts` is the current thread state; the blob holds nothing.
+    pub unsafe fn save(&mut self, ts: *mut ThreadState) {
+        // SAFETY: per the contract.
+        unsafe { weft_pystate_save(ts, self) }
+    }
+
+    /// Moves this blob's state back into `ts`.
+    ///
+    /// # Safety
+    /// GIL held; `ts` is the current thread state; the blob was filled by
+    /// [`Blob::save`] on this thread and the coroutine's stack is back in place.
+    pub unsafe fn restore(&mut self, ts: *mut ThreadState) {
+        // SAFETY: per the contract.
+        unsafe { weft_pystate_restore(ts, self) }
+    }
+
+    /// Runs `body(arg)` as a brand-new coroutine on the current stack; `body`
+    /// must never return. Returns only if no data stack could be allocated.
+    ///
+    /// # Safety
+    /// GIL held; the running coroutine's state was just saved out of `ts`.
+    pub unsafe fn run_new(&mut self, ts: *mut ThreadState, body: unsafe extern "C" fn(*mut c_void), arg: *mut c_void) -> bool {
+        // SAFETY: per the contract.
+        unsafe { weft_pystate_run_new(ts, self, body, arg) == 0 }
+    }
+
+    /// # Safety
+    /// GIL held; called by the GC with its own `visit`/`arg`.
+    pub unsafe fn traverse(&mut self, visit: Visit, arg: *mut c_void) -> c_int {
+        // SAFETY: per the contract.
+        unsafe { weft_pystate_traverse(self, visit, arg) }
+    }
+
+    /// Drops the references the blob holds.
+    ///
+    /// # Safety
+    /// GIL held.
+    pub unsafe fn clear(&mut self) {
+        // SAFETY: per the contract.
+        unsafe { weft_pystate_clear(self) }
+    }
+
+    /// The saved context (borrowed, may be null).
+    ///
+    /// # Safety
+    /// GIL held.
+    pub unsafe fn context(&mut self) -> *mut Object {
+        // SAFETY: per the contract.
+        unsafe { weft_pystate_context(self) }
+    }
+
+    /// Replaces the saved context (`ctx` borrowed, may be null).
+    ///
+    /// # Safety
+    /// GIL held.
+    pub unsafe fn set_context(&mut self, ctx: *mut Object) {
+        // SAFETY: per the contract.
+        unsafe { weft_pystate_set_context(self, ctx) }
+    }
+
+    /// The top Python frame of a suspended coroutine (new reference or null).
+    ///
+    /// # Safety
+    /// GIL held; the blob is a suspended coroutine's of this thread; `rd` reads
+    /// that coroutine's stack memory correctly.
+    pub unsafe fn top_frame(&mut self, ts: *mut ThreadState, rd: Reader, rctx: *mut c_void) -> *mut Object {
+        // SAFETY: per the contract.
+        unsafe { weft_pystate_top_frame(ts, self, rd, rctx) }
+    }
+}
+
+/// The running coroutine's context (borrowed, may be null).
+///
+/// # Safety
+/// GIL held; `ts` is the current thread state.
+pub unsafe fn thread_context(ts: *mut ThreadState) -> *mut Object {
+    // SAFETY: per the contract.
+    unsafe { weft_thread_context(ts) }
+}
+
+/// Replaces the running coroutine's context (`ctx` borrowed, may be null).
+///
+/// # Safety
+/// GIL held; `ts` is the current thread state.
+pub unsafe fn set_thread_context(ts: *mut ThreadState, ctx: *mut Object) {
+    // SAFETY: per the contract.
+    unsafe { weft_thread_set_context(ts, ctx) }
+}
+
+/// Releases a finished coroutine's data stack and references before it
+/// switches away for the last time.
+///
+/// # Safety
+/// GIL held; the running coroutine's body has returned.
+pub unsafe fn finish(ts: *mut ThreadState) {
+    // SAFETY: per the contract.
+    unsafe { weft_pystate_finish(ts) }
+}

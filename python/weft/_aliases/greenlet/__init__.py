@@ -1,0 +1,20 @@
+"""`import greenlet` answered by weft (see weft/alias.py)."""
+from weft.greenlet import (  # noqa: F401
+    GREENLET_USE_CONTEXT_VARS,
+    GREENLET_USE_GC,
+    GREENLET_USE_TRACING,
+    GreenletExit,
+    error,
+    getcurrent,
+    gettrace,
+    greenlet,
+    settrace,
+)
+from ._greenlet import CLOCKS_PER_SEC, enable_optional_cleanup, get_clocks_used_doing_optional_cleanup  # noqa: F401
+
+try:
+    from weft._weft import _C_API  # noqa: F401
+except ImportError:  # built without the C API capsule
+    pass
+
+__version__ = "3.5.6"

@@ -1,0 +1,48 @@
+"""Stand-in for greenlet's compiled `greenlet._greenlet` module: the public
+names, plus the few introspection helpers greenlet's own test suite imports,
+answered from weft's core."""
+from weft import _weft
+from weft.greenlet import (  # noqa: F401
+    GREENLET_USE_CONTEXT_VARS,
+    GREENLET_USE_GC,
+    GREENLET_USE_TRACING,
+    GreenletExit,
+    error,
+    getcurrent,
+    gettrace,
+    greenlet,
+    settrace,
+)
+
+try:
+    from weft._weft import _C_API  # noqa: F401
+except ImportError:
+    pass
+
+CLOCKS_PER_SEC = 1_000_000
+
+
+def get_pending_cleanup_count():
+    """Greenlets queued for a kill in this thread by other threads."""
+    return _weft._pending_kills()
+
+
+def get_total_main_greenlets():
+    """Threads that have a main greenlet and have not exited."""
+    return _weft._live_main_greenlets()
+
+
+_optional_cleanup = False
+
+
+def enable_optional_cleanup(flag):
+    """greenlet can run an extra GC pass when threads die; weft releases a dead
+    thread's greenlets at the next entry into weft instead, so this is a no-op
+    that only remembers the flag."""
+    global _optional_cleanup
+    _optional_cleanup = bool(flag)
+
+
+def get_clocks_used_doing_optional_cleanup():
+    """None: weft does no optional cleanup work to account for."""
+    return None

@@ -1,0 +1,116 @@
+"""The Rust codec binding (weft._weft.wire_dumps / wire_loads) must behave
+exactly like the pure-Python codec: same bytes, same values, same errors.
+
+Skipped when the compiled module is not built (tests/test_wire.py covers the
+Python codec alone).
+"""
+
+import os
+import sys
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_wire import DOC, Chan, from_desc, ids, same, values  # noqa: E402
+
+_weft = pytest.importorskip("weft._weft")
+if not hasattr(_weft, "wire_dumps"):  # pragma: no cover
+    pytest.skip("weft._weft was built without the wire binding", allow_module_level=True)
+import weft._bootstrap.wire as pywire  # noqa: E402
+
+rdumps, rloads = _weft.wire_dumps, _weft.wire_loads
+
+
+@pytest.mark.parametrize("vec", DOC["valid"], ids=ids(DOC["valid"]))
+def test_valid_vector(vec):
+    data = bytes.fromhex(vec["hex"])
+    opts = vec.get("options", {})
+    want = from_desc(vec["value"])
+    got = rloads(data, channel_factory=Chan, **opts)
+    assert same(got, want), (got, want)
+    if vec["encode"]:
+        assert rdumps(want, versioned=opts.get("versioned", False)) == data
+
+
+@pytest.mark.parametrize("vec", DOC["malformed"], ids=ids(DOC["malformed"]))
+def test_malformed_vector(vec):
+    with pytest.raises(pywire.LoadError):
+        rloads(bytes.fromhex(vec["hex"]), channel_factory=Chan, **vec.get("options", {}))
+
+
+class BadChan:
+    def __init__(self, cid):
+        self._weft_channel_id = cid
+
+
+def _self_ref():
+    x = []
+    x.append(x)
+    return x
+
+
+@pytest.mark.parametrize(
+    "value",
+    [object(), bytearray(b"x"), _self_ref(), "\ud800", BadChan(-1), BadChan(True), BadChan(2**31), True.__class__],
+    ids=["object", "bytearray", "self-ref", "surrogate", "chan-neg", "chan-bool", "chan-big", "type"],
+)
+def test_same_dump_errors(value):
+    with pytest.raises(pywire.DumpError):
+        pywire.dumps(value)
+    with pytest.raises(pywire.DumpError):
+        rdumps(value)
+
+
+def test_huge_int_is_dump_error():
+    big = 10**4300  # 4301 digits
+    with pytest.raises(pywire.DumpError):
+        rdumps(big)
+    with pytest.raises(pywire.DumpError):
+        pywire.dumps(big)
+
+
+def test_channel_semantics():
+    with pytest.raises(pywire.LoadError, match="no channel_factory"):
+        rloads(b"B\x00\x00\x00\x01Q")
+    assert rloads(b"B\x00\x00\x00\x01Q", channel_factory=Chan) == Chan(1)
+
+    def boom(cid):
+        raise KeyError(cid)
+
+    with pytest.raises(KeyError):
+        rloads(b"B\x00\x00\x00\x01Q", channel_factory=boom)
+
+
+@given(values)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_hypothesis_identical_bytes(v):
+    data = pywire.dumps(v)
+    assert rdumps(v) == data
+    assert same(rloads(data, channel_factory=Chan), pywire.loads(data, channel_factory=Chan))
+
+
+ALL = [bytes.fromhex(v["hex"]) for v in DOC["valid"] + DOC["malformed"] if not v.get("options")]
+
+
+@given(st.data())
+@settings(max_examples=1500, deadline=None)
+def test_hypothesis_mutants_agree(data):
+    raw = bytearray(data.draw(st.sampled_from(ALL)))
+    for _ in range(data.draw(st.integers(1, 3))):
+        pos = data.draw(st.integers(0, len(raw)))
+        if data.draw(st.booleans()) and raw:
+            raw[min(pos, len(raw) - 1)] = data.draw(st.integers(0, 255))
+        else:
+            raw[pos:pos] = data.draw(st.binary(min_size=1, max_size=5))
+    raw = bytes(raw)
+    try:
+        want = pywire.loads(raw, channel_factory=Chan)
+    except pywire.LoadError:
+        with pytest.raises(pywire.LoadError):
+            rloads(raw, channel_factory=Chan)
+        return
+    got = rloads(raw, channel_factory=Chan)
+    # duplicate dict keys / set items: Python dedups in both paths alike
+    assert same(got, want)
