@@ -13,6 +13,7 @@
 #   WEFT_HOST_PYTHONS   pyenv versions to test        (default "3.11 3.12 3.13")
 #   WEFT_SID_PYTHONS    Debian sid versions to test   (default "3.14 3.15"; "" skips)
 #   WEFT_CONFORMANCE    conformance suites to run     (default "greenlet")
+#   WEFT_SID_XFAIL, WEFT_CONFORMANCE_XFAIL: see "allowed to fail" below
 #   WEFT_CARGO_TEST_ARGS  arguments to cargo test     (default "--workspace")
 #   WEFT_CI_WORK        work dir for venvs/targets/sid root (default .ci-work)
 set -euo pipefail
@@ -26,6 +27,12 @@ SID_PYTHONS="${WEFT_SID_PYTHONS-3.14 3.15}"
 # 3.11 pytest run. Add execnet, xdist, ... here as they come.
 CONFORMANCE_SUITES="${WEFT_CONFORMANCE-greenlet}"
 CONFORMANCE_PYTHON=3.11
+# Allowed to fail: these stages run and their result is reported, but a
+# failure does not fail the whole run. For work in progress only: CPython
+# versions weft does not support yet, conformance suites not yet green.
+# Remove an entry once it passes (the run says so when it does).
+SID_XFAIL="${WEFT_SID_XFAIL-3.14 3.15}"
+CONFORMANCE_XFAIL="${WEFT_CONFORMANCE_XFAIL-greenlet}"
 # cargo test --workspace links weft-py's (cdylib) test harness too. That works
 # while weft-py's own #[test]s do not call into libpython: the extension-module
 # feature leaves libpython unlinked, so such tests would fail to link. Keep
@@ -52,6 +59,23 @@ stage_end() {
         CURRENT_STAGE=""
     fi
 }
+ALLOWED_FAILURES=()
+in_list() { [[ " $1 " == *" $2 "* ]]; }
+# allowed_to_fail XFAIL_LIST ITEM CMD...: run CMD; a failure fails the run
+# unless ITEM is in XFAIL_LIST, in which case it is only recorded.
+allowed_to_fail() {
+    local list="$1" item="$2" rc=0; shift 2
+    "$@" || rc=$?
+    if [ "$rc" -ne 0 ] && in_list "$list" "$item"; then
+        echo "NOTE: failed (exit $rc) but '$item' is allowed to fail for now"
+        ALLOWED_FAILURES+=("$CURRENT_STAGE")
+        CURRENT_STAGE="$CURRENT_STAGE (FAILED, allowed)"
+    elif [ "$rc" -ne 0 ]; then
+        return "$rc"
+    elif in_list "$list" "$item"; then
+        echo "NOTE: '$item' passes now: remove it from its allowed-to-fail list in scripts/test.sh"
+    fi
+}
 summary() {
     local rc=$?
     if [ -n "$CURRENT_STAGE" ] && [ "$rc" -ne 0 ]; then
@@ -64,6 +88,10 @@ summary() {
         printf '  %5ds  %s\n' "${STAGE_SECS[$i]}" "${STAGE_NAMES[$i]}"
     done
     printf '  %5ds  total\n' "$SECONDS"
+    if [ ${#ALLOWED_FAILURES[@]} -gt 0 ]; then
+        echo "allowed failures (not counted against the run):"
+        printf '  - %s\n' "${ALLOWED_FAILURES[@]}"
+    fi
     if [ "$rc" -eq 0 ]; then echo "scripts/test.sh: OK"; else echo "scripts/test.sh: FAILED (exit $rc)"; fi
 }
 trap summary EXIT
@@ -129,8 +157,9 @@ for v in $HOST_PYTHONS; do
         if [ -f python/weft/conformance.py ]; then
             for suite in $CONFORMANCE_SUITES; do
                 stage "CPython $v: conformance $suite"
-                # Prints "N passed, N failed, N skipped"; its exit status decides.
-                "$venv/bin/python" -m weft.conformance "$suite"
+                # Prints "N passed, N failed, N skipped"; exits 1 on any failure.
+                allowed_to_fail "$CONFORMANCE_XFAIL" "$suite" \
+                    "$venv/bin/python" -m weft.conformance "$suite"
             done
         else
             echo "NOTE: python/weft/conformance.py does not exist yet; no conformance runs"
@@ -144,7 +173,7 @@ if [ -n "$SID_PYTHONS" ]; then
     bash scripts/sid.sh --prepare
     for v in $SID_PYTHONS; do
         stage "CPython $v (Debian sid chroot): build wheel + pytest"
-        bash scripts/sid.sh "$v"
+        allowed_to_fail "$SID_XFAIL" "$v" bash scripts/sid.sh "$v"
     done
 fi
 
