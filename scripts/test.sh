@@ -27,6 +27,11 @@ SID_PYTHONS="${WEFT_SID_PYTHONS-3.14 3.15}"
 # 3.11 pytest run. Add execnet, xdist, ... here as they come.
 CONFORMANCE_SUITES="${WEFT_CONFORMANCE-greenlet}"
 CONFORMANCE_PYTHON=3.11
+# What each suite's own tests import (the peer's [test] extra), installed
+# into the venv before that suite runs.
+declare -A CONFORMANCE_DEPS=(
+    [greenlet]="objgraph psutil setuptools"
+)
 # Allowed to fail: these stages run and their result is reported, but a
 # failure does not fail the whole run. For work in progress only: CPython
 # versions weft does not support yet, conformance suites not yet green.
@@ -157,6 +162,10 @@ for v in $HOST_PYTHONS; do
         if [ -f python/weft/conformance.py ]; then
             for suite in $CONFORMANCE_SUITES; do
                 stage "CPython $v: conformance $suite"
+                if [ -n "${CONFORMANCE_DEPS[$suite]:-}" ]; then
+                    # shellcheck disable=SC2086  # a list of names
+                    "$venv/bin/python" -m pip install -q ${CONFORMANCE_DEPS[$suite]}
+                fi
                 # Prints "N passed, N failed, N skipped"; exits 1 on any failure.
                 allowed_to_fail "$CONFORMANCE_XFAIL" "$suite" \
                     "$venv/bin/python" -m weft.conformance "$suite"
