@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# weft's full test run: what CI runs (via .ci/run) and what README documents.
+#
+#   bash scripts/test.sh
+#
+# Stages:
+#   1. cargo test --workspace
+#   2. for CPython 3.11, 3.12, 3.13 from pyenv: venv, pip install .[test], pytest
+#      (+ conformance suites after 3.11, if python/weft/conformance.py exists)
+#   3. for CPython 3.14, 3.15 from Debian sid, in a chroot: scripts/sid.sh
+#
+# Knobs (environment variables), all optional:
+#   WEFT_HOST_PYTHONS   pyenv versions to test        (default "3.11 3.12 3.13")
+#   WEFT_SID_PYTHONS    Debian sid versions to test   (default "3.14 3.15"; "" skips)
+#   WEFT_CONFORMANCE    conformance suites to run     (default "greenlet")
+#   WEFT_SID_XFAIL, WEFT_CONFORMANCE_XFAIL: see "allowed to fail" below
+#   WEFT_CARGO_TEST_ARGS  arguments to cargo test     (default "--workspace")
+#   WEFT_CI_WORK        work dir for venvs/targets/sid root (default .ci-work)
+set -euo pipefail
+# shellcheck source=scripts/ci-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/ci-lib.sh"
+cd "$WEFT_REPO"
+
+HOST_PYTHONS="${WEFT_HOST_PYTHONS-3.11 3.12 3.13}"
+SID_PYTHONS="${WEFT_SID_PYTHONS-3.14 3.15}"
+# Conformance suites: `python -m weft.conformance SUITE` for each, after the
+# 3.11 pytest run. Add execnet, xdist, ... here as they come.
+CONFORMANCE_SUITES="${WEFT_CONFORMANCE-greenlet}"
+CONFORMANCE_PYTHON=3.11
+# What each suite's own tests import (the peer's [test] extra), installed
+# into the venv before that suite runs.
+declare -A CONFORMANCE_DEPS=(
+    [greenlet]="objgraph psutil setuptools"
+)
+# Allowed to fail: these stages run and their result is reported, but a
+# failure does not fail the whole run. For work in progress only: CPython
+# versions weft does not support yet, conformance suites not yet green.
+# Remove an entry once it passes (the run says so when it does).
+SID_XFAIL="${WEFT_SID_XFAIL-3.14 3.15}"
+CONFORMANCE_XFAIL="${WEFT_CONFORMANCE_XFAIL-greenlet}"
+# cargo test --workspace links weft-py's (cdylib) test harness too. That works
+# while weft-py's own #[test]s do not call into libpython: the extension-module
+# feature leaves libpython unlinked, so such tests would fail to link. Keep
+# Rust unit tests in the pure-Rust crates, or pass "--workspace --exclude weft-py".
+read -r -a CARGO_TEST_ARGS <<<"${WEFT_CARGO_TEST_ARGS:---workspace}"
+
+mkdir -p "$WEFT_CI_WORK"
+
+# ---- stage timing -----------------------------------------------------------
+STAGE_NAMES=()
+STAGE_SECS=()
+STAGE_T0=0
+CURRENT_STAGE=""
+stage() {   # stage NAME: end the running stage (if any), start NAME
+    stage_end
+    CURRENT_STAGE="$1"
+    STAGE_T0=$SECONDS
+    section "$1"
+}
+stage_end() {
+    if [ -n "$CURRENT_STAGE" ]; then
+        STAGE_NAMES+=("$CURRENT_STAGE")
+        STAGE_SECS+=($((SECONDS - STAGE_T0)))
+        CURRENT_STAGE=""
+    fi
+}
+ALLOWED_FAILURES=()
+in_list() { [[ " $1 " == *" $2 "* ]]; }
+# allowed_to_fail XFAIL_LIST ITEM CMD...: run CMD; a failure fails the run
+# unless ITEM is in XFAIL_LIST, in which case it is only recorded.
+allowed_to_fail() {
+    local list="$1" item="$2" rc=0; shift 2
+    "$@" || rc=$?
+    if [ "$rc" -ne 0 ] && in_list "$list" "$item"; then
+        echo "NOTE: failed (exit $rc) but '$item' is allowed to fail for now"
+        ALLOWED_FAILURES+=("$CURRENT_STAGE")
+        CURRENT_STAGE="$CURRENT_STAGE (FAILED, allowed)"
+    elif [ "$rc" -ne 0 ]; then
+        return "$rc"
+    elif in_list "$list" "$item"; then
+        echo "NOTE: '$item' passes now: remove it from its allowed-to-fail list in scripts/test.sh"
+    fi
+}
+summary() {
+    local rc=$?
+    if [ -n "$CURRENT_STAGE" ] && [ "$rc" -ne 0 ]; then
+        CURRENT_STAGE="$CURRENT_STAGE (FAILED)"
+    fi
+    stage_end
+    section "timings"
+    local i
+    for i in "${!STAGE_NAMES[@]}"; do
+        printf '  %5ds  %s\n' "${STAGE_SECS[$i]}" "${STAGE_NAMES[$i]}"
+    done
+    printf '  %5ds  total\n' "$SECONDS"
+    if [ ${#ALLOWED_FAILURES[@]} -gt 0 ]; then
+        echo "allowed failures (not counted against the run):"
+        printf '  - %s\n' "${ALLOWED_FAILURES[@]}"
+    fi
+    if [ "$rc" -eq 0 ]; then echo "scripts/test.sh: OK"; else echo "scripts/test.sh: FAILED (exit $rc)"; fi
+}
+trap summary EXIT
+
+# ---- helpers ----------------------------------------------------------------
+pyenv_root() {
+    if command -v pyenv >/dev/null 2>&1; then pyenv root
+    elif [ -x "$HOME/.pyenv/bin/pyenv" ]; then "$HOME/.pyenv/bin/pyenv" root
+    else echo "${PYENV_ROOT:-$HOME/.pyenv}"
+    fi
+}
+
+# find_pyenv_python 3.12 -> newest $(pyenv root)/versions/3.12.*/bin/python3.12
+find_pyenv_python() {
+    local v="$1" root found
+    root="$(pyenv_root)"
+    found="$(ls -d "$root"/versions/"$v".*/bin/python"$v" 2>/dev/null | sort -V | tail -n1 || true)"
+    [ -n "$found" ] && [ -x "$found" ] || die "CPython $v not found under $root/versions (expected $root/versions/$v.*/bin/python$v)"
+    echo "$found"
+}
+
+# ---- 0. environment ---------------------------------------------------------
+stage "environment"
+echo "repo:      $WEFT_REPO ($(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
+echo "work dir:  $WEFT_CI_WORK"
+echo "cargo:     $(cargo --version)"
+echo "rustc:     $(rustc --version)"
+echo "cores:     $(nproc)"
+echo "pythons:   host [$HOST_PYTHONS]  sid [$SID_PYTHONS]"
+# Resolve all interpreters up front so a missing one fails in seconds.
+declare -A HOST_PY
+for v in $HOST_PYTHONS; do
+    HOST_PY[$v]="$(find_pyenv_python "$v")"
+    echo "python$v: ${HOST_PY[$v]}"
+done
+
+# ---- 1. cargo test ----------------------------------------------------------
+stage "cargo test ${CARGO_TEST_ARGS[*]}"
+# Build against the first host Python (pyo3 needs one to configure itself).
+first_py=python3
+for v in $HOST_PYTHONS; do first_py="${HOST_PY[$v]}"; break; done
+PYO3_PYTHON="$first_py" CARGO_TARGET_DIR="$WEFT_CI_WORK/target-cargo-test" \
+    cargo test "${CARGO_TEST_ARGS[@]}"
+
+# ---- 2. host CPythons from pyenv --------------------------------------------
+for v in $HOST_PYTHONS; do
+    py="${HOST_PY[$v]}"
+    venv="$WEFT_CI_WORK/venv-$v"
+
+    stage "CPython $v: venv + pip install .[test]"
+    "$py" -m venv --clear "$venv"
+    "$venv/bin/python" -m pip install -q --upgrade pip
+    # One target dir per Python so reruns are incremental (pyo3 rebuilds
+    # whenever the configured interpreter changes).
+    CARGO_TARGET_DIR="$WEFT_CI_WORK/target-py$v" \
+        "$venv/bin/python" -m pip install ".[test]"
+    "$venv/bin/python" -c 'import sys, weft; print("weft", weft.__version__, "on", sys.version)'
+
+    stage "CPython $v: pytest"
+    run_pytest "$venv/bin/python"
+
+    if [ "$v" = "$CONFORMANCE_PYTHON" ] && [ -n "$CONFORMANCE_SUITES" ]; then
+        if [ -f python/weft/conformance.py ]; then
+            for suite in $CONFORMANCE_SUITES; do
+                stage "CPython $v: conformance $suite"
+                if [ -n "${CONFORMANCE_DEPS[$suite]:-}" ]; then
+                    # shellcheck disable=SC2086  # a list of names
+                    "$venv/bin/python" -m pip install -q ${CONFORMANCE_DEPS[$suite]}
+                fi
+                # Prints "N passed, N failed, N skipped"; exits 1 on any failure.
+                allowed_to_fail "$CONFORMANCE_XFAIL" "$suite" \
+                    "$venv/bin/python" -m weft.conformance "$suite"
+            done
+        else
+            echo "NOTE: python/weft/conformance.py does not exist yet; no conformance runs"
+        fi
+    fi
+done
+
+# ---- 3. CPython 3.14 / 3.15 from Debian sid (chroot) ------------------------
+if [ -n "$SID_PYTHONS" ]; then
+    stage "Debian sid root (debootstrap or cached)"
+    bash scripts/sid.sh --prepare
+    for v in $SID_PYTHONS; do
+        stage "CPython $v (Debian sid chroot): build wheel + pytest"
+        allowed_to_fail "$SID_XFAIL" "$v" bash scripts/sid.sh "$v"
+    done
+fi
+
+stage_end
