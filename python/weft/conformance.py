@@ -40,6 +40,47 @@ GREENLET_SKIPS = {
 }
 
 
+# Tests of greenlet's public behaviour that weft fails today: counted as
+# failures in the closing line, listed here with the gap behind them (and in
+# docs/conformance.md). A run passes when every failure is one of these; a
+# test leaving this list must be taken out of it.
+_THREAD_CLEANUP = ("weft releases what a dead thread leaves behind (its main greenlet, suspended "
+                   "greenlets and their frames) lazily, at the next entry into weft from another "
+                   "thread, and does not clear the frames of greenlets suspended in dead threads: "
+                   "greenlet's leak checks see the objects still alive")
+GREENLET_KNOWN_FAILURES = {
+    "greenlet.tests.test_leaks.TestLeaks.test_issue251_issue252_explicit_reference_not_collectable": _THREAD_CLEANUP,
+    "greenlet.tests.test_leaks.TestLeaks.test_issue251_issue252_need_to_collect_in_background": _THREAD_CLEANUP,
+    "greenlet.tests.test_leaks.TestLeaks.test_issue251_issue252_need_to_collect_in_background_cleanup_disabled": _THREAD_CLEANUP,
+    "greenlet.tests.test_leaks.TestLeaks.test_issue251_killing_cross_thread_leaks_list": _THREAD_CLEANUP,
+    "greenlet.tests.test_leaks.TestLeaks.test_issue251_with_cleanup_disabled": _THREAD_CLEANUP,
+    "greenlet.tests.test_leaks.TestLeaks.test_threaded_adv_leak": _THREAD_CLEANUP,
+    "greenlet.tests.test_leaks.TestLeaks.test_threaded_leak": _THREAD_CLEANUP,
+    "greenlet.tests.test_leaks.TestLeaks.test_untracked_memory_doesnt_increase_unfinished_thread_dealloc_in_main": _THREAD_CLEANUP,
+    "greenlet.tests.test_greenlet.TestGreenlet.test_dealloc_other_thread": _THREAD_CLEANUP,
+    "greenlet.tests.test_greenlet.TestGreenlet.test_throw_to_dead_thread_doesnt_crash": _THREAD_CLEANUP,
+    "greenlet.tests.test_greenlet.TestGreenlet.test_issue_245_reference_counting_subclass_threads": _THREAD_CLEANUP,
+    "greenlet.tests.test_greenlet.TestGreenlet.test_issue_245_reference_counting_subclass_no_threads":
+        "a greenlet killed from its finalizer stays referenced until the next switch or GC pass; greenlet frees it at once",
+    "greenlet.tests.test_greenlet.TestGreenlet.test_parent_restored_on_kill":
+        "a greenlet that refuses to die when killed is killed only once (PEP 442 finalizer); greenlet retries on every dealloc",
+    "greenlet.tests.test_greenlet.TestGreenlet.test_recursive_startup":
+        "a greenlet started from inside its own run-attribute lookup is not detected",
+    "greenlet.tests.test_greenlet.TestBrokenGreenlets.test_reentrant_switch_GreenletAlreadyStartedInPython":
+        "a greenlet started from inside its own run-attribute lookup is not detected",
+    "greenlet.tests.test_generator_nested.NestedGeneratorTests.test_nested_genlets":
+        "not yet diagnosed",
+    "greenlet.tests.test_cpp.CPPTests.test_leak_test_exception_switch_and_do_in_g2":
+        "not yet diagnosed (a leak check around C++ exceptions thrown across switches)",
+    "greenlet.tests.test_extension_interface.CAPITests.test_leaks":
+        "not yet diagnosed (a leak check around C API switches)",
+    "greenlet.tests.test_interpreter_shutdown.TestInterpreterShutdown.test_api_getcurrent_no_system_error_at_module_gc_time":
+        "weft's greenlet._greenlet is a Python module, so its teardown order at exit differs from greenlet's",
+    "greenlet.tests.test_interpreter_shutdown.TestInterpreterShutdown.test_switch_no_error_at_module_gc_time":
+        "weft's greenlet._greenlet is a Python module, so its teardown order at exit differs from greenlet's",
+}
+
+
 def cache_dir() -> Path:
     d = Path(os.environ.get("WEFT_CONFORMANCE_CACHE", Path.home() / ".cache" / "weft-conformance"))
     d.mkdir(parents=True, exist_ok=True)
@@ -94,7 +135,7 @@ def run_greenlet(pattern: str | None, keep: bool) -> int:
         skips.write_text(json.dumps(GREENLET_SKIPS))
         env = alias.env_with_aliases(work)
         modules = sorted(p.stem for p in (pkg / "tests").glob("test_*.py"))
-        return run_modules([f"greenlet.tests.{m}" for m in modules], skips, pattern, env, work)
+        return run_modules([f"greenlet.tests.{m}" for m in modules], skips, pattern, env, work, GREENLET_KNOWN_FAILURES)
     finally:
         if keep:
             print(f"weft.conformance: kept {work}", file=sys.stderr)
@@ -102,10 +143,14 @@ def run_greenlet(pattern: str | None, keep: bool) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def run_modules(modules: list[str], skips: Path, pattern: str | None, env: dict, cwd: Path) -> int:
+def run_modules(modules: list[str], skips: Path, pattern: str | None, env: dict, cwd: Path,
+                known: dict[str, str] | None = None) -> int:
     """Runs each test module in its own interpreter, so that a crash costs one
-    module, and prints the summed closing line."""
+    module, and prints the summed closing line. Exits 0 when every failure is
+    a known one."""
+    known = known or {}
     totals = [0, 0, 0]
+    failed_ids: list[str] = []
     for mod in modules:
         cmd = [sys.executable, "-m", "weft._unittest_runner", mod, str(skips)] + ([pattern] if pattern else [])
         proc = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -115,9 +160,29 @@ def run_modules(modules: list[str], skips: Path, pattern: str | None, env: dict,
             passed = proc.stdout.count(" ... ok\n")
             print(f"weft.conformance: {mod} died with exit code {proc.returncode} after {passed} passing tests; counted as 1 failure")
             counts = (passed, 1, 0)
+            failed_ids.append(f"{mod} (crashed)")
+        failed_ids += _failed_ids(proc.stdout)
         totals = [a + b for a, b in zip(totals, counts)]
+    unknown = sorted(set(t for t in failed_ids if t not in known))
+    knowns = sorted(set(t for t in failed_ids if t in known))
+    if knowns:
+        print(f"\nknown failures ({len(knowns)}, see docs/conformance.md):")
+        for t in knowns:
+            print(f"  {t}: {known[t]}")
+    if unknown:
+        print(f"\nNEW failures ({len(unknown)}):")
+        for t in unknown:
+            print(f"  {t}")
     print(f"{totals[0]} passed, {totals[1]} failed, {totals[2]} skipped", flush=True)
-    return 0 if totals[1] == 0 else 1
+    return 0 if not unknown else 1
+
+
+def _failed_ids(out: str) -> list[str]:
+    ids = []
+    for line in out.splitlines():
+        if line.startswith(("FAIL: ", "ERROR: ")) and "(" in line:
+            ids.append(line[line.index("(") + 1:line.index(")")].split(")")[0])
+    return ids
 
 
 def _closing_counts(out: str):

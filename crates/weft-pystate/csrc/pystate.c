@@ -64,6 +64,15 @@ _Static_assert(_Alignof(weft_pystate) <= 8, "weft_pystate alignment");
 size_t weft_pystate_bytes(void) { return WEFT_PYSTATE_BYTES; }
 unsigned long weft_pystate_built_for(void) { return PY_VERSION_HEX; }
 
+int weft_is_finalizing(void)
+{
+#if WEFT_PY313
+    return Py_IsFinalizing();
+#else
+    return _Py_IsFinalizing();
+#endif
+}
+
 static int recursion_depth(PyThreadState *ts)
 {
 #if WEFT_PY312

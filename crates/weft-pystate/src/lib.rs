@@ -35,6 +35,7 @@ pub type Visit = unsafe extern "C" fn(obj: *mut Object, arg: *mut c_void) -> c_i
 unsafe extern "C" {
     fn weft_pystate_bytes() -> usize;
     fn weft_pystate_built_for() -> c_ulong;
+    fn weft_is_finalizing() -> c_int;
     fn weft_pystate_save(ts: *mut ThreadState, s: *mut Blob);
     fn weft_pystate_restore(ts: *mut ThreadState, s: *mut Blob);
     fn weft_pystate_traverse(s: *mut Blob, visit: Visit, arg: *mut c_void) -> c_int;
@@ -54,6 +55,12 @@ unsafe extern "C" {
 pub fn built_for() -> u32 {
     // SAFETY: a pure function of the build.
     unsafe { weft_pystate_built_for() as u32 }
+}
+
+/// True once the interpreter has begun to finalize.
+pub fn is_finalizing() -> bool {
+    // SAFETY: reads a runtime flag; safe with or without the GIL.
+    unsafe { weft_is_finalizing() != 0 }
 }
 
 /// Checks that the C side reserves what the Rust side allocates.

@@ -488,6 +488,11 @@ impl Drop for Coro {
 
 #[pyfunction]
 fn getcurrent(py: Python<'_>) -> PyResult<Py<Greenlet>> {
+    if weft_pystate::is_finalizing() {
+        // Thread states are being torn down: handing out a greenlet now would
+        // invite switches into stacks that are going away.
+        return Err(pyo3::exceptions::PyRuntimeError::new_err("greenlet.getcurrent() is unavailable: the interpreter is finalizing"));
+    }
     getcurrent_py(py)
 }
 
