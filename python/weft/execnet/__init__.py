@@ -1,0 +1,89 @@
+"""weft.execnet: execnet-2.1-compatible gateways and channels.
+
+    import weft.execnet as execnet
+    gw = execnet.makegateway("popen")
+    ch = gw.remote_exec("channel.send(channel.receive() + 1)")
+    ch.send(1); assert ch.receive() == 2
+
+Pure Python for now; the codec (``weft._bootstrap.wire``) and the transport
+(``weft._bootstrap.core.FdIO``/``SocketIO``) sit behind small classes so the
+Rust fast path can replace them.  All blocking goes through
+``weft.execnet._wait.block_until`` (see that module).
+"""
+
+from weft._bootstrap.core import (
+    Channel,
+    DataFormatError,
+    DumpError,
+    GatewayDied,
+    LoadError,
+    RemoteError,
+    TimeoutError,
+)
+from weft._bootstrap import wire as _wire
+
+from . import _wait  # noqa: F401  (installs the blocking hook first)
+from ._connect import HostNotFound
+from .gateway import Gateway
+from .multi import Group, MultiChannel, default_group, makegateway, set_execmodel
+from .xspec import XSpec
+
+__version__ = "2.1.2+weft"
+
+__all__ = [
+    "Channel",
+    "DataFormatError",
+    "DumpError",
+    "Gateway",
+    "GatewayDied",
+    "Group",
+    "HostNotFound",
+    "LoadError",
+    "MultiChannel",
+    "RemoteError",
+    "RSync",
+    "TimeoutError",
+    "XSpec",
+    "default_group",
+    "dump",
+    "dumps",
+    "load",
+    "loads",
+    "makegateway",
+    "set_execmodel",
+]
+
+
+def dumps(obj):
+    """Serialize ``obj`` (versioned format, as ``execnet.dumps``)."""
+    return _wire.dumps(obj, versioned=True)
+
+
+def loads(bytestring, py2str_as_py3str=False, py3str_as_py2str=False):
+    """Deserialize bytes made by ``dumps``."""
+    return _wire.loads(bytestring, versioned=True, py2str_as_py3str=py2str_as_py3str,
+                       py3str_as_py2str=py3str_as_py2str)
+
+
+def dump(byteio, obj):
+    """Write the serialization of ``obj`` to a binary file."""
+    byteio.write(dumps(obj))
+
+
+def load(io, py2str_as_py3str=False, py3str_as_py2str=False):
+    """Read one serialized object from a binary file (or mmap)."""
+    return _wire.loads(_read_one(io), versioned=True, py2str_as_py3str=py2str_as_py3str,
+                       py3str_as_py2str=py3str_as_py2str)
+
+
+def _read_one(io):
+    # The codec decodes whole byte strings; read everything that is there.
+    data = io.read()
+    return bytes(data)
+
+
+def __getattr__(name):
+    if name == "RSync":
+        from .rsync import RSync
+        return RSync
+    raise AttributeError("module 'weft.execnet' has no attribute %r" % (name,))

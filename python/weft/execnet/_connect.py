@@ -1,0 +1,25 @@
+"""Turning an XSpec into a connected Gateway (popen, ssh, socket, via)."""
+
+from . import _spawn
+from .gateway import Gateway
+
+
+class HostNotFound(Exception):
+    """ssh could not reach the host."""
+
+
+def connect(group, spec):
+    if spec.via:
+        from . import _via
+        return _via.connect_via(group, spec)
+    if spec.popen:
+        io = _spawn.popen_io(spec)
+        return Gateway(io, spec, execmodel=group.execmodel)
+    if spec.ssh:
+        io = _spawn.ssh_io(spec)
+        gw = Gateway(io, spec, execmodel=group.execmodel)
+        return gw
+    if spec.socket:
+        from . import _socket
+        return _socket.connect_socket(group, spec)
+    raise ValueError("no gateway type found for %r" % (spec._spec,))

@@ -1,0 +1,209 @@
+"""Starting worker interpreters and booting them from source.
+
+Boot protocol (the same for popen, ssh and socket gateways): the new
+interpreter runs ``python -c BOOTLINE``.  BOOTLINE reads, with unbuffered
+``os.read`` calls on one file descriptor (stdin, or the socket), a decimal
+length and a newline, then exactly that many bytes of Python source, and
+executes them.  That source (``boot_source``) carries the text of
+``weft/_bootstrap/wire.py`` and ``core.py``, installs them as modules
+``weft_boot_wire`` and ``weft_boot_core`` and calls
+``weft_boot_core.worker_main(config)``.  Nothing is installed remotely.
+
+Transports: popen passes a private pipe pair with ``pass_fds`` so that the
+worker's own stdout and stderr stay the parent's; ssh has only stdin/stdout,
+so the worker moves the transport to private fds and points its fd 1 at fd 2
+(worker prints arrive on the local stderr).
+"""
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from weft._bootstrap import core as _core
+
+_BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "_bootstrap")
+
+# Reads "<length>\n<source>" from fd %(fd)d without buffering, then runs it.
+_BOOTLINE = (
+    "import os\n"
+    "def _r(n):\n"
+    "    b=b''\n"
+    "    while len(b)<n:\n"
+    "        c=os.read(%(fd)s,n-len(b))\n"
+    "        if not c: raise SystemExit('weft boot: connection closed while booting')\n"
+    "        b+=c\n"
+    "    return b\n"
+    "h=b''\n"
+    "while not h.endswith(b'\\n'): h+=_r(1)\n"
+    "exec(compile(_r(int(h)),'<weft boot>','exec'))\n"
+)
+
+
+def bootline(fd=0):
+    return _BOOTLINE % {"fd": fd}
+
+
+_STUB = '''\
+import sys, types, linecache
+def _weft_module(name, source):
+    filename = "<weft-boot %%s>" %% name
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    module = types.ModuleType(name)
+    module.__file__ = filename
+    sys.modules[name] = module
+    exec(compile(source, filename, "exec"), module.__dict__)
+    return module
+_weft_module("weft_boot_wire", %(wire)r)
+_weft_module("weft_boot_core", %(core)r).worker_main(%(config)r)
+'''
+
+_sources = {}
+
+
+def _source(name):
+    try:
+        return _sources[name]
+    except KeyError:
+        with open(os.path.join(_BOOTSTRAP_DIR, name), encoding="utf-8") as f:
+            _sources[name] = text = f.read()
+        return text
+
+
+def boot_source(config):
+    return _STUB % {"wire": _source("wire.py"), "core": _source("core.py"),
+                    "config": config}
+
+
+def boot_payload(config):
+    data = boot_source(config).encode("utf-8")
+    return str(len(data)).encode("ascii") + b"\n" + data
+
+
+def worker_config(spec, transport, **extra):
+    config = {
+        "transport": transport,
+        "id": spec.id,
+        "execmodel": spec.execmodel or "thread",
+        "env": dict(spec.env),
+        "chdir": spec.chdir or None,
+        "nice": spec.nice or None,
+        "dont_write_bytecode": bool(spec.dont_write_bytecode),
+    }
+    config.update(extra)
+    return config
+
+
+def describe_exit(returncode):
+    if returncode is None:
+        return "closed the connection but is still running"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "signal %d" % -returncode
+        return "was killed by %s (exit status %d)" % (name, returncode)
+    return "exited with code %d" % returncode
+
+
+class ProcessIO(_core.FdIO):
+    """The transport to a child process plus the handle to wait for/kill it."""
+
+    def __init__(self, popen, rfd, wfd, what):
+        super().__init__(rfd, wfd)
+        self.popen = popen
+        self.what = what
+
+    @property
+    def pid(self):
+        return self.popen.pid
+
+    def wait(self, timeout=None):
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self):
+        if self.popen.poll() is None:
+            try:
+                self.popen.kill()
+            except OSError:
+                pass
+
+    def describe_death(self):
+        rc = self.wait(1.0)
+        return "%s (pid %d) %s" % (self.what, self.popen.pid, describe_exit(rc))
+
+
+def _python_args(spec):
+    python = spec.python or sys.executable
+    args = shlex.split(python) if " " in python.strip() else [python]
+    if spec.dont_write_bytecode:
+        args.append("-B")
+    return args
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def popen_io(spec):
+    """Start ``python -c BOOTLINE`` locally; the transport is a pipe pair."""
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe()
+    env = None
+    if spec.env:
+        env = dict(os.environ)
+        env.update(spec.env)
+    args = _python_args(spec) + ["-c", bootline(0)]
+    try:
+        popen = subprocess.Popen(
+            args, stdin=subprocess.PIPE, pass_fds=(to_child_r, from_child_w),
+            env=env, close_fds=True)
+    except OSError:
+        for fd in (to_child_r, to_child_w, from_child_r, from_child_w):
+            os.close(fd)
+        raise
+    os.close(to_child_r)
+    os.close(from_child_w)
+    config = worker_config(spec, "fds", rfd=to_child_r, wfd=from_child_w)
+    try:
+        popen.stdin.write(boot_payload(config))
+        popen.stdin.close()
+    except OSError:
+        pass  # child died early; the receiver reports how
+    os.set_inheritable(from_child_r, False)
+    os.set_inheritable(to_child_w, False)
+    return ProcessIO(popen, from_child_r, to_child_w, "popen worker")
+
+
+def ssh_args(spec):
+    args = ["ssh", "-o", "BatchMode=yes", "-C"]
+    if spec.ssh_config:
+        args += ["-F", spec.ssh_config]
+    remote_python = spec.python or "python3"
+    host = spec.ssh
+    hostargs = shlex.split(host)
+    remote_cmd = "%s -c %s" % (remote_python, shlex.quote(bootline(0)))
+    return args + hostargs + [remote_cmd]
+
+
+def ssh_io(spec):
+    """Start the worker through the system ssh; stdin/stdout are the transport."""
+    args = ssh_args(spec)
+    popen = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             close_fds=True)
+    config = worker_config(spec, "stdio")
+    wfd = os.dup(popen.stdin.fileno())
+    rfd = os.dup(popen.stdout.fileno())
+    popen.stdin.close()
+    popen.stdout.close()
+    _write_all(wfd, boot_payload(config))
+    return ProcessIO(popen, rfd, wfd, "ssh worker on %s" % spec.ssh)
