@@ -396,6 +396,63 @@ class SocketIO:
             pass
 
 
+class Popen2IO:
+    """Byte transport over two binary file objects (for tests and tools)."""
+
+    def __init__(self, outfile, infile, execmodel=None):
+        self.outfile = outfile
+        self.infile = infile
+        self._read = getattr(infile, "read")
+        self._write = getattr(outfile, "write")
+
+    def read(self, numbytes):
+        """Read exactly ``numbytes`` bytes, or raise EOFError."""
+        chunks = []
+        missing = numbytes
+        while missing > 0:
+            data = self._read(missing)
+            if not data:
+                raise EOFError("expected %d bytes, got %d" % (numbytes, numbytes - missing))
+            chunks.append(data)
+            missing -= len(data)
+        return b"".join(chunks)
+
+    def write(self, data):
+        self._write(data)
+        flush = getattr(self.outfile, "flush", None)
+        if flush is not None:
+            flush()
+
+    def close_read(self):
+        self.infile.close()
+
+    def close_write(self):
+        self.outfile.close()
+
+
+class Message:
+    """One frame: message code, channel id and payload bytes."""
+
+    _types = tuple(range(8))  # the eight message codes, as in execnet
+
+    def __init__(self, msgcode, channelid=0, data=b""):
+        self.msgcode = msgcode
+        self.channelid = channelid
+        self.data = data
+
+    @staticmethod
+    def from_io(io):
+        code, cid, length = _wire.unpack_header(io.read(HEADER_SIZE))
+        return Message(code, cid, io.read(length))
+
+    def to_io(self, io):
+        io.write(_wire.pack_message(self.msgcode, self.channelid, self.data))
+
+    def __repr__(self):
+        name = _wire.MESSAGE_NAMES.get(self.msgcode, self.msgcode)
+        return "<Message %s channel=%d lendata=%d>" % (name, self.channelid, len(self.data))
+
+
 # --------------------------------------------------------------------------
 # Channels
 # --------------------------------------------------------------------------
@@ -719,12 +776,8 @@ class ChannelFile:
 
 class ChannelFileWrite(ChannelFile):
     def write(self, out):
-        if not out:
-            return
-        try:
+        if out:
             self.channel.send(out)
-        except IOError as exc:
-            raise ValueError(str(exc)) from exc
 
     def flush(self):
         pass
@@ -975,8 +1028,9 @@ class WorkerGateway(BaseGateway):
             pass
 
 
-def worker_main(config):
-    """Entry point of a booted worker; ``config`` comes from the boot stub."""
+def worker_main(config, boot_fd=None):
+    """Entry point of a booted worker; ``config`` comes from the boot stub and
+    ``boot_fd`` is the descriptor the boot source was read from."""
     for name, value in config.get("env", {}).items():
         os.environ[name] = value
     if config.get("dont_write_bytecode"):
@@ -987,11 +1041,19 @@ def worker_main(config):
         except (AttributeError, OSError):
             pass
     if config.get("chdir"):
+        os.makedirs(config["chdir"], exist_ok=True)
         os.chdir(config["chdir"])
     if config.get("sys_path_cwd", True) and "" not in sys.path:
         sys.path.insert(0, "")
     kind = config["transport"]
-    if kind == "fds":
+    if kind == "fds" and config.get("rfd") is None:
+        # fds chosen by whoever spawned us (a via= proxy): "READFD,WRITEFD"
+        rfd, wfd = os.environ.pop("WEFT_BOOT_FDS").split(",")
+        config["rfd"], config["wfd"] = int(rfd), int(wfd)
+    if kind == "socketfd":
+        import socket
+        io = SocketIO(socket.socket(fileno=boot_fd))
+    elif kind == "fds":
         io = FdIO(config["rfd"], config["wfd"])
         # stdin was the boot channel: detach it so remote code cannot eat it
         devnull = os.open(os.devnull, os.O_RDONLY)

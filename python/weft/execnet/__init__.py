@@ -41,7 +41,6 @@ __all__ = [
     "LoadError",
     "MultiChannel",
     "RemoteError",
-    "RSync",
     "TimeoutError",
     "XSpec",
     "default_group",

@@ -31,10 +31,11 @@ _BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
 # Reads "<length>\n<source>" from fd %(fd)d without buffering, then runs it.
 _BOOTLINE = (
     "import os\n"
+    "_weft_boot_fd=%(fd)s\n"
     "def _r(n):\n"
     "    b=b''\n"
     "    while len(b)<n:\n"
-    "        c=os.read(%(fd)s,n-len(b))\n"
+    "        c=os.read(_weft_boot_fd,n-len(b))\n"
     "        if not c: raise SystemExit('weft boot: connection closed while booting')\n"
     "        b+=c\n"
     "    return b\n"
@@ -59,7 +60,7 @@ def _weft_module(name, source):
     exec(compile(source, filename, "exec"), module.__dict__)
     return module
 _weft_module("weft_boot_wire", %(wire)r)
-_weft_module("weft_boot_core", %(core)r).worker_main(%(config)r)
+_weft_module("weft_boot_core", %(core)r).worker_main(%(config)r, globals().get("_weft_boot_fd"))
 '''
 
 _sources = {}
@@ -162,7 +163,7 @@ def popen_io(spec):
     if spec.env:
         env = dict(os.environ)
         env.update(spec.env)
-    args = _python_args(spec) + ["-c", bootline(0)]
+    args = popen_args(spec)
     try:
         popen = subprocess.Popen(
             args, stdin=subprocess.PIPE, pass_fds=(to_child_r, from_child_w),
@@ -185,14 +186,15 @@ def popen_io(spec):
 
 
 def ssh_args(spec):
-    args = ["ssh", "-o", "BatchMode=yes", "-C"]
+    args = ["ssh", "-C"]
     if spec.ssh_config:
         args += ["-F", spec.ssh_config]
     remote_python = spec.python or "python3"
     host = spec.ssh
     hostargs = shlex.split(host)
     remote_cmd = "%s -c %s" % (remote_python, shlex.quote(bootline(0)))
-    return args + hostargs + [remote_cmd]
+    # OpenSSH reads options after the host too; BatchMode: never prompt
+    return args + hostargs + ["-o", "BatchMode=yes", remote_cmd]
 
 
 def ssh_io(spec):
@@ -207,3 +209,8 @@ def ssh_io(spec):
     popen.stdout.close()
     _write_all(wfd, boot_payload(config))
     return ProcessIO(popen, rfd, wfd, "ssh worker on %s" % spec.ssh)
+
+
+def popen_args(spec):
+    """The command line a popen gateway runs for ``spec``."""
+    return _python_args(spec) + ["-c", bootline(0)]

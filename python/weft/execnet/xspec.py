@@ -31,6 +31,8 @@ class XSpec:
             elif key.startswith("_"):
                 raise AttributeError("%r not a valid XSpec key" % key)
             else:
+                if key in self.__dict__:
+                    raise ValueError("duplicate key %r in spec %r" % (key, string))
                 setattr(self, key, value)
 
     def __getattr__(self, name):
