@@ -81,6 +81,8 @@ def main(argv=None):
         env["PYTHONPATH"] = os.pathsep.join(
             [ALIASES] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         env.pop("PYTEST_ADDOPTS", None)
+        # execnet's tests expect default interpreter flags (test_dont_write_bytecode)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         junit = os.path.join(tmp, "junit.xml")
         cmd = [sys.executable, "-m", "pytest", "testing", "-q", "-p", "no:cacheprovider",
                "--junitxml", junit, "-o", "junit_family=xunit1",

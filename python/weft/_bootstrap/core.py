@@ -224,8 +224,9 @@ class WorkerPool:
     """Runs tasks in threads; with ``hasprimary`` the calling (main) thread
     takes tasks too, once it calls ``integrate_as_primary_thread``."""
 
-    def __init__(self, execmodel, hasprimary=False):
+    def __init__(self, execmodel, hasprimary=False, primary_only=False):
         self.execmodel = execmodel
+        self._primary_only = primary_only
         self._running_lock = threading.Lock()
         self._running = set()
         self._shuttingdown = False
@@ -288,7 +289,7 @@ class WorkerPool:
                 raise ValueError("pool is shutting down")
             self._running.add(reply)
             self._idle.clear()
-            if self._primary is not None and not self._primary_busy:
+            if self._primary is not None and (self._primary_only or not self._primary_busy):
                 self._primary_busy = True
                 self._primary.append(reply)
                 self._primary_wakeup.set()
@@ -1015,7 +1016,9 @@ class WorkerGateway(BaseGateway):
             pass
 
     def serve(self):
-        self._execpool = WorkerPool(self.execmodel, hasprimary=True)
+        self._execpool = WorkerPool(
+            self.execmodel, hasprimary=True,
+            primary_only=self.execmodel.backend == "main_thread_only")
         self._executetask_complete = None
         if self.execmodel.backend == "main_thread_only":
             self._executetask_complete = threading.Event()

@@ -5,7 +5,7 @@ from .gateway import Gateway
 
 
 class HostNotFound(Exception):
-    """ssh could not reach the host."""
+    """The host of an ssh= or socket= gateway could not be reached."""
 
 
 def connect(group, spec):
@@ -18,6 +18,12 @@ def connect(group, spec):
     if spec.ssh:
         io = _spawn.ssh_io(spec)
         gw = Gateway(io, spec, execmodel=group.execmodel)
+        try:
+            # one round trip: fails fast if ssh could not connect or boot
+            gw._rinfo()
+        except (EOFError, IOError) as exc:
+            io.kill()
+            raise HostNotFound("ssh to %r failed: %s" % (spec.ssh, exc)) from exc
         return gw
     if spec.socket:
         from . import _socket

@@ -105,7 +105,11 @@ def connect_socket(group, spec):
         port = int(port)
         secret = _spec_secret(spec)
     where = "%s:%d" % (host, port)
-    sock = socket.create_connection((host, port))
+    try:
+        sock = socket.create_connection((host, port))
+    except socket.gaierror as exc:
+        from ._connect import HostNotFound
+        raise HostNotFound("socket gateway host %r not found: %s" % (host, exc)) from exc
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.settimeout(_server.AUTH_TIMEOUT)

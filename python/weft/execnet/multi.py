@@ -118,38 +118,25 @@ class Group:
         self.terminate(timeout=1.0)
 
     def terminate(self, timeout=None):
-        """Exit all gateways; kill the workers that have not ended after
-        ``timeout`` seconds.  Returns within about ``timeout`` (+ kill time)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        """Exit all gateways, then wait for each worker to end; kill the ones
+        that have not ended within ``timeout`` seconds.  Waits happen in
+        helper threads, so this returns after about ``timeout`` seconds plus
+        the time a kill takes, whatever the workers do."""
         while self:
-            for gw in list(self._gateways):
+            for gw in reversed(list(self._gateways)):  # via= users first
                 gw.exit()
         gateways = list(self._gateways_to_join)
         del self._gateways_to_join[:]
 
-        def remaining():
-            if deadline is None:
-                return None
-            return max(0.0, deadline - time.monotonic())
+        def join_wait(gw):
+            gw.join()
+            gw._io.wait()
 
-        stuck = []
-        for gw in gateways:
-            if not gw.join(remaining()):
-                stuck.append(gw)
-                continue
-            wait = getattr(gw._io, "wait", None)
-            if wait is not None and wait(remaining()) is None:
-                stuck.append(gw)
-        for gw in stuck:
-            kill = getattr(gw._io, "kill", None)
-            if kill is not None:
-                kill()
-            gw._io.close_write()
-        for gw in stuck:
-            wait = getattr(gw._io, "wait", None)
-            if wait is not None:
-                wait(1.0)
-            gw.join(1.0)
+        def kill(gw):
+            gw._io.kill()
+
+        safe_terminate(self.execmodel, timeout,
+                       [(partial(join_wait, gw), partial(kill, gw)) for gw in gateways])
 
     def remote_exec(self, source, **kwargs):
         """``remote_exec`` on every gateway; returns a MultiChannel."""
@@ -232,7 +219,6 @@ def safe_terminate(execmodel, timeout, list_of_paired_functions):
                  for termfunc, killfunc in list_of_paired_functions]
     for reply in replylist:
         reply.get()
-    workerpool.waitall(timeout=timeout)
 
 
 default_group = Group()
