@@ -447,13 +447,16 @@ def loads(
             if n == 0:
                 stack.append([])
             else:
-                missing += n
-                if missing * _MIN_LIST_ITEM > end - pos:
+                # Budget (docs/wire.md, "Resource limits"): each of the n new
+                # items needs >= 7 bytes of its own, each item still missing
+                # from an enclosing list >= 1 (its SETITEM).
+                if n * _MIN_LIST_ITEM + missing > end - pos:
                     fail(
                         "list of %d items cannot fit in the %d remaining bytes"
                         % (n, end - pos),
                         at,
                     )
+                missing += n
                 stack.append(_ListBuilder(n))
                 open_lists += 1
             depths.append(1)

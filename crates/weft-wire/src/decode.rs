@@ -1,0 +1,328 @@
+//! Bytes -> Value, with the same acceptance rules as the Python twin's
+//! `loads`.
+//!
+//! The decoder is a loop over opcodes driving a value stack (no recursion).
+//! Resource bounds, each checked before the allocation it guards:
+//! * every length or count is checked against the bytes that remain;
+//! * NEWLIST n: `7*n + missing` must not exceed the bytes after the count,
+//!   where 7 is the smallest encoding of one item (`F i32`, a 1-byte value,
+//!   `P`) and `missing` counts items still owed to enclosing lists (each
+//!   needs at least its `P`). Every list slot ever reserved is thus backed
+//!   by a distinct input byte: total list capacity <= input length;
+//! * the stack gains at most one entry per input byte;
+//! * containers nest at most [`MAX_DEPTH`] deep, so dropping, comparing or
+//!   re-encoding a decoded value recurses at most that far.
+
+use crate::error::LoadError;
+use crate::opcode as op;
+use crate::value::{check_decimal, Value};
+use crate::{DUMPFORMAT_VERSION, MAX_DEPTH};
+
+const MIN_LIST_ITEM: usize = 7;
+
+/// Decoder options; the defaults are those of an execnet channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Expect the leading version byte written by `execnet.dumps`.
+    pub versioned: bool,
+    /// PY2STRING (`M`) decodes to latin-1 text (else to bytes).
+    pub py2str_as_py3str: bool,
+    /// PY3STRING (`N`) decodes to bytes (else to text).
+    pub py3str_as_py2str: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { versioned: false, py2str_as_py3str: true, py3str_as_py2str: false }
+    }
+}
+
+/// Decode one value in execnet's unversioned form with default options.
+pub fn decode(data: &[u8]) -> Result<Value, LoadError> {
+    decode_with(data, &LoadOptions::default())
+}
+
+enum Slot {
+    Done(Value),
+    /// A list whose items are still arriving: (items so far, announced size).
+    Partial(Vec<Value>, usize),
+}
+
+struct Entry {
+    slot: Slot,
+    depth: usize,
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn remaining(&self) -> usize {
+        self.data.len() - self.pos
+    }
+
+    fn take(&mut self, n: usize, what: &str) -> Result<&[u8], LoadError> {
+        if self.remaining() < n {
+            return Err(LoadError::new(format!("truncated {what}"), self.pos));
+        }
+        let s = &self.data[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn i32(&mut self) -> Result<i32, LoadError> {
+        let b = self.take(4, "4-byte integer")?;
+        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn f64(&mut self, what: &str) -> Result<f64, LoadError> {
+        let b = self.take(8, what)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(f64::from_be_bytes(a))
+    }
+
+    /// A length prefix followed by that many bytes.
+    fn counted(&mut self, what: &str) -> Result<&[u8], LoadError> {
+        let at = self.pos;
+        let n = self.i32()?;
+        if n < 0 {
+            return Err(LoadError::new(format!("negative {what} length {n}"), at));
+        }
+        let n = n as usize;
+        if n > self.remaining() {
+            return Err(LoadError::new(
+                format!("{what} length {n} exceeds the {} remaining bytes", self.remaining()),
+                at,
+            ));
+        }
+        self.take(n, what)
+    }
+}
+
+fn finished(slot: Slot, at: usize) -> Result<Value, LoadError> {
+    match slot {
+        Slot::Done(v) => Ok(v),
+        Slot::Partial(_, size) => {
+            Err(LoadError::new(format!("list used before its {size} items were all stored"), at))
+        }
+    }
+}
+
+fn too_deep(at: usize) -> LoadError {
+    LoadError::new(format!("containers nested deeper than {MAX_DEPTH}"), at)
+}
+
+/// Decode one value with explicit options.
+pub fn decode_with(data: &[u8], opts: &LoadOptions) -> Result<Value, LoadError> {
+    let mut r = Reader { data, pos: 0 };
+    if opts.versioned {
+        match data.first() {
+            Some(&DUMPFORMAT_VERSION) => r.pos = 1,
+            other => {
+                return Err(LoadError::new(
+                    format!("wrong dump format version {other:?}, expected {DUMPFORMAT_VERSION}"),
+                    0,
+                ))
+            }
+        }
+    }
+    let mut stack: Vec<Entry> = Vec::new();
+    let mut missing: usize = 0; // announced list items not yet stored
+
+    loop {
+        let at = r.pos;
+        let Some(&code) = data.get(at) else {
+            return Err(LoadError::new("truncated: no STOP opcode", at));
+        };
+        r.pos += 1;
+        let scalar = |v: Value| Entry { slot: Slot::Done(v), depth: 0 };
+        match code {
+            op::NONE => stack.push(scalar(Value::None)),
+            op::TRUE => stack.push(scalar(Value::Bool(true))),
+            op::FALSE => stack.push(scalar(Value::Bool(false))),
+            op::INT | op::LONG => {
+                let i = r.i32()?;
+                stack.push(scalar(Value::Int(i64::from(i))));
+            }
+            op::LONGINT | op::LONGLONG => {
+                let text = r.counted("long int")?;
+                check_decimal(text).map_err(|why| {
+                    let shown = String::from_utf8_lossy(&text[..text.len().min(40)]).into_owned();
+                    LoadError::new(format!("{why} {shown:?}"), at)
+                })?;
+                // check_decimal proved it is ASCII
+                let text = std::str::from_utf8(text).map_err(|_| LoadError::new("malformed long int", at))?;
+                let v = match text.parse::<i64>() {
+                    Ok(i) => Value::Int(i),
+                    Err(_) => Value::BigInt(text.to_owned()),
+                };
+                stack.push(scalar(v));
+            }
+            op::FLOAT => {
+                let f = r.f64("float")?;
+                stack.push(scalar(Value::Float(f)));
+            }
+            op::COMPLEX => {
+                if r.remaining() < 16 {
+                    return Err(LoadError::new("truncated complex", at));
+                }
+                let re = r.f64("complex")?;
+                let im = r.f64("complex")?;
+                stack.push(scalar(Value::Complex(re, im)));
+            }
+            op::BYTES | op::PY3STRING | op::PY2STRING | op::UNICODE => {
+                let raw = r.counted("string")?;
+                let v = if code == op::BYTES || (code == op::PY3STRING && opts.py3str_as_py2str) {
+                    Value::Bytes(raw.to_vec())
+                } else if code == op::PY2STRING {
+                    if opts.py2str_as_py3str {
+                        Value::Str(raw.iter().map(|&b| char::from(b)).collect())
+                    } else {
+                        Value::Bytes(raw.to_vec())
+                    }
+                } else {
+                    match std::str::from_utf8(raw) {
+                        Ok(s) => Value::Str(s.to_owned()),
+                        Err(e) => return Err(LoadError::new(format!("invalid UTF-8 in string: {e}"), at)),
+                    }
+                };
+                stack.push(scalar(v));
+            }
+            op::NEWDICT => stack.push(Entry { slot: Slot::Done(Value::Dict(Vec::new())), depth: 1 }),
+            op::NEWLIST => {
+                let n = r.i32()?;
+                if n < 0 {
+                    return Err(LoadError::new(format!("negative list length {n}"), at + 1));
+                }
+                let n = n as usize;
+                let slot = if n == 0 {
+                    Slot::Done(Value::List(Vec::new()))
+                } else {
+                    // Each of the n new items needs >= 7 bytes of its own, each
+                    // item still missing from an enclosing list >= 1 (its SETITEM).
+                    if n.saturating_mul(MIN_LIST_ITEM).saturating_add(missing) > r.remaining() {
+                        return Err(LoadError::new(
+                            format!("list of {n} items cannot fit in the {} remaining bytes", r.remaining()),
+                            at,
+                        ));
+                    }
+                    missing += n;
+                    Slot::Partial(Vec::with_capacity(n), n)
+                };
+                stack.push(Entry { slot, depth: 1 });
+            }
+            op::SETITEM => {
+                if stack.len() < 3 {
+                    return Err(LoadError::new("SETITEM needs a container, a key and a value", at));
+                }
+                let (Some(v), Some(k)) = (stack.pop(), stack.pop()) else {
+                    unreachable!("stack length checked above")
+                };
+                let d = 1 + k.depth.max(v.depth);
+                let value = finished(v.slot, at)?;
+                let key = finished(k.slot, at)?;
+                let Some(target) = stack.last_mut() else { unreachable!("stack length checked above") };
+                match &mut target.slot {
+                    Slot::Done(Value::Dict(pairs)) => {
+                        if !key.is_hashable() {
+                            return Err(LoadError::new(
+                                format!("unhashable dict key of type {}", key.type_name()),
+                                at,
+                            ));
+                        }
+                        pairs.push((key, value));
+                    }
+                    Slot::Partial(items, size) => {
+                        match key {
+                            Value::Int(i) if i == items.len() as i64 => {}
+                            other => {
+                                return Err(LoadError::new(
+                                    format!("list index {other:?} out of order, expected {}", items.len()),
+                                    at,
+                                ))
+                            }
+                        }
+                        items.push(value);
+                        missing -= 1;
+                        if items.len() == *size {
+                            let full = std::mem::take(items);
+                            target.slot = Slot::Done(Value::List(full));
+                        }
+                    }
+                    Slot::Done(other) => {
+                        return Err(LoadError::new(
+                            format!("SETITEM target is a {}, not a dict or an unfilled list", other.type_name()),
+                            at,
+                        ))
+                    }
+                }
+                if d > target.depth {
+                    if d > MAX_DEPTH {
+                        return Err(too_deep(at));
+                    }
+                    target.depth = d;
+                }
+            }
+            op::BUILDTUPLE | op::SET | op::FROZENSET => {
+                let n = r.i32()?;
+                let name = match code {
+                    op::BUILDTUPLE => "BUILDTUPLE",
+                    op::SET => "SET",
+                    _ => "FROZENSET",
+                };
+                if n < 0 || n as usize > stack.len() {
+                    return Err(LoadError::new(
+                        format!("{name} of {n} items but the stack holds {}", stack.len()),
+                        at,
+                    ));
+                }
+                let entries = stack.split_off(stack.len() - n as usize);
+                let depth = 1 + entries.iter().map(|e| e.depth).max().unwrap_or(0);
+                if depth > MAX_DEPTH {
+                    return Err(too_deep(at));
+                }
+                let mut items = Vec::with_capacity(entries.len());
+                for e in entries {
+                    let item = finished(e.slot, at)?;
+                    if code != op::BUILDTUPLE && !item.is_hashable() {
+                        return Err(LoadError::new(
+                            format!("unhashable item in {}", name.to_ascii_lowercase()),
+                            at,
+                        ));
+                    }
+                    items.push(item);
+                }
+                let v = match code {
+                    op::BUILDTUPLE => Value::Tuple(items),
+                    op::SET => Value::Set(items),
+                    _ => Value::FrozenSet(items),
+                };
+                stack.push(Entry { slot: Slot::Done(v), depth });
+            }
+            op::CHANNEL => {
+                let id = r.i32()?;
+                if id < 0 {
+                    return Err(LoadError::new(format!("negative channel id {id}"), at));
+                }
+                stack.push(scalar(Value::Channel(id as u32)));
+            }
+            op::STOP => {
+                if stack.len() != 1 {
+                    return Err(LoadError::new(
+                        format!("STOP with {} values on the stack, expected 1", stack.len()),
+                        at,
+                    ));
+                }
+                if r.remaining() != 0 {
+                    return Err(LoadError::new(format!("{} trailing bytes after STOP", r.remaining()), r.pos));
+                }
+                let Some(top) = stack.pop() else { unreachable!("stack length checked above") };
+                return finished(top.slot, at);
+            }
+            other => return Err(LoadError::new(format!("unknown opcode 0x{other:02x}"), at)),
+        }
+    }
+}
