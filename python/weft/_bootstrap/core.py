@@ -309,6 +309,28 @@ class WorkerPool:
 # Transports
 # --------------------------------------------------------------------------
 
+# Frames larger than this are refused before anything is allocated for them.
+MAX_FRAME_SIZE = int(os.environ.get("WEFT_EXECNET_MAX_FRAME", 1 << 30))
+_CHUNK = 1 << 20
+
+
+def _read_exact(rfile, n):
+    """Exactly ``n`` bytes from a buffered binary file, or EOFError.  Large
+    reads grow with the data that arrives instead of allocating ``n`` up front."""
+    if n <= _CHUNK:
+        data = rfile.read(n)
+        if len(data) < n:
+            raise EOFError("expected %d bytes, got %d" % (n, len(data)))
+        return data
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = rfile.read(min(_CHUNK, n - len(buf)))
+        if not chunk:
+            raise EOFError("expected %d bytes, got %d" % (n, len(buf)))
+        buf += chunk
+    return bytes(buf)
+
+
 class FdIO:
     """Byte transport over a pair of file descriptors (pipes or a socket fd)."""
 
@@ -321,12 +343,7 @@ class FdIO:
         self._rclosed = False
 
     def read(self, n):
-        if n == 0:
-            return b""
-        data = self._rfile.read(n)
-        if len(data) < n:
-            raise EOFError("expected %d bytes, got %d" % (n, len(data)))
-        return data
+        return _read_exact(self._rfile, n)
 
     def write(self, data):
         view = memoryview(data)
@@ -365,12 +382,7 @@ class SocketIO:
         self._wclosed = False
 
     def read(self, n):
-        if n == 0:
-            return b""
-        data = self._rfile.read(n)
-        if len(data) < n:
-            raise EOFError("expected %d bytes, got %d" % (n, len(data)))
-        return data
+        return _read_exact(self._rfile, n)
 
     def write(self, data):
         with self._wlock:
@@ -865,7 +877,7 @@ class BaseGateway:
 
     def _read_frame(self):
         header = self._io.read(HEADER_SIZE)
-        code, cid, length = _wire.unpack_header(header)
+        code, cid, length = _wire.unpack_header(header, MAX_FRAME_SIZE)
         return code, cid, self._io.read(length)
 
     def _thread_receiver(self):

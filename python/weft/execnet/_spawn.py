@@ -135,6 +135,7 @@ class ProcessIO(_core.FdIO):
                 self.popen.kill()
             except OSError:
                 pass
+            self.wait(1.0)  # reap it
 
     def describe_death(self):
         rc = self.wait(1.0)

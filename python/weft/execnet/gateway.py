@@ -114,6 +114,11 @@ class Gateway(_core.BaseGateway):
                    _wire.dumps((source, file_name, call_name, kwargs)))
         return channel
 
+    def remote_init_threads(self, num=None):
+        """No-op kept for old callers (execnet made it one in 1.2)."""
+        import warnings
+        warnings.warn("remote_init_threads() is a no-op", DeprecationWarning, stacklevel=2)
+
     def _terminate_execution(self):
         pass
 
