@@ -41,6 +41,7 @@ __all__ = [
     "LoadError",
     "MultiChannel",
     "RemoteError",
+    "RSync",
     "TimeoutError",
     "XSpec",
     "default_group",
