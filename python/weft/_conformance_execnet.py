@@ -71,10 +71,22 @@ def main(argv=None):
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--report")
     parser.add_argument("--timeout", type=int, default=60, help="per-test timeout (s)")
+    parser.add_argument("--ssh", choices=("auto", "yes", "no"), default="auto",
+                        help="start a throwaway sshd on 127.0.0.1 and run the ssh tests "
+                             "(auto: when openssh-server is installed)")
     opts = parser.parse_args(argv)
 
     tmp = tempfile.mkdtemp(prefix="weft-conformance-execnet-")
+    sshd = None
     try:
+        if opts.ssh != "no":
+            from weft._testing_sshd import start_sshd
+            try:
+                sshd = start_sshd(os.path.join(tmp, "sshd"))
+            except (RuntimeError, OSError) as exc:
+                if opts.ssh == "yes":
+                    raise SystemExit("cannot start sshd: %s" % exc)
+                sys.stderr.write("ssh tests skipped: %s\n" % exc)
         sdist = opts.sdist or _download(opts.version, tmp)
         root = _extract(sdist, tmp)
         env = dict(os.environ)
@@ -92,6 +104,8 @@ def main(argv=None):
             cmd += ["--timeout", str(opts.timeout)]
         except ImportError:
             sys.stderr.write("pytest-timeout not installed: tests run without timeouts\n")
+        if sshd is not None:
+            cmd += ["--gx", "ssh=%s" % sshd.spec_ssh]
         cmd += extra
         proc = subprocess.run(cmd, cwd=root, env=env)
         if not os.path.exists(junit):
@@ -108,6 +122,8 @@ def main(argv=None):
         print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
         return 0 if failed == 0 and proc.returncode in (0, 1) else 1
     finally:
+        if sshd is not None:
+            sshd.stop()
         if opts.keep:
             sys.stderr.write("kept %s\n" % tmp)
         else:

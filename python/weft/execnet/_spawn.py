@@ -144,7 +144,7 @@ class ProcessIO(_core.FdIO):
 
 def _python_args(spec):
     python = spec.python or sys.executable
-    args = shlex.split(python) if " " in python.strip() else [python]
+    args = shlex.split(python) + ["-u"]  # -u: worker prints are not held back
     if spec.dont_write_bytecode:
         args.append("-B")
     return args
@@ -209,7 +209,9 @@ def ssh_io(spec):
     popen.stdin.close()
     popen.stdout.close()
     _write_all(wfd, boot_payload(config))
-    return ProcessIO(popen, rfd, wfd, "ssh worker on %s" % spec.ssh)
+    io = ProcessIO(popen, rfd, wfd, "ssh worker on %s" % spec.ssh)
+    io.remoteaddress = spec.ssh
+    return io
 
 
 def popen_args(spec):
