@@ -289,3 +289,20 @@ def test_bootline_copies_agree():
     from weft.execnet import _spawn
 
     assert socketserver._BOOTLINE == _spawn._BOOTLINE
+
+
+def test_100mb_payload(gw):
+    payload = os.urandom(1 << 20) * 100
+    ch = gw.remote_exec("""
+        import hashlib
+        data = channel.receive()
+        channel.send((len(data), hashlib.sha256(data).hexdigest()))
+        channel.send(data)
+    """)
+    import hashlib
+
+    t0 = time.monotonic()
+    ch.send(payload)
+    assert ch.receive(60) == (len(payload), hashlib.sha256(payload).hexdigest())
+    assert ch.receive(60) == payload
+    assert time.monotonic() - t0 < 60
