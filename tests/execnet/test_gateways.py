@@ -32,7 +32,11 @@ def test_rinfo_and_status(gw):
     assert info.executable and info.pid != os.getpid()
     assert tuple(info.version_info[:2]) == sys.version_info[:2]
     assert info.platform == sys.platform
-    status = gw.remote_status()
+    for _ in range(200):  # the rinfo task may still be finishing
+        status = gw.remote_status()
+        if status.numexecuting == 0:
+            break
+        time.sleep(0.01)
     assert status.numexecuting == 0
     assert gw.id == "gw0" and gw.spec.popen
     assert "gw0" in repr(gw)

@@ -26,7 +26,6 @@ import os
 import sys
 import threading
 import time
-import traceback
 import weakref
 from collections import deque
 
@@ -119,6 +118,8 @@ MAIN_THREAD_ONLY_DEADLOCK_TEXT = (
 
 def geterrortext(exc):
     """The formatted traceback of ``exc`` (what RemoteError carries)."""
+    import traceback  # lazily: importing it costs ~15 ms of worker start-up
+
     try:
         return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     except Exception:  # pragma: no cover - formatting itself failed
@@ -236,7 +237,10 @@ class WorkerPool:
         if hasprimary:
             self._primary = deque()
             self._primary_wakeup = threading.Event()
-            self._primary_busy = True  # until integrate_as_primary_thread
+            # idle from the start: the first task waits in the queue until the
+            # main thread enters integrate_as_primary_thread (execnet runs
+            # the first remote_exec in the main thread; signal handlers need it)
+            self._primary_busy = False
 
     def integrate_as_primary_thread(self):
         assert self._primary is not None
