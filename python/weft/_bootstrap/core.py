@@ -618,13 +618,8 @@ class Channel:
         if self._closed:
             return
         self._closed = True
-        try:
-            if error is not None:
-                self.gateway._send(CHANNEL_CLOSE_ERROR, self.id, _wire.dumps(str(error)))
-            else:
-                self.gateway._send(CHANNEL_CLOSE, self.id)
-        except (IOError, ValueError):
-            pass  # connection gone: the channel is closed all the same
+        # Local state first, the message last: once the other side has seen
+        # the close it may inspect us (execnet's tests do), so we must be done.
         if isinstance(error, RemoteError):
             self._remoteerrors.append(error)
         self._receiveclosed.set()
@@ -632,6 +627,13 @@ class Channel:
         if items is not None:
             items.put(ENDMARKER)
         self.gateway._channelfactory._no_longer_opened(self.id)
+        try:
+            if error is not None:
+                self.gateway._send(CHANNEL_CLOSE_ERROR, self.id, _wire.dumps(str(error)))
+            else:
+                self.gateway._send(CHANNEL_CLOSE, self.id)
+        except (IOError, ValueError):
+            pass  # connection gone: the channel is closed all the same
 
     def waitclose(self, timeout=None):
         """Wait until the other side closed the channel; re-raise its error."""
