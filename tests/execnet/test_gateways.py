@@ -310,3 +310,31 @@ def test_100mb_payload(gw):
     assert ch.receive(60) == (len(payload), hashlib.sha256(payload).hexdigest())
     assert ch.receive(60) == payload
     assert time.monotonic() - t0 < 60
+
+
+def test_worker_does_not_outlive_a_dead_parent(tmp_path):
+    script = tmp_path / "s.py"
+    script.write_text(textwrap.dedent("""
+        import os, weft.execnet as execnet
+        gw = execnet.makegateway("popen")
+        ch = gw.remote_exec('''
+            import os, time
+            channel.send(os.getpid())
+            while True:
+                time.sleep(0.1)
+        ''')
+        print(ch.receive(10), flush=True)
+        os._exit(0)  # no cleanup at all
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=30)
+    pid = int(proc.stdout.split()[0])
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    pytest.fail("worker %d still running 15 s after its parent died" % pid)

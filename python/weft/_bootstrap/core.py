@@ -1027,7 +1027,11 @@ class WorkerGateway(BaseGateway):
             os._exit(1)
 
     def _receiver_finished(self):
+        # The connection is gone (or we were told to exit): nobody can talk to
+        # us any more, so a task that does not finish soon must not keep this
+        # process alive as an orphan.
         self._execpool.trigger_shutdown()
+        threading.Thread(target=self._exit_if_stuck, daemon=True).start()
         try:
             self._io.close_write()
         except Exception:

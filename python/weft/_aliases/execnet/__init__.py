@@ -13,5 +13,13 @@ from weft.execnet import *  # noqa: F401,F403
 from weft.execnet import __all__, __version__  # noqa: F401
 
 
+_SUBMODULES = ("gateway", "gateway_base", "gateway_io", "multi", "rsync", "xspec")
+
+
 def __getattr__(name):
+    # execnet.gateway_base etc. are reachable as attributes, as with execnet
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(__name__ + "." + name)
     return getattr(_impl, name)
