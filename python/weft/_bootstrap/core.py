@@ -34,6 +34,17 @@ if "weft_boot_wire" in sys.modules:  # remote side: installed by the boot stub
 else:  # local side
     from weft._bootstrap import wire as _wire
 
+
+def set_codec(codec):
+    """Swap the codec: any object with the wire module's API (``dumps``,
+    ``loads``, ``pack_message``, ``unpack_header``, ``HEADER_SIZE``, the
+    message codes and error classes).  This is the seam for the Rust codec;
+    both ends must speak the same bytes (docs/wire.md), so swapping one side
+    is safe."""
+    global _wire
+    _wire = codec
+
+
 DataFormatError = _wire.DataFormatError
 DumpError = _wire.DumpError
 LoadError = _wire.LoadError
