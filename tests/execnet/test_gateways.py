@@ -338,3 +338,17 @@ def test_worker_does_not_outlive_a_dead_parent(tmp_path):
         time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)
     pytest.fail("worker %d still running 15 s after its parent died" % pid)
+
+
+def test_worker_importing_weft_shares_the_boot_modules(gw):
+    """Remote code that imports weft.execnet sees the classes its channel uses."""
+    ch = gw.remote_exec("""
+        import weft.execnet as execnet
+        ok = isinstance(channel, execnet.Channel)
+        try:
+            execnet.dumps(object())
+        except execnet.DumpError:
+            caught = True
+        channel.send((ok, caught))
+    """)
+    assert ch.receive(10) == (True, True)

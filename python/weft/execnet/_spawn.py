@@ -64,6 +64,9 @@ def _weft_module(name, source, code=None):
     module.__file__ = filename
     module.__loader__ = _WeftSource(source)
     sys.modules[name] = module
+    # if weft is importable here too, "import weft.execnet" must reuse these
+    # modules: one Channel class and one DumpError per process
+    sys.modules.setdefault("weft._bootstrap." + name[len("weft_boot_"):], module)
     if code is None:
         code = compile(source, filename, "exec")
     exec(code, module.__dict__)

@@ -17,6 +17,8 @@ from .gateway import Gateway
 _PROXY = r'''
 import os, subprocess, sys, threading
 args, payload = channel.receive()
+if args[0] is None:
+    args[0] = sys.executable
 to_child_r, to_child_w = os.pipe()
 from_child_r, from_child_w = os.pipe()
 env = dict(os.environ)
@@ -124,14 +126,11 @@ def connect_via(group, spec):
     if not spec.popen:
         raise ValueError("via= works with popen gateways only: %r" % (spec._spec,))
     config = _spawn.worker_config(spec, "fds", rfd=None, wfd=None)
-    args = _spawn.popen_args(spec) if spec.python else ["python3", "-c", _spawn.bootline(0)]
+    args = _spawn.popen_args(spec)
     if not spec.python:
-        # the via worker's own interpreter
-        args = None
+        args[0] = None  # the proxy puts in its own sys.executable
+    # One remote_exec only: a main_thread_only via gateway runs one task at a time.
     channel = via.remote_exec(_PROXY)
-    if args is None:
-        rinfo = via._rinfo()
-        args = [rinfo.executable] + _spawn.popen_args(spec)[1:]
     channel.send((args, _spawn.boot_payload(config)))
     return Gateway(ChannelIO(channel, "via %s worker" % spec.via), spec,
                    execmodel=group.execmodel)
