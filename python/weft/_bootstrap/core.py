@@ -282,9 +282,6 @@ class WorkerPool:
     def active_count(self):
         return len(self._running)
 
-    def primary_idle(self):
-        return self._primary is not None and not self._primary_busy
-
     def _finished(self, reply):
         with self._running_lock:
             self._running.discard(reply)
@@ -541,6 +538,8 @@ class Channel:
 
     RemoteError = RemoteError
     TimeoutError = TimeoutError
+    # execnet polls with this period; weft's waits are event-driven and do not
+    # use it, but code (and execnet's tests) may set it
     _INTERNALWAKEUP = 1000
     _executing = False
 
@@ -855,9 +854,6 @@ class ChannelFileRead(ChannelFile):
 
 class _GatewayTerminate(Exception):
     pass
-
-
-_trace_file = None
 
 
 def _trace_enabled():
