@@ -34,10 +34,10 @@ def _download(version, dest):
     return found[0]
 
 
-def _extract(sdist, dest):
+def _extract(sdist, dest, pattern="execnet-*"):
     with tarfile.open(sdist) as tf:
         tf.extractall(dest, filter="data")
-    roots = [d for d in glob.glob(os.path.join(dest, "execnet-*")) if os.path.isdir(d)]
+    roots = [d for d in glob.glob(os.path.join(dest, pattern)) if os.path.isdir(d)]
     return roots[0]
 
 
