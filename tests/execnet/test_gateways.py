@@ -352,3 +352,15 @@ def test_worker_importing_weft_shares_the_boot_modules(gw):
         channel.send((ok, caught))
     """)
     assert ch.receive(10) == (True, True)
+
+
+def test_load_reads_one_value_at_a_time():
+    import io
+    f = io.BytesIO()
+    execnet.dump(f, [1, b"QQQ", {2: 3.5}, 2**80])
+    execnet.dump(f, "second")
+    f.seek(0)
+    assert execnet.load(f) == [1, b"QQQ", {2: 3.5}, 2**80]
+    assert execnet.load(f) == "second"
+    with pytest.raises(execnet.LoadError):
+        execnet.load(io.BytesIO(b"\x02F\x00"))

@@ -76,10 +76,43 @@ def load(io, py2str_as_py3str=False, py3str_as_py2str=False):
                        py3str_as_py2str=py3str_as_py2str)
 
 
-def _read_one(io):
-    # The codec decodes whole byte strings; read everything that is there.
-    data = io.read()
-    return bytes(data)
+# Bytes that follow each opcode: a fixed size, or "n" for an i32 length
+# followed by that many bytes (docs/wire.md).
+_FIXED = {0x40: 4, 0x42: 4, 0x43: 0, 0x44: 8, 0x45: 4, 0x46: 4, 0x47: 4, 0x4A: 0,
+          0x4B: 4, 0x4C: 0, 0x4F: 4, 0x50: 0, 0x52: 0, 0x54: 16}
+_SIZED = frozenset([0x41, 0x48, 0x49, 0x4D, 0x4E, 0x53])
+_STOP = 0x51
+
+
+def _read_one(stream):
+    """The bytes of one serialized value from ``stream``, leaving what follows
+    (so several values dumped to one file load one by one)."""
+    out = bytearray()
+
+    def take(n):
+        got = b""
+        while len(got) < n:
+            chunk = stream.read(min(n - len(got), 1 << 20))
+            if not chunk:
+                raise LoadError("truncated data: expected %d more bytes" % (n - len(got)))
+            got += chunk
+        out.extend(got)
+        return got
+
+    take(1)  # format version
+    while True:
+        op = take(1)[0]
+        if op == _STOP:
+            return bytes(out)
+        if op in _FIXED:
+            take(_FIXED[op])
+        elif op in _SIZED:
+            n = int.from_bytes(take(4), "big", signed=True)
+            if n < 0:
+                raise LoadError("negative length %d" % n)
+            take(n)
+        else:
+            raise LoadError("unknown opcode 0x%02x" % op)
 
 
 def __getattr__(name):
