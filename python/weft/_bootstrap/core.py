@@ -1,0 +1,1114 @@
+"""weft gateway core: channels, exec models and the message loop, for both ends.
+
+This module is SELF-CONTAINED (standard library plus the sibling ``wire`` codec)
+because the gateway bootstrap sends its source text to the remote interpreter,
+where nothing of weft is installed.  The local side imports it as
+``weft._bootstrap.core``; the remote side receives it as module
+``weft_boot_core`` next to ``weft_boot_wire`` (see ``weft.execnet._spawn``).
+
+Layering (each piece is a small class so a Rust fast path can replace it):
+
+* ``Codec``      -- ``dumps``/``loads`` of channel payloads (the wire module).
+* ``FdIO`` / ``SocketIO`` -- the byte transport: ``read(n)`` (exactly n bytes
+  or ``EOFError``), ``write(data)``, ``close_read()``, ``close_write()``.
+* ``BaseGateway`` -- one receiver thread per gateway reads frames and
+  dispatches them to the ``ChannelFactory``.
+
+Blocking waits: every wait that a user-facing call performs (Channel.receive,
+Channel.waitclose, Reply.get, WorkerPool.waitall, Gateway.join, ...) goes
+through ``block_until(event, timeout)`` below.  ``event`` is anything with
+``is_set()`` and ``wait(timeout)`` (a ``threading.Event``).  The local side
+installs ``weft.execnet._wait.block_until`` here with ``set_wait_hook``; a
+tasklet scheduler takes over blocking by replacing that one function.
+"""
+
+import os
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+
+if "weft_boot_wire" in sys.modules:  # remote side: installed by the boot stub
+    _wire = sys.modules["weft_boot_wire"]
+else:  # local side
+    from weft._bootstrap import wire as _wire
+
+
+def set_codec(codec):
+    """Swap the codec: any object with the wire module's API (``dumps``,
+    ``loads``, ``pack_message``, ``unpack_header``, ``HEADER_SIZE``, the
+    message codes and error classes).  This is the seam for the Rust codec;
+    both ends must speak the same bytes (docs/wire.md), so swapping one side
+    is safe."""
+    global _wire
+    _wire = codec
+
+
+DataFormatError = _wire.DataFormatError
+DumpError = _wire.DumpError
+LoadError = _wire.LoadError
+HEADER_SIZE = _wire.HEADER_SIZE
+
+STATUS = _wire.STATUS
+RECONFIGURE = _wire.RECONFIGURE
+GATEWAY_TERMINATE = _wire.GATEWAY_TERMINATE
+CHANNEL_EXEC = _wire.CHANNEL_EXEC
+CHANNEL_DATA = _wire.CHANNEL_DATA
+CHANNEL_CLOSE = _wire.CHANNEL_CLOSE
+CHANNEL_CLOSE_ERROR = _wire.CHANNEL_CLOSE_ERROR
+CHANNEL_LAST_MESSAGE = _wire.CHANNEL_LAST_MESSAGE
+
+
+# --------------------------------------------------------------------------
+# The one blocking hook
+# --------------------------------------------------------------------------
+
+def _thread_block_until(event, timeout=None):
+    """Default hook: block the calling OS thread until ``event`` is set."""
+    if timeout is not None and timeout < 0:
+        timeout = 0
+    return event.wait(timeout)
+
+
+_block_until_hook = _thread_block_until
+
+
+def set_wait_hook(fn):
+    """Install ``fn(event, timeout) -> bool`` as the blocking hook."""
+    global _block_until_hook
+    _block_until_hook = fn or _thread_block_until
+
+
+def block_until(event, timeout=None):
+    """Wait until ``event.is_set()`` or ``timeout`` seconds pass; True if set."""
+    if event.is_set():
+        return True
+    return _block_until_hook(event, timeout)
+
+
+# --------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------
+
+class RemoteError(Exception):
+    """An exception raised on the other side; ``formatted`` is its traceback."""
+
+    def __init__(self, formatted):
+        super().__init__(formatted)
+        self.formatted = formatted
+
+    def __str__(self):
+        return self.formatted
+
+    def __repr__(self):
+        return "%s: %s" % (self.__class__.__name__, self.formatted)
+
+    def warn(self):
+        if self.formatted != INTERRUPT_TEXT:
+            sys.stderr.write("[%s] Warning: unhandled %r\n" % (os.getpid(), self))
+
+
+class GatewayDied(RemoteError, EOFError):
+    """The connection ended without an orderly exit; says how the worker died.
+
+    It is both a ``RemoteError`` and an ``EOFError`` so that code written for
+    either (execnet raises ``EOFError`` in this case) catches it.
+    """
+
+
+class TimeoutError(IOError):  # noqa: A001 - execnet's name
+    """A blocking channel operation did not finish within its timeout."""
+
+
+INTERRUPT_TEXT = "keyboard-interrupted"
+MAIN_THREAD_ONLY_DEADLOCK_TEXT = (
+    "concurrent remote_exec would cause deadlock for main_thread_only execmodel"
+)
+
+
+def geterrortext(exc):
+    """The formatted traceback of ``exc`` (what RemoteError carries)."""
+    import traceback  # lazily: importing it costs ~15 ms of worker start-up
+
+    try:
+        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except Exception:  # pragma: no cover - formatting itself failed
+        return "%s: %s" % (type(exc).__name__, exc)
+
+
+# --------------------------------------------------------------------------
+# Exec models and the worker pool
+# --------------------------------------------------------------------------
+
+class ExecModel:
+    """How a gateway runs concurrent work: ``thread`` or ``main_thread_only``."""
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def __repr__(self):
+        return "<ExecModel %r>" % self.backend
+
+    @property
+    def queue(self):
+        import queue
+        return queue
+
+    @property
+    def subprocess(self):
+        import subprocess
+        return subprocess
+
+    @property
+    def socket(self):
+        import socket
+        return socket
+
+    def start(self, func, args=()):
+        t = threading.Thread(target=func, args=args, daemon=True)
+        t.start()
+
+    def get_ident(self):
+        return threading.get_ident()
+
+    def sleep(self, delay):
+        time.sleep(delay)
+
+    def fdopen(self, fd, mode, bufsize=-1, closefd=True):
+        return os.fdopen(fd, mode, bufsize, closefd=closefd)
+
+    def Lock(self):
+        return threading.Lock()
+
+    def RLock(self):
+        return threading.RLock()
+
+    def Event(self):
+        return threading.Event()
+
+
+_EXECMODELS = ("thread", "main_thread_only")
+
+
+def get_execmodel(backend):
+    if isinstance(backend, ExecModel):
+        return backend
+    if backend not in _EXECMODELS:
+        raise ValueError(
+            "unknown execmodel %r: weft supports %s" % (backend, ", ".join(_EXECMODELS))
+        )
+    return ExecModel(backend)
+
+
+class Reply:
+    """The result of a ``WorkerPool.spawn``."""
+
+    def __init__(self, task):
+        self.task = task
+        self._done = threading.Event()
+        self.running = True
+        self._result = None
+        self._exc = None
+
+    def get(self, timeout=None):
+        self.waitfinish(timeout)
+        if self._exc is not None:
+            raise self._exc
+        return self._result
+
+    def waitfinish(self, timeout=None):
+        if not block_until(self._done, timeout):
+            raise IOError("timeout waiting for %r" % (self.task,))
+
+    def run(self):
+        func, args, kwargs = self.task
+        try:
+            self._result = func(*args, **kwargs)
+        except BaseException as exc:
+            self._exc = exc
+        finally:
+            self.running = False
+            self._done.set()
+
+
+class WorkerPool:
+    """Runs tasks in threads; with ``hasprimary`` the calling (main) thread
+    takes tasks too, once it calls ``integrate_as_primary_thread``."""
+
+    def __init__(self, execmodel, hasprimary=False, primary_only=False):
+        self.execmodel = execmodel
+        self._primary_only = primary_only
+        self._running_lock = threading.Lock()
+        self._running = set()
+        self._shuttingdown = False
+        self._idle = threading.Event()
+        self._idle.set()
+        self._primary = None
+        if hasprimary:
+            self._primary = deque()
+            self._primary_wakeup = threading.Event()
+            # idle from the start: the first task waits in the queue until the
+            # main thread enters integrate_as_primary_thread (execnet runs
+            # the first remote_exec in the main thread; signal handlers need it)
+            self._primary_busy = False
+
+    def integrate_as_primary_thread(self):
+        assert self._primary is not None
+        while True:
+            with self._running_lock:
+                self._primary_busy = False
+                task = self._primary.popleft() if self._primary else None
+                if task is None:
+                    if self._shuttingdown:
+                        return
+                    self._primary_wakeup.clear()
+                else:
+                    self._primary_busy = True
+            if task is None:
+                self._primary_wakeup.wait()
+                continue
+            try:
+                task.run()
+            finally:
+                self._finished(task)
+
+    def trigger_shutdown(self):
+        with self._running_lock:
+            self._shuttingdown = True
+            if self._primary is not None:
+                self._primary_wakeup.set()
+
+    def active_count(self):
+        return len(self._running)
+
+    def _finished(self, reply):
+        with self._running_lock:
+            self._running.discard(reply)
+            if not self._running:
+                self._idle.set()
+
+    def _run_thread(self, reply):
+        try:
+            reply.run()
+        finally:
+            self._finished(reply)
+
+    def spawn(self, func, *args, **kwargs):
+        reply = Reply((func, args, kwargs))
+        with self._running_lock:
+            if self._shuttingdown:
+                raise ValueError("pool is shutting down")
+            self._running.add(reply)
+            self._idle.clear()
+            if self._primary is not None and (self._primary_only or not self._primary_busy):
+                self._primary_busy = True
+                self._primary.append(reply)
+                self._primary_wakeup.set()
+                return reply
+        self.execmodel.start(self._run_thread, (reply,))
+        return reply
+
+    def terminate(self, timeout=None):
+        self.trigger_shutdown()
+        return self.waitall(timeout)
+
+    def waitall(self, timeout=None):
+        return block_until(self._idle, timeout)
+
+
+# --------------------------------------------------------------------------
+# Transports
+# --------------------------------------------------------------------------
+
+# Frames larger than this are refused before anything is allocated for them.
+MAX_FRAME_SIZE = int(os.environ.get("WEFT_EXECNET_MAX_FRAME", 1 << 30))
+_CHUNK = 1 << 20
+
+
+def _read_exact(rfile, n):
+    """Exactly ``n`` bytes from a buffered binary file, or EOFError.  Large
+    reads grow with the data that arrives instead of allocating ``n`` up front."""
+    if n <= _CHUNK:
+        data = rfile.read(n)
+        if len(data) < n:
+            raise EOFError("expected %d bytes, got %d" % (n, len(data)))
+        return data
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = rfile.read(min(_CHUNK, n - len(buf)))
+        if not chunk:
+            raise EOFError("expected %d bytes, got %d" % (n, len(buf)))
+        buf += chunk
+    return bytes(buf)
+
+
+class FdIO:
+    """Byte transport over a pair of file descriptors (pipes or a socket fd)."""
+
+    def __init__(self, rfd, wfd):
+        self._rfd = rfd
+        self._wfd = wfd
+        self._rfile = os.fdopen(rfd, "rb", 65536)
+        self._wlock = threading.Lock()
+        self._wclosed = False
+        self._rclosed = False
+
+    def read(self, n):
+        return _read_exact(self._rfile, n)
+
+    def write(self, data):
+        view = memoryview(data)
+        with self._wlock:
+            if self._wclosed:
+                raise ValueError("write to closed transport")
+            while view:
+                written = os.write(self._wfd, view)
+                view = view[written:]
+
+    def close_read(self):
+        if not self._rclosed:
+            self._rclosed = True
+            try:
+                self._rfile.close()
+            except OSError:
+                pass
+
+    def close_write(self):
+        with self._wlock:
+            if not self._wclosed:
+                self._wclosed = True
+                try:
+                    os.close(self._wfd)
+                except OSError:
+                    pass
+
+
+class SocketIO:
+    """Byte transport over a connected socket."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self._rfile = sock.makefile("rb", 65536)
+        self._wlock = threading.Lock()
+        self._wclosed = False
+
+    def read(self, n):
+        return _read_exact(self._rfile, n)
+
+    def write(self, data):
+        with self._wlock:
+            if self._wclosed:
+                raise ValueError("write to closed transport")
+            self.sock.sendall(data)
+
+    def close_read(self):
+        import socket
+        try:
+            self.sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
+
+    def close_write(self):
+        import socket
+        with self._wlock:
+            if self._wclosed:
+                return
+            self._wclosed = True
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+class Popen2IO:
+    """Byte transport over two binary file objects (for tests and tools)."""
+
+    def __init__(self, outfile, infile, execmodel=None):
+        self.outfile = outfile
+        self.infile = infile
+        self._read = getattr(infile, "read")
+        self._write = getattr(outfile, "write")
+
+    def read(self, numbytes):
+        """Read exactly ``numbytes`` bytes, or raise EOFError."""
+        chunks = []
+        missing = numbytes
+        while missing > 0:
+            data = self._read(missing)
+            if not data:
+                raise EOFError("expected %d bytes, got %d" % (numbytes, numbytes - missing))
+            chunks.append(data)
+            missing -= len(data)
+        return b"".join(chunks)
+
+    def write(self, data):
+        self._write(data)
+        flush = getattr(self.outfile, "flush", None)
+        if flush is not None:
+            flush()
+
+    def close_read(self):
+        self.infile.close()
+
+    def close_write(self):
+        self.outfile.close()
+
+
+class Message:
+    """One frame: message code, channel id and payload bytes."""
+
+    _types = tuple(range(8))  # the eight message codes, as in execnet
+
+    def __init__(self, msgcode, channelid=0, data=b""):
+        self.msgcode = msgcode
+        self.channelid = channelid
+        self.data = data
+
+    @staticmethod
+    def from_io(io):
+        code, cid, length = _wire.unpack_header(io.read(HEADER_SIZE))
+        return Message(code, cid, io.read(length))
+
+    def to_io(self, io):
+        io.write(_wire.pack_message(self.msgcode, self.channelid, self.data))
+
+    def __repr__(self):
+        name = _wire.MESSAGE_NAMES.get(self.msgcode, self.msgcode)
+        return "<Message %s channel=%d lendata=%d>" % (name, self.channelid, len(self.data))
+
+
+# --------------------------------------------------------------------------
+# Channels
+# --------------------------------------------------------------------------
+
+class _Endmarker:
+    def __repr__(self):
+        return "<ENDMARKER>"
+
+
+ENDMARKER = _Endmarker()
+NO_ENDMARKER_WANTED = object()
+
+
+class Empty(Exception):
+    pass
+
+
+class _ItemQueue:
+    """FIFO of received items whose waits go through ``block_until``."""
+
+    def __init__(self):
+        self._items = deque()
+        self._lock = threading.Lock()
+        self._nonempty = threading.Event()
+
+    def put(self, item):
+        with self._lock:
+            self._items.append(item)
+            self._nonempty.set()
+
+    def get_nowait(self):
+        with self._lock:
+            if not self._items:
+                raise Empty()
+            item = self._items.popleft()
+            if not self._items:
+                self._nonempty.clear()
+            return item
+
+    def get(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                return self.get_nowait()
+            except Empty:
+                pass
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise Empty()
+            block_until(self._nonempty, remaining)
+
+    def qsize(self):
+        return len(self._items)
+
+
+class Channel:
+    """One end of a bidirectional, ordered message stream between two sides."""
+
+    RemoteError = RemoteError
+    TimeoutError = TimeoutError
+    # execnet polls with this period; weft's waits are event-driven and do not
+    # use it, but code (and execnet's tests) may set it
+    _INTERNALWAKEUP = 1000
+    _executing = False
+
+    def __init__(self, gateway, id):
+        assert isinstance(id, int), id
+        self.gateway = gateway
+        self.id = id
+        self._items = _ItemQueue()
+        self._closed = False
+        self._receiveclosed = threading.Event()
+        self._remoteerrors = []
+
+    @property
+    def _weft_channel_id(self):
+        # the wire codec encodes any object carrying this as a channel reference
+        return self.id
+
+    def _trace(self, *msg):
+        self.gateway._trace(self.id, *msg)
+
+    def setcallback(self, callback, endmarker=NO_ENDMARKER_WANTED):
+        """Call ``callback(item)`` from the receiver thread for every item,
+        and ``callback(endmarker)`` when the channel closes (if given)."""
+        factory = self.gateway._channelfactory
+        with factory._receivelock:
+            items = self._items
+            if items is None:
+                raise IOError("%r has callback already registered" % (self,))
+            self._items = None
+            while True:
+                try:
+                    olditem = items.get_nowait()
+                except Empty:
+                    break
+                if olditem is ENDMARKER:
+                    items.put(olditem)  # for other receivers
+                    if endmarker is not NO_ENDMARKER_WANTED:
+                        callback(endmarker)
+                    break
+                callback(olditem)
+            if not self._closed and not self._receiveclosed.is_set():
+                factory._callbacks[self.id] = (callback, endmarker)
+
+    def __repr__(self):
+        flag = "closed" if self.isclosed() else "open"
+        if not self.isclosed() and self._receiveclosed.is_set():
+            flag = "sendonly"
+        return "<Channel id=%d %s>" % (self.id, flag)
+
+    def __del__(self):
+        # A channel nobody references any more: tell the other side.
+        try:
+            gateway = self.gateway
+            if gateway is None or self._closed:
+                return
+            if gateway._channelfactory.finished or self._receiveclosed.is_set():
+                return
+            code = CHANNEL_LAST_MESSAGE if self._items is None else CHANNEL_CLOSE
+            gateway._send(code, self.id)
+        except Exception:
+            pass
+
+    def _getremoteerror(self):
+        if self._remoteerrors:
+            return self._remoteerrors[0]
+        return self.gateway._error
+
+    def isclosed(self):
+        """True once the channel is closed for sending (by either side)."""
+        return self._closed
+
+    def makefile(self, mode="w", proxyclose=False):
+        """A file-like wrapper: ``'w'`` sends what is written, ``'r'`` reads
+        received str/bytes items."""
+        if mode == "w":
+            return ChannelFileWrite(channel=self, proxyclose=proxyclose)
+        if mode == "r":
+            return ChannelFileRead(channel=self, proxyclose=proxyclose)
+        raise ValueError("mode %r not available: use 'r' or 'w'" % (mode,))
+
+    def close(self, error=None):
+        """Close the channel; ``error`` (a string) reaches the other side as
+        ``RemoteError``."""
+        if self._executing:
+            raise IOError("cannot explicitly close channel within remote_exec")
+        if self._closed:
+            return
+        self._closed = True
+        # Local state first, the message last: once the other side has seen
+        # the close it may inspect us (execnet's tests do), so we must be done.
+        if isinstance(error, RemoteError):
+            self._remoteerrors.append(error)
+        self._receiveclosed.set()
+        items = self._items
+        if items is not None:
+            items.put(ENDMARKER)
+        self.gateway._channelfactory._no_longer_opened(self.id)
+        try:
+            if error is not None:
+                self.gateway._send(CHANNEL_CLOSE_ERROR, self.id, _wire.dumps(str(error)))
+            else:
+                self.gateway._send(CHANNEL_CLOSE, self.id)
+        except (IOError, ValueError):
+            pass  # connection gone: the channel is closed all the same
+
+    def waitclose(self, timeout=None):
+        """Wait until the other side closed the channel; re-raise its error."""
+        if not block_until(self._receiveclosed, timeout):
+            raise self.TimeoutError("Timeout after %r seconds" % (timeout,))
+        error = self._getremoteerror()
+        if error:
+            raise error
+
+    def send(self, item):
+        """Send ``item`` (builtin types and channels) to the other side."""
+        if self.isclosed():
+            raise IOError("cannot send to %r" % (self,))
+        self.gateway._send(CHANNEL_DATA, self.id, _wire.dumps(item))
+
+    def receive(self, timeout=None):
+        """Return the next item; ``EOFError`` or ``RemoteError`` once closed."""
+        items = self._items
+        if items is None:
+            raise IOError("cannot receive(), channel has receiver callback")
+        try:
+            x = items.get(timeout)
+        except Empty:
+            raise self.TimeoutError("no item after %r seconds" % (timeout,)) from None
+        if x is ENDMARKER:
+            items.put(x)  # for other receivers
+            raise self._getremoteerror() or EOFError()
+        return x
+
+    def __iter__(self):
+        return self
+
+    def next(self):
+        try:
+            return self.receive()
+        except EOFError:
+            raise StopIteration from None
+
+    __next__ = next
+
+    def reconfigure(self, py2str_as_py3str=True, py3str_as_py2str=False):
+        # Python 2 peers are not supported; kept for API compatibility.
+        pass
+
+
+class ChannelFactory:
+    """Owns the channels of one gateway, keyed by id."""
+
+    def __init__(self, gateway, startcount=1):
+        self._channels = weakref.WeakValueDictionary()
+        self._callbacks = {}
+        self._writelock = threading.Lock()
+        self._receivelock = threading.RLock()
+        self.gateway = gateway
+        self.count = startcount
+        self.finished = False
+        self._list = list  # for cleanup during interpreter shutdown
+
+    def new(self, id=None):
+        """A new channel, or the one with ``id`` (made if needed)."""
+        with self._writelock:
+            if self.finished:
+                raise IOError("connection already closed: %r" % (self.gateway,))
+            if id is None:
+                id = self.count
+                self.count += 2
+            try:
+                channel = self._channels[id]
+            except KeyError:
+                channel = self._channels[id] = Channel(self.gateway, id)
+            return channel
+
+    def channels(self):
+        return self._list(self._channels.values())
+
+    def _no_longer_opened(self, id):
+        try:
+            del self._channels[id]
+        except KeyError:
+            pass
+        try:
+            callback, endmarker = self._callbacks.pop(id)
+        except KeyError:
+            pass
+        else:
+            if endmarker is not NO_ENDMARKER_WANTED:
+                callback(endmarker)
+
+    def _local_close(self, id, remoteerror=None, sendonly=False):
+        channel = self._channels.get(id)
+        if channel is None:
+            # nobody holds the channel any more
+            if remoteerror and not isinstance(remoteerror, GatewayDied):
+                remoteerror.warn()
+        else:
+            if remoteerror:
+                channel._remoteerrors.append(remoteerror)
+            items = channel._items
+            if items is not None:
+                items.put(ENDMARKER)
+            if not sendonly:
+                channel._closed = True
+            channel._receiveclosed.set()
+        self._no_longer_opened(id)
+
+    def _local_receive(self, id, data):
+        with self._receivelock:
+            entry = self._callbacks.get(id)
+            if entry is None:
+                channel = self._channels.get(id)
+                items = channel._items if channel is not None else None
+                if items is None:
+                    return  # nobody listens: drop
+                try:
+                    items.put(_wire.loads(data, channel_factory=self.new))
+                except LoadError as exc:
+                    self._reject(id, exc)
+                return
+            callback, endmarker = entry
+            try:
+                callback(_wire.loads(data, channel_factory=self.new))
+            except Exception as exc:
+                self._reject(id, exc)
+
+    def _reject(self, id, exc):
+        errortext = geterrortext(exc)
+        self.gateway._trace("channel %d: callback/decoding failed: %r" % (id, exc))
+        try:
+            self.gateway._send(CHANNEL_CLOSE_ERROR, id, _wire.dumps(errortext))
+        except (IOError, ValueError):
+            pass
+        self._local_close(id, RemoteError(errortext))
+
+    def _finished_receiving(self, error=None):
+        with self._writelock:
+            self.finished = True
+        for id in self._list(self._channels):
+            self._local_close(id, error, sendonly=error is None)
+        for id in self._list(self._callbacks):
+            self._no_longer_opened(id)
+
+
+class ChannelFile:
+    def __init__(self, channel, proxyclose=True):
+        self.channel = channel
+        self._proxyclose = proxyclose
+
+    def isatty(self):
+        return False
+
+    def close(self):
+        if self._proxyclose:
+            self.channel.close()
+
+    def __repr__(self):
+        state = "closed" if self.channel.isclosed() else "open"
+        return "<ChannelFile %d %s>" % (self.channel.id, state)
+
+
+class ChannelFileWrite(ChannelFile):
+    def write(self, out):
+        if out:
+            self.channel.send(out)
+
+    def flush(self):
+        pass
+
+
+class ChannelFileRead(ChannelFile):
+    def __init__(self, channel, proxyclose=True):
+        super().__init__(channel, proxyclose)
+        self._buffer = None
+
+    def read(self, n):
+        try:
+            if self._buffer is None:
+                self._buffer = self.channel.receive()
+            while len(self._buffer) < n:
+                self._buffer += self.channel.receive()
+        except EOFError:
+            self.close()
+        if self._buffer is None:
+            ret = ""
+        else:
+            ret = self._buffer[:n]
+            self._buffer = self._buffer[n:]
+        return ret
+
+    def readline(self):
+        if self._buffer is not None:
+            i = self._buffer.find("\n")
+            if i != -1:
+                return self.read(i + 1)
+            line = self.read(len(self._buffer) + 1)
+        else:
+            line = self.read(1)
+        while line and line[-1] != "\n":
+            c = self.read(1)
+            if not c:
+                break
+            line += c
+        return line
+
+
+# --------------------------------------------------------------------------
+# Gateways
+# --------------------------------------------------------------------------
+
+class _GatewayTerminate(Exception):
+    pass
+
+
+def _trace_enabled():
+    return bool(os.environ.get("WEFT_EXECNET_DEBUG"))
+
+
+class BaseGateway:
+    """Frames, the receiver thread and message dispatch; shared by both ends."""
+
+    _error = None
+    _sysid = "local"
+
+    def __init__(self, io, id, execmodel=None, _startcount=2):
+        self.execmodel = get_execmodel(execmodel or "thread")
+        self._io = io
+        self.id = id
+        self._strconfig = (True, False)
+        self._channelfactory = ChannelFactory(self, _startcount)
+        self._receivelock = threading.RLock()
+        self._receive_done = threading.Event()
+        self._receive_thread = None
+
+    def _trace(self, *msg):
+        if _trace_enabled():
+            sys.stderr.write("[weft %s %s] %s\n" % (
+                self._sysid, os.getpid(), " ".join(str(m) for m in msg)))
+
+    def _initreceive(self):
+        t = threading.Thread(
+            target=self._thread_receiver, name="weft-receiver-%s" % (self.id,),
+            daemon=True)
+        self._receive_thread = t
+        t.start()
+
+    def _read_frame(self):
+        header = self._io.read(HEADER_SIZE)
+        code, cid, length = _wire.unpack_header(header, MAX_FRAME_SIZE)
+        return code, cid, self._io.read(length)
+
+    def _thread_receiver(self):
+        error = None
+        try:
+            try:
+                while True:
+                    code, cid, payload = self._read_frame()
+                    self._dispatch(code, cid, payload)
+            except _GatewayTerminate:
+                self._trace("received terminate")
+            except EOFError as exc:
+                self._trace("EOF on transport: %r" % (exc,))
+                error = self._connection_lost(exc)
+            except (OSError, ValueError, DataFormatError) as exc:
+                self._trace("transport error: %r" % (exc,))
+                error = self._connection_lost(exc)
+            except BaseException as exc:  # pragma: no cover - a bug in dispatch
+                self._trace("receiver crashed: %s" % geterrortext(exc))
+                error = GatewayDied("receiver thread crashed:\n" + geterrortext(exc))
+            if error is not None:
+                self._error = error
+            try:
+                self._io.close_read()
+            except Exception:
+                pass
+            self._channelfactory._finished_receiving(error)
+            self._receiver_finished()
+        finally:
+            self._receive_done.set()
+
+    def _connection_lost(self, exc):
+        """Return the error channels end with (None for an orderly end)."""
+        return None
+
+    def _receiver_finished(self):
+        pass
+
+    def _dispatch(self, code, cid, payload):
+        factory = self._channelfactory
+        if code == CHANNEL_DATA:
+            factory._local_receive(cid, payload)
+        elif code == CHANNEL_CLOSE:
+            factory._local_close(cid)
+        elif code == CHANNEL_CLOSE_ERROR:
+            factory._local_close(cid, RemoteError(_wire.loads(payload)))
+        elif code == CHANNEL_LAST_MESSAGE:
+            factory._local_close(cid, sendonly=True)
+        elif code == CHANNEL_EXEC:
+            self._local_schedulexec(factory.new(cid), payload)
+        elif code == STATUS:
+            self._status_reply(cid)
+        elif code == RECONFIGURE:
+            if cid == 0:
+                self._strconfig = tuple(_wire.loads(payload))
+        elif code == GATEWAY_TERMINATE:
+            self._terminate_execution()
+            raise _GatewayTerminate()
+        else:
+            raise DataFormatError("unknown message code %r" % (code,))
+
+    def _status_reply(self, cid):
+        pool = getattr(self, "_execpool", None)
+        status = {
+            "numchannels": len(self._channelfactory._channels),
+            "numexecuting": pool.active_count() if pool is not None else 0,
+            "execqsize": 0,
+        }
+        self._send(CHANNEL_DATA, cid, _wire.dumps(status))
+        self._send(CHANNEL_CLOSE, cid)
+
+    def _local_schedulexec(self, channel, payload):
+        channel.close("execution disallowed")
+
+    def _terminate_execution(self):
+        pass
+
+    def _send(self, code, cid=0, data=b""):
+        frame = _wire.pack_message(code, cid, data)
+        try:
+            self._io.write(frame)
+        except (OSError, ValueError) as exc:
+            self._trace("failed to send frame: %r" % (exc,))
+            raise IOError("cannot send (already closed?) on %r" % (self,)) from exc
+
+    def newchannel(self):
+        """Return a new independent channel."""
+        return self._channelfactory.new()
+
+    def join(self, timeout=None):
+        """Wait for the receiver thread to finish."""
+        return block_until(self._receive_done, timeout)
+
+
+class WorkerGateway(BaseGateway):
+    """The remote end: executes ``remote_exec`` tasks."""
+
+    _sysid = "worker"
+
+    def _local_schedulexec(self, channel, payload):
+        if self.execmodel.backend == "main_thread_only":
+            if not self._executetask_complete.wait(timeout=1):
+                channel.close(MAIN_THREAD_ONLY_DEADLOCK_TEXT)
+                return
+            self._executetask_complete.clear()
+        task = _wire.loads(payload)
+        try:
+            self._execpool.spawn(self.executetask, channel, task)
+        except ValueError:
+            channel.close("gateway is shutting down")
+
+    def executetask(self, channel, task):
+        source, file_name, call_name, kwargs = task
+        loc = {"channel": channel, "__name__": "__channelexec__"}
+        error = None
+        channel._executing = True
+        try:
+            co = compile(source + "\n", file_name or "<remote exec>", "exec")
+            exec(co, loc)
+            if call_name:
+                loc[call_name](channel, **kwargs)
+        except KeyboardInterrupt:
+            error = INTERRUPT_TEXT
+        except BaseException as exc:
+            if not (isinstance(exc, EOFError) and self._channelfactory.finished):
+                error = geterrortext(exc)
+        finally:
+            channel._executing = False
+        channel.close(error)
+        if self._executetask_complete is not None:
+            self._executetask_complete.set()
+
+    def _terminate_execution(self):
+        self._execpool.trigger_shutdown()
+        # give running tasks a moment; the process exits after serve() anyway
+        threading.Thread(target=self._exit_if_stuck, daemon=True).start()
+
+    def _exit_if_stuck(self):
+        if not self._execpool.waitall(5.0):
+            self._trace("execution still running 5 s after terminate: exiting")
+            os._exit(1)
+
+    def _receiver_finished(self):
+        # The connection is gone (or we were told to exit): nobody can talk to
+        # us any more, so a task that does not finish soon must not keep this
+        # process alive as an orphan.
+        self._execpool.trigger_shutdown()
+        threading.Thread(target=self._exit_if_stuck, daemon=True).start()
+        try:
+            self._io.close_write()
+        except Exception:
+            pass
+
+    def serve(self):
+        self._execpool = WorkerPool(
+            self.execmodel, hasprimary=True,
+            primary_only=self.execmodel.backend == "main_thread_only")
+        self._executetask_complete = None
+        if self.execmodel.backend == "main_thread_only":
+            self._executetask_complete = threading.Event()
+            self._executetask_complete.set()
+        self._initreceive()
+        try:
+            self._execpool.integrate_as_primary_thread()
+            self.join()
+        except KeyboardInterrupt:
+            pass
+
+
+def worker_main(config, boot_fd=None):
+    """Entry point of a booted worker; ``config`` comes from the boot stub and
+    ``boot_fd`` is the descriptor the boot source was read from."""
+    for name, value in config.get("env", {}).items():
+        os.environ[name] = value
+    if config.get("dont_write_bytecode"):
+        sys.dont_write_bytecode = True
+    if config.get("nice"):
+        try:
+            os.nice(int(config["nice"]))
+        except (AttributeError, OSError):
+            pass
+    if config.get("chdir"):
+        os.makedirs(config["chdir"], exist_ok=True)
+        os.chdir(config["chdir"])
+    if config.get("sys_path_cwd", True) and "" not in sys.path:
+        sys.path.insert(0, "")
+    kind = config["transport"]
+    if kind == "fds" and config.get("rfd") is None:
+        # fds chosen by whoever spawned us (a via= proxy): "READFD,WRITEFD"
+        rfd, wfd = os.environ.pop("WEFT_BOOT_FDS").split(",")
+        config["rfd"], config["wfd"] = int(rfd), int(wfd)
+    if kind == "socketfd":
+        import socket
+        io = SocketIO(socket.socket(fileno=boot_fd))
+    elif kind == "fds":
+        io = FdIO(config["rfd"], config["wfd"])
+        # stdin was the boot channel: detach it so remote code cannot eat it
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+    elif kind == "stdio":
+        # stdin/stdout are the transport (ssh): keep them on private fds and
+        # point fd 1 at stderr so that prints reach the parent's stderr.
+        rfd = os.dup(0)
+        wfd = os.dup(1)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        os.dup2(2, 1)
+        io = FdIO(rfd, wfd)
+    else:
+        raise ValueError("unknown transport %r" % (kind,))
+    gw = WorkerGateway(io, config.get("id", "worker"), config.get("execmodel", "thread"),
+                       _startcount=2)
+    gw.serve()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:
+        pass
+    os._exit(0)

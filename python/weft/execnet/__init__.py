@@ -1,0 +1,122 @@
+"""weft.execnet: execnet-2.1-compatible gateways and channels.
+
+    import weft.execnet as execnet
+    gw = execnet.makegateway("popen")
+    ch = gw.remote_exec("channel.send(channel.receive() + 1)")
+    ch.send(1); assert ch.receive() == 2
+
+Pure Python for now; the codec (``weft._bootstrap.wire``) and the transport
+(``weft._bootstrap.core.FdIO``/``SocketIO``) sit behind small classes so the
+Rust fast path can replace them.  All blocking goes through
+``weft.execnet._wait.block_until`` (see that module).
+"""
+
+from weft._bootstrap.core import (
+    Channel,
+    DataFormatError,
+    DumpError,
+    GatewayDied,
+    LoadError,
+    RemoteError,
+    TimeoutError,
+)
+from weft._bootstrap import wire as _wire
+
+from . import _wait  # noqa: F401  (installs the blocking hook first)
+from ._connect import HostNotFound
+from .gateway import Gateway
+from .multi import Group, MultiChannel, default_group, makegateway, set_execmodel
+from .xspec import XSpec
+
+__version__ = "2.1.2+weft"
+
+__all__ = [
+    "Channel",
+    "DataFormatError",
+    "DumpError",
+    "Gateway",
+    "GatewayDied",
+    "Group",
+    "HostNotFound",
+    "LoadError",
+    "MultiChannel",
+    "RemoteError",
+    "RSync",
+    "TimeoutError",
+    "XSpec",
+    "default_group",
+    "dump",
+    "dumps",
+    "load",
+    "loads",
+    "makegateway",
+    "set_execmodel",
+]
+
+
+def dumps(obj):
+    """Serialize ``obj`` (versioned format, as ``execnet.dumps``)."""
+    return _wire.dumps(obj, versioned=True)
+
+
+def loads(bytestring, py2str_as_py3str=False, py3str_as_py2str=False):
+    """Deserialize bytes made by ``dumps``."""
+    return _wire.loads(bytestring, versioned=True, py2str_as_py3str=py2str_as_py3str,
+                       py3str_as_py2str=py3str_as_py2str)
+
+
+def dump(byteio, obj):
+    """Write the serialization of ``obj`` to a binary file."""
+    byteio.write(dumps(obj))
+
+
+def load(io, py2str_as_py3str=False, py3str_as_py2str=False):
+    """Read one serialized object from a binary file (or mmap)."""
+    return _wire.loads(_read_one(io), versioned=True, py2str_as_py3str=py2str_as_py3str,
+                       py3str_as_py2str=py3str_as_py2str)
+
+
+# Bytes that follow each opcode: a fixed size, or "n" for an i32 length
+# followed by that many bytes (docs/wire.md).
+_FIXED = {0x40: 4, 0x42: 4, 0x43: 0, 0x44: 8, 0x45: 4, 0x46: 4, 0x47: 4, 0x4A: 0,
+          0x4B: 4, 0x4C: 0, 0x4F: 4, 0x50: 0, 0x52: 0, 0x54: 16}
+_SIZED = frozenset([0x41, 0x48, 0x49, 0x4D, 0x4E, 0x53])
+_STOP = 0x51
+
+
+def _read_one(stream):
+    """The bytes of one serialized value from ``stream``, leaving what follows
+    (so several values dumped to one file load one by one)."""
+    out = bytearray()
+
+    def take(n):
+        got = b""
+        while len(got) < n:
+            chunk = stream.read(min(n - len(got), 1 << 20))
+            if not chunk:
+                raise LoadError("truncated data: expected %d more bytes" % (n - len(got)))
+            got += chunk
+        out.extend(got)
+        return got
+
+    take(1)  # format version
+    while True:
+        op = take(1)[0]
+        if op == _STOP:
+            return bytes(out)
+        if op in _FIXED:
+            take(_FIXED[op])
+        elif op in _SIZED:
+            n = int.from_bytes(take(4), "big", signed=True)
+            if n < 0:
+                raise LoadError("negative length %d" % n)
+            take(n)
+        else:
+            raise LoadError("unknown opcode 0x%02x" % op)
+
+
+def __getattr__(name):
+    if name == "RSync":
+        from .rsync import RSync
+        return RSync
+    raise AttributeError("module 'weft.execnet' has no attribute %r" % (name,))

@@ -1,0 +1,263 @@
+"""Starting worker interpreters and booting them from source.
+
+Boot protocol (the same for popen, ssh and socket gateways): the new
+interpreter runs ``python -c BOOTLINE``.  BOOTLINE reads, with unbuffered
+``os.read`` calls on one file descriptor (stdin, or the socket), a decimal
+length and a newline, then exactly that many bytes of Python source, and
+executes them.  That source (``boot_source``) carries the text of
+``weft/_bootstrap/wire.py`` and ``core.py``, installs them as modules
+``weft_boot_wire`` and ``weft_boot_core`` and calls
+``weft_boot_core.worker_main(config)``.  Nothing is installed remotely.
+
+Transports: popen passes a private pipe pair with ``pass_fds`` so that the
+worker's own stdout and stderr stay the parent's; ssh has only stdin/stdout,
+so the worker moves the transport to private fds and points its fd 1 at fd 2
+(worker prints arrive on the local stderr).
+"""
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from weft._bootstrap import core as _core
+
+_BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "_bootstrap")
+
+# Reads "<length>\n<source>" from fd %(fd)d without buffering, then runs it.
+_BOOTLINE = (
+    "import os\n"
+    "_weft_boot_fd=%(fd)s\n"
+    "def _r(n):\n"
+    "    b=b''\n"
+    "    while len(b)<n:\n"
+    "        c=os.read(_weft_boot_fd,n-len(b))\n"
+    "        if not c: raise SystemExit('weft boot: connection closed while booting')\n"
+    "        b+=c\n"
+    "    return b\n"
+    "h=b''\n"
+    "while not h.endswith(b'\\n'): h+=_r(1)\n"
+    "exec(compile(_r(int(h)),'<weft boot>','exec'))\n"
+)
+
+
+def bootline(fd=0):
+    return _BOOTLINE % {"fd": fd}
+
+
+# Runs in the worker's __main__, where BOOTLINE defined _r and _weft_boot_fd.
+_PRELUDE = """\
+import sys
+class _WeftSource:
+    # a loader, so that linecache (tracebacks) finds the text of boot modules
+    def __init__(self, source):
+        self.source = source
+    def get_source(self, name):
+        return self.source
+def _weft_module(name, source, code=None):
+    filename = "weft-boot/%s.py" % name
+    module = type(sys)(name)
+    module.__file__ = filename
+    module.__loader__ = _WeftSource(source)
+    sys.modules[name] = module
+    # if weft is importable here too, "import weft.execnet" must reuse these
+    # modules: one Channel class and one DumpError per process
+    sys.modules.setdefault("weft._bootstrap." + name[len("weft_boot_"):], module)
+    if code is None:
+        code = compile(source, filename, "exec")
+    exec(code, module.__dict__)
+    return module
+"""
+
+_SOURCE_TAIL = """\
+_weft_module("weft_boot_wire", %(wire)r)
+_weft_module("weft_boot_core", %(core)r).worker_main(%(config)r, _weft_boot_fd)
+"""
+
+# Same interpreter on both ends: send code objects (marshal) as well, which
+# saves compiling ~60 kB of Python in every new worker (~20 ms).
+_MARSHAL_TAIL = """\
+_weft_blob = __import__("marshal").loads(_r(%(size)d))
+_weft_module("weft_boot_wire", _weft_blob[0], _weft_blob[1])
+_weft_module("weft_boot_core", _weft_blob[2], _weft_blob[3]).worker_main(%(config)r, _weft_boot_fd)
+"""
+
+_sources = {}
+_marshalled = []
+
+
+def _source(name):
+    try:
+        return _sources[name]
+    except KeyError:
+        with open(os.path.join(_BOOTSTRAP_DIR, name), encoding="utf-8") as f:
+            _sources[name] = text = f.read()
+        return text
+
+
+def _marshal_blob():
+    if not _marshalled:
+        import marshal
+
+        items = []
+        for module, name in (("weft_boot_wire", "wire.py"), ("weft_boot_core", "core.py")):
+            source = _source(name)
+            items += [source, compile(source, "weft-boot/%s.py" % module, "exec")]
+        _marshalled.append(marshal.dumps(tuple(items)))
+    return _marshalled[0]
+
+
+def boot_source(config):
+    return _PRELUDE + _SOURCE_TAIL % {"wire": _source("wire.py"), "core": _source("core.py"),
+                                      "config": config}
+
+
+def boot_payload(config, same_interpreter=False):
+    """What BOOTLINE reads: ``<length>\\n<source>``, followed, when
+    ``same_interpreter``, by a marshal blob that the source reads itself."""
+    if same_interpreter:
+        blob = _marshal_blob()
+        data = (_PRELUDE + _MARSHAL_TAIL % {"size": len(blob), "config": config}).encode()
+        return str(len(data)).encode("ascii") + b"\n" + data + blob
+    data = boot_source(config).encode("utf-8")
+    return str(len(data)).encode("ascii") + b"\n" + data
+
+
+def worker_config(spec, transport, **extra):
+    config = {
+        "transport": transport,
+        "id": spec.id,
+        "execmodel": spec.execmodel or "thread",
+        "env": dict(spec.env),
+        "chdir": spec.chdir or None,
+        "nice": spec.nice or None,
+        "dont_write_bytecode": bool(spec.dont_write_bytecode),
+    }
+    config.update(extra)
+    return config
+
+
+def describe_exit(returncode):
+    if returncode is None:
+        return "closed the connection but is still running"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "signal %d" % -returncode
+        return "was killed by %s (exit status %d)" % (name, returncode)
+    return "exited with code %d" % returncode
+
+
+class ProcessIO(_core.FdIO):
+    """The transport to a child process plus the handle to wait for/kill it."""
+
+    def __init__(self, popen, rfd, wfd, what):
+        super().__init__(rfd, wfd)
+        self.popen = popen
+        self.what = what
+
+    @property
+    def pid(self):
+        return self.popen.pid
+
+    def wait(self, timeout=None):
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self):
+        if self.popen.poll() is None:
+            try:
+                self.popen.kill()
+            except OSError:
+                pass
+            self.wait(1.0)  # reap it
+
+    def describe_death(self):
+        rc = self.wait(1.0)
+        return "%s (pid %d) %s" % (self.what, self.popen.pid, describe_exit(rc))
+
+
+def _python_args(spec):
+    python = spec.python or sys.executable
+    args = shlex.split(python) + ["-u"]  # -u: worker prints are not held back
+    if spec.dont_write_bytecode:
+        args.append("-B")
+    return args
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def popen_io(spec):
+    """Start ``python -c BOOTLINE`` locally; the transport is a pipe pair."""
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe()
+    env = None
+    if spec.env:
+        env = dict(os.environ)
+        env.update(spec.env)
+    args = popen_args(spec)
+    try:
+        popen = subprocess.Popen(
+            args, stdin=subprocess.PIPE, pass_fds=(to_child_r, from_child_w),
+            env=env, close_fds=True)
+    except OSError:
+        for fd in (to_child_r, to_child_w, from_child_r, from_child_w):
+            os.close(fd)
+        raise
+    os.close(to_child_r)
+    os.close(from_child_w)
+    config = worker_config(spec, "fds", rfd=to_child_r, wfd=from_child_w)
+    try:
+        same = spec.python is None or os.path.realpath(spec.python) == os.path.realpath(
+            sys.executable)
+        popen.stdin.write(boot_payload(config, same_interpreter=same))
+        popen.stdin.close()
+    except OSError:
+        pass  # child died early; the receiver reports how
+    os.set_inheritable(from_child_r, False)
+    os.set_inheritable(to_child_w, False)
+    return ProcessIO(popen, from_child_r, to_child_w, "popen worker")
+
+
+def ssh_args(spec):
+    args = ["ssh", "-C"]
+    if spec.ssh_config:
+        args += ["-F", spec.ssh_config]
+    remote_python = spec.python or "python3"
+    host = spec.ssh
+    hostargs = shlex.split(host)
+    remote_cmd = "%s -c %s" % (remote_python, shlex.quote(bootline(0)))
+    # OpenSSH reads options after the host too; BatchMode: never prompt
+    return args + hostargs + ["-o", "BatchMode=yes", remote_cmd]
+
+
+def ssh_io(spec):
+    """Start the worker through the system ssh; stdin/stdout are the transport."""
+    args = ssh_args(spec)
+    popen = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             close_fds=True)
+    config = worker_config(spec, "stdio")
+    wfd = os.dup(popen.stdin.fileno())
+    rfd = os.dup(popen.stdout.fileno())
+    popen.stdin.close()
+    popen.stdout.close()
+    _write_all(wfd, boot_payload(config))
+    io = ProcessIO(popen, rfd, wfd, "ssh worker on %s" % spec.ssh)
+    io.remoteaddress = spec.ssh
+    return io
+
+
+def popen_args(spec):
+    """The command line a popen gateway runs for ``spec``."""
+    return _python_args(spec) + ["-c", bootline(0)]
