@@ -201,12 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.suite == "greenlet":
         return run_greenlet(args.pattern, args.keep)
-    try:
-        from weft import _conformance_execnet
-    except ImportError:
-        print(f"weft.conformance: the {args.suite} suite runner is not part of this build", file=sys.stderr)
-        return 2
-    return _conformance_execnet.main([args.suite] + ([ "-k", args.pattern] if args.pattern else []))
+    if args.suite == "execnet":
+        from weft import _conformance_execnet as runner
+    else:
+        from weft import _conformance_xdist as runner
+    return runner.main((["--keep"] if args.keep else []) + (["--", "-k", args.pattern] if args.pattern else []))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ impl Default for Blob {
 /// `visitproc` of the garbage collector.
 pub type Visit = unsafe extern "C" fn(obj: *mut Object, arg: *mut c_void) -> c_int;
 
-unsafe extern "C" {
+unsafe extern "C-unwind" {
     fn weft_pystate_bytes() -> usize;
     fn weft_pystate_built_for() -> c_ulong;
     fn weft_is_finalizing() -> c_int;
@@ -46,7 +46,7 @@ unsafe extern "C" {
     fn weft_thread_context(ts: *mut ThreadState) -> *mut Object;
     fn weft_thread_set_context(ts: *mut ThreadState, ctx: *mut Object);
     fn weft_set_root_chunk_bytes(n: usize);
-    fn weft_pystate_run_new(ts: *mut ThreadState, s: *mut Blob, body: unsafe extern "C" fn(*mut c_void), arg: *mut c_void) -> c_int;
+    fn weft_pystate_run_new(ts: *mut ThreadState, s: *mut Blob, body: unsafe extern "C-unwind" fn(*mut c_void), arg: *mut c_void) -> c_int;
     fn weft_pystate_finish(ts: *mut ThreadState, s: *mut Blob);
     fn weft_pystate_top_frame(ts: *mut ThreadState, s: *mut Blob) -> *mut Object;
 }
@@ -100,7 +100,7 @@ impl Blob {
     ///
     /// # Safety
     /// GIL held; the running coroutine's state was just saved out of `ts`.
-    pub unsafe fn run_new(&mut self, ts: *mut ThreadState, body: unsafe extern "C" fn(*mut c_void), arg: *mut c_void) -> bool {
+    pub unsafe fn run_new(&mut self, ts: *mut ThreadState, body: unsafe extern "C-unwind" fn(*mut c_void), arg: *mut c_void) -> bool {
         // SAFETY: per the contract.
         unsafe { weft_pystate_run_new(ts, self, body, arg) == 0 }
     }

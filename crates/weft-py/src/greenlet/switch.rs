@@ -241,7 +241,7 @@ unsafe fn initial_stub(td: *mut ThreadData, target: Obj) {
     }
 }
 
-unsafe extern "C" fn body_entry(arg: *mut c_void) {
+unsafe extern "C-unwind" fn body_entry(arg: *mut c_void) {
     let me = arg as Obj;
     // The call of `run` happens in this small frame, which stays on the
     // greenlet's stack while it runs; setup and teardown are helpers.
