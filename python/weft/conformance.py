@@ -70,10 +70,6 @@ GREENLET_KNOWN_FAILURES = {
         "a greenlet started from inside its own run-attribute lookup is not detected",
     "greenlet.tests.test_generator_nested.NestedGeneratorTests.test_nested_genlets":
         "not yet diagnosed",
-    "greenlet.tests.test_cpp.CPPTests.test_leak_test_exception_switch_and_do_in_g2":
-        "not yet diagnosed (a leak check around C++ exceptions thrown across switches)",
-    "greenlet.tests.test_extension_interface.CAPITests.test_leaks":
-        "not yet diagnosed (a leak check around C API switches)",
     "greenlet.tests.test_interpreter_shutdown.TestInterpreterShutdown.test_api_getcurrent_no_system_error_at_module_gc_time":
         "weft's greenlet._greenlet is a Python module, so its teardown order at exit differs from greenlet's",
     "greenlet.tests.test_interpreter_shutdown.TestInterpreterShutdown.test_switch_no_error_at_module_gc_time":
@@ -151,6 +147,7 @@ def run_modules(modules: list[str], skips: Path, pattern: str | None, env: dict,
     known = known or {}
     totals = [0, 0, 0]
     failed_ids: list[str] = []
+    passed_ids: list[str] = []
     for mod in modules:
         cmd = [sys.executable, "-m", "weft._unittest_runner", mod, str(skips)] + ([pattern] if pattern else [])
         proc = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -162,6 +159,7 @@ def run_modules(modules: list[str], skips: Path, pattern: str | None, env: dict,
             counts = (passed, 1, 0)
             failed_ids.append(f"{mod} (crashed)")
         failed_ids += _failed_ids(proc.stdout)
+        passed_ids += _passed_ids(proc.stdout)
         totals = [a + b for a, b in zip(totals, counts)]
     unknown = sorted(set(t for t in failed_ids if t not in known))
     knowns = sorted(set(t for t in failed_ids if t in known))
@@ -173,8 +171,18 @@ def run_modules(modules: list[str], skips: Path, pattern: str | None, env: dict,
         print(f"\nNEW failures ({len(unknown)}):")
         for t in unknown:
             print(f"  {t}")
+    fixed = sorted(set(t for t in passed_ids if t in known))
+    if fixed:
+        print(f"\nknown failures that PASS now ({len(fixed)}): take them off the list in weft/conformance.py")
+        for t in fixed:
+            print(f"  {t}")
     print(f"{totals[0]} passed, {totals[1]} failed, {totals[2]} skipped", flush=True)
-    return 0 if not unknown else 1
+    return 0 if not unknown and not fixed else 1
+
+
+def _passed_ids(out: str) -> list[str]:
+    return [line[line.index("(") + 1:line.index(")")] for line in out.splitlines()
+            if line.endswith(" ... ok") and "(" in line]
 
 
 def _failed_ids(out: str) -> list[str]:

@@ -274,6 +274,16 @@ int weft_pystate_run_new(PyThreadState *ts, weft_pystate *s, void (*body)(void *
 #else
     ts->trash_delete_nesting = 0;
 #endif
+    /* The coroutine's frames end here for an unwinder: the frames above belong
+     * to whichever coroutine started this one and may since have been
+     * overwritten. When CPython ends a daemon thread at shutdown with
+     * pthread_exit, the forced unwind stops at this frame and glibc jumps
+     * straight to the thread's exit, instead of walking into stale frames. */
+#if defined(__x86_64__)
+    __asm__ volatile(".cfi_undefined rip");
+#elif defined(__aarch64__)
+    __asm__ volatile(".cfi_undefined x30");
+#endif
     body(arg);
     Py_FatalError("weft: a coroutine body returned instead of switching away");
     return -1;

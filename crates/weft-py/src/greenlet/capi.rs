@@ -16,14 +16,16 @@ type Obj = *mut ffi::PyObject;
 /// Runs `f` with the GIL (C callers hold it), turning an `Err` into a set
 /// exception and `err_value`.
 fn guarded<R>(err_value: R, f: impl FnOnce(Python<'_>) -> PyResult<R>) -> R {
-    // SAFETY: greenlet's C API is only callable with the GIL held.
-    let py = unsafe { Python::assume_attached() };
-    match f(py) {
-        Ok(v) => v,
-        Err(e) => {
-            e.restore(py);
-            err_value
-        }
+    // SAFETY: greenlet's C API is only callable with the GIL held; entering
+    // PyO3's attached state makes dropped references be released at once.
+    unsafe {
+        Python::attach_unchecked(|py| match f(py) {
+            Ok(v) => v,
+            Err(e) => {
+                e.restore(py);
+                err_value
+            }
+        })
     }
 }
 

@@ -56,8 +56,13 @@ unsafe extern "C" fn dealloc(obj: *mut ffi::PyObject) {
 }
 
 unsafe extern "C" fn finalize(obj: *mut ffi::PyObject) {
-    // SAFETY: tp_finalize runs with the GIL on a live (possibly resurrected) object.
-    let py = unsafe { Python::assume_attached() };
+    // SAFETY: tp_finalize runs with the GIL on a live (possibly resurrected)
+    // object. Entering PyO3's attached state (not just assuming the GIL) makes
+    // references dropped in here be released now, not parked until later.
+    unsafe { Python::attach_unchecked(|py| finalize_attached(py, obj)) }
+}
+
+fn finalize_attached(py: Python<'_>, obj: *mut ffi::PyObject) {
     let saved = PyErr::take(py);
     let g = payload(&obj);
     let c = g.coro();
