@@ -15,7 +15,7 @@ fn main() {
     let mut lines = text.lines();
     let include = lines.next().expect("include dir").to_owned();
     let version = lines.next().expect("version").to_owned();
-    let supported = ["3.11", "3.12", "3.13"];
+    let supported = ["3.11", "3.12", "3.13", "3.14"];
     if !supported.contains(&version.as_str()) {
         panic!("weft supports CPython {} (found {version} at {python}): building for it would need its thread-state layout in csrc/pystate.c", supported.join(", "));
     }

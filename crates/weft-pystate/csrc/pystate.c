@@ -11,14 +11,26 @@
 #include <Python.h>
 #include <frameobject.h>
 #include <internal/pycore_frame.h>
+#if PY_VERSION_HEX >= 0x030E0000
+#  include <internal/pycore_interpframe.h>  /* 3.14 moved the frame struct here */
+#endif
 #include <stddef.h>
 #include <string.h>
 
-#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030E0000
-#  error "weft supports CPython 3.11 to 3.13 in this build; see docs/architecture.md"
+#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030F0000
+#  error "weft supports CPython 3.11 to 3.14 in this build; see docs/architecture.md"
 #endif
 #define WEFT_PY312 (PY_VERSION_HEX >= 0x030C0000)
 #define WEFT_PY313 (PY_VERSION_HEX >= 0x030D0000)
+/* 3.14: the C recursion check compares stack addresses (which stack copying
+ * keeps valid) instead of a counter; a JIT executor pointer joins the state;
+ * frames not owned by Python code are OWNED_BY_INTERPRETER or above. */
+#define WEFT_PY314 (PY_VERSION_HEX >= 0x030E0000)
+#if WEFT_PY314
+#  define WEFT_NOT_PYTHON_FRAME(f) ((f)->owner >= FRAME_OWNED_BY_INTERPRETER)
+#elif WEFT_PY312
+#  define WEFT_NOT_PYTHON_FRAME(f) ((f)->owner == FRAME_OWNED_BY_CSTACK)
+#endif
 /* 3.11 and 3.12 thread a _PyCFrame through the C stack; 3.13 removed it. */
 #define WEFT_CFRAME (!WEFT_PY313)
 
@@ -32,8 +44,11 @@ typedef struct {
 #endif
     struct _PyInterpreterFrame *current_frame;
     int py_recursion_depth;
-#if WEFT_PY312
+#if WEFT_PY312 && !WEFT_PY314
     int c_recursion_remaining;
+#endif
+#if WEFT_PY314
+    PyObject *current_executor;              /* borrowed, as in the thread state */
 #endif
     _PyStackChunk *datastack_chunk;
     PyObject **datastack_top;
@@ -111,8 +126,11 @@ void weft_pystate_save(PyThreadState *ts, weft_pystate *s)
     s->current_frame = ts->cframe->current_frame;
 #endif
     s->py_recursion_depth = recursion_depth(ts);
-#if WEFT_PY312
+#if WEFT_PY312 && !WEFT_PY314
     s->c_recursion_remaining = ts->c_recursion_remaining;
+#endif
+#if WEFT_PY314
+    s->current_executor = ts->current_executor;
 #endif
     s->datastack_chunk = ts->datastack_chunk;
     s->datastack_top = ts->datastack_top;
@@ -151,7 +169,11 @@ void weft_pystate_restore(PyThreadState *ts, weft_pystate *s)
 #endif
 #if WEFT_PY312
     ts->py_recursion_remaining = ts->py_recursion_limit - s->py_recursion_depth;
+#  if WEFT_PY314
+    ts->current_executor = s->current_executor;
+#  else
     ts->c_recursion_remaining = s->c_recursion_remaining;
+#  endif
 #else
     ts->recursion_remaining = ts->recursion_limit - s->py_recursion_depth;
 #endif
@@ -346,9 +368,9 @@ static void expose_frames(weft_pystate *s)
     struct _PyInterpreterFrame *f = s->current_frame;
     while (f) {
         struct _PyInterpreterFrame *p = f->previous;
-        if (p && p->owner == FRAME_OWNED_BY_CSTACK) {
+        if (p && WEFT_NOT_PYTHON_FRAME(p)) {
             struct _PyInterpreterFrame *q = p;
-            while (q && q->owner == FRAME_OWNED_BY_CSTACK) q = q->previous;
+            while (q && WEFT_NOT_PYTHON_FRAME(q)) q = q->previous;
             if (s->nlinks == s->links_cap) {
                 int cap = s->links_cap ? s->links_cap * 2 : 8;
                 struct weft_link *n = PyMem_RawRealloc(s->links, cap * sizeof *n);
