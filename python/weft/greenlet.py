@@ -12,7 +12,10 @@ from weft._weft import (
     settrace,
 )
 
-__all__ = ["greenlet", "getcurrent", "GreenletExit", "error", "settrace", "gettrace"]
+__all__ = [
+    "greenlet", "getcurrent", "GreenletExit", "error", "settrace", "gettrace",
+    "GREENLET_USE_GC", "GREENLET_USE_TRACING", "GREENLET_USE_CONTEXT_VARS",
+]
 __version__ = "3.2.0"  # the greenlet API level this module follows
 GREENLET_USE_GC = True
 GREENLET_USE_TRACING = True

@@ -1,15 +1,5 @@
 """`import greenlet` answered by weft (see weft/alias.py)."""
-from weft.greenlet import (  # noqa: F401
-    GREENLET_USE_CONTEXT_VARS,
-    GREENLET_USE_GC,
-    GREENLET_USE_TRACING,
-    GreenletExit,
-    error,
-    getcurrent,
-    gettrace,
-    greenlet,
-    settrace,
-)
+from weft.greenlet import *  # noqa: F401,F403
 from ._greenlet import CLOCKS_PER_SEC, enable_optional_cleanup, get_clocks_used_doing_optional_cleanup  # noqa: F401
 
 try:

@@ -2,17 +2,7 @@
 names, plus the few introspection helpers greenlet's own test suite imports,
 answered from weft's core."""
 from weft import _weft
-from weft.greenlet import (  # noqa: F401
-    GREENLET_USE_CONTEXT_VARS,
-    GREENLET_USE_GC,
-    GREENLET_USE_TRACING,
-    GreenletExit,
-    error,
-    getcurrent,
-    gettrace,
-    greenlet,
-    settrace,
-)
+from weft.greenlet import *  # noqa: F401,F403
 
 try:
     from weft._weft import _C_API  # noqa: F401
