@@ -36,7 +36,7 @@ declare -A CONFORMANCE_DEPS=(
 # failure does not fail the whole run. For work in progress only: CPython
 # versions weft does not support yet, conformance suites not yet green.
 # Remove an entry once it passes (the run says so when it does).
-SID_XFAIL="${WEFT_SID_XFAIL-3.14 3.15}"
+SID_XFAIL="${WEFT_SID_XFAIL-3.15}"
 CONFORMANCE_XFAIL="${WEFT_CONFORMANCE_XFAIL-greenlet}"
 # cargo test --workspace links weft-py's (cdylib) test harness too. That works
 # while weft-py's own #[test]s do not call into libpython: the extension-module
