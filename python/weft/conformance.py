@@ -64,10 +64,6 @@ GREENLET_KNOWN_FAILURES = {
         "not yet diagnosed (a refcount leak check around a greenlet subclass killed without threads)",
     "greenlet.tests.test_greenlet.TestGreenlet.test_parent_restored_on_kill":
         "a greenlet that refuses to die when killed is killed only once (PEP 442 finalizer); greenlet retries on every dealloc",
-    "greenlet.tests.test_greenlet.TestGreenlet.test_recursive_startup":
-        "a greenlet started from inside its own run-attribute lookup is not detected",
-    "greenlet.tests.test_greenlet.TestBrokenGreenlets.test_reentrant_switch_GreenletAlreadyStartedInPython":
-        "a greenlet started from inside its own run-attribute lookup is not detected",
     "greenlet.tests.test_generator_nested.NestedGeneratorTests.test_nested_genlets":
         "not yet diagnosed",
     "greenlet.tests.test_interpreter_shutdown.TestInterpreterShutdown.test_api_getcurrent_no_system_error_at_module_gc_time":

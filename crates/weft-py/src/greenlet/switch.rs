@@ -78,15 +78,18 @@ fn prepare_switch(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: Passing
         if tp.is((*td).current.bind(py)) {
             return Ok(Prepared::Deliver(super::deliver(py, passing)));
         }
-        (*td).passing = Some(passing);
         if tp.get().coro().status == Status::Unstarted {
-            // Looking up `run` may run Python code that reparents the greenlet.
+            // Looking up `run` may run Python code that switches or reparents
+            // the greenlet: done before anything is put in flight.
             if let Err(e) = prepare_start(py, td, tp.bind(py)).and_then(|_| check_same_thread(py, td, &tp)) {
-                (*td).passing = None;
                 (*td).starting_run = None;
                 return Err(e);
             }
         }
+        if tp.get().coro().status == Status::Dead {
+            return Err(error_new("the greenlet finished while its run attribute was looked up"));
+        }
+        (*td).passing = Some(passing);
         // The target stays referenced: by the caller's `target`, or by the
         // parent chain that led from it to `tp`.
         Ok(Prepared::Go(td, tp.as_ptr()))
@@ -113,11 +116,12 @@ fn check_same_thread(py: Python<'_>, td: *mut ThreadData, t: &Py<Greenlet>) -> P
 /// Looks up `run` before the stack moves, so a missing one fails in the caller.
 unsafe fn prepare_start(py: Python<'_>, td: *mut ThreadData, t: &Bound<'_, Greenlet>) -> PyResult<()> {
     let run = t.getattr(pyo3::intern!(py, "run"))?;
-    if t.get().coro().status != Status::Unstarted {
-        return Err(error_new("the greenlet was started while its run attribute was looked up"));
+    if t.get().coro().status == Status::Unstarted {
+        // SAFETY: this thread's live data.
+        unsafe { (*td).starting_run = Some(run.unbind()) };
     }
-    // SAFETY: this thread's live data.
-    unsafe { (*td).starting_run = Some(run.unbind()) };
+    // Otherwise the lookup itself started it (greenlet allows that): the
+    // caller's switch then goes to the running greenlet like any other.
     Ok(())
 }
 
@@ -349,7 +353,8 @@ unsafe fn die_and_switch_to_parent(py: Python<'_>, td: *mut ThreadData, me: Obj,
                 // target releases only once it runs.
                 let target = g.as_ptr();
                 (*td).passing = Some(outcome);
-                if status == Status::Active {
+                // Re-read: looking up `run` may have started it meanwhile.
+                if g.get().coro().status == Status::Active {
                     drop(g);
                     switch_stack(td, target);
                     unreachable!("a finished greenlet was resumed");
