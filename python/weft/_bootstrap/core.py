@@ -45,6 +45,32 @@ def set_codec(codec):
     _wire = codec
 
 
+def rust_codec():
+    """The Rust codec (weft._weft, crate weft-wire) behind the pure-Python wire
+    module's API, or None where weft's compiled module is not importable.
+    It raises the same DumpError/LoadError classes (those of
+    weft._bootstrap.wire), so only the local side, which uses that module,
+    switches to it."""
+    try:
+        from weft import _weft
+        from weft._bootstrap import wire as py_wire
+    except ImportError:
+        return None
+    if _wire is not py_wire or not hasattr(_weft, "wire_dumps"):
+        return None
+
+    class RustCodec:
+        pass
+
+    codec = RustCodec()
+    for name in dir(py_wire):
+        if not name.startswith("__"):
+            setattr(codec, name, getattr(py_wire, name))
+    codec.dumps = _weft.wire_dumps
+    codec.loads = _weft.wire_loads
+    return codec
+
+
 DataFormatError = _wire.DataFormatError
 DumpError = _wire.DumpError
 LoadError = _wire.LoadError

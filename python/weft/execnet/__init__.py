@@ -22,7 +22,18 @@ from weft._bootstrap.core import (
 )
 from weft._bootstrap import wire as _wire
 
+from weft._bootstrap import core as _core
+
 from . import _wait  # noqa: F401  (installs the blocking hook first)
+
+# Where weft's compiled module is here, this side encodes and decodes with the
+# Rust codec (same bytes, docs/wire.md); WEFT_PURE_PYTHON_CODEC=1 opts out.
+import os as _os
+
+if not _os.environ.get("WEFT_PURE_PYTHON_CODEC"):
+    _fast = _core.rust_codec()
+    if _fast is not None:
+        _core.set_codec(_fast)
 from ._connect import HostNotFound
 from .gateway import Gateway
 from .multi import Group, MultiChannel, default_group, makegateway, set_execmodel
