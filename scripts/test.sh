@@ -12,7 +12,7 @@
 # Knobs (environment variables), all optional:
 #   WEFT_HOST_PYTHONS   pyenv versions to test        (default "3.11 3.12 3.13")
 #   WEFT_SID_PYTHONS    Debian sid versions to test   (default "3.14 3.15"; "" skips)
-#   WEFT_CONFORMANCE    conformance suites to run     (default "greenlet")
+#   WEFT_CONFORMANCE    conformance suites to run     (default "greenlet execnet xdist")
 #   WEFT_SID_XFAIL, WEFT_CONFORMANCE_XFAIL: see "allowed to fail" below
 #   WEFT_CARGO_TEST_ARGS  arguments to cargo test     (default "--workspace")
 #   WEFT_CI_WORK        work dir for venvs/targets/sid root (default .ci-work)
@@ -24,20 +24,24 @@ cd "$WEFT_REPO"
 HOST_PYTHONS="${WEFT_HOST_PYTHONS-3.11 3.12 3.13}"
 SID_PYTHONS="${WEFT_SID_PYTHONS-3.14 3.15}"
 # Conformance suites: `python -m weft.conformance SUITE` for each, after the
-# 3.11 pytest run. Add execnet, xdist, ... here as they come.
-CONFORMANCE_SUITES="${WEFT_CONFORMANCE-greenlet}"
+# 3.11 pytest run. Each runner gates itself: it exits 1 only on a failure not
+# in its list of known (or known-flaky) failures.
+CONFORMANCE_SUITES="${WEFT_CONFORMANCE-greenlet execnet xdist}"
 CONFORMANCE_PYTHON=3.11
 # What each suite's own tests import (the peer's [test] extra), installed
 # into the venv before that suite runs.
+# (xdist's runner installs pytest-xdist and filelock into a private dir itself.)
 declare -A CONFORMANCE_DEPS=(
     [greenlet]="objgraph psutil setuptools"
+    [execnet]="pytest-timeout"
+    [xdist]="pytest-timeout filelock"
 )
 # Allowed to fail: these stages run and their result is reported, but a
 # failure does not fail the whole run. For work in progress only: CPython
 # versions weft does not support yet, conformance suites not yet green.
 # Remove an entry once it passes (the run says so when it does).
 SID_XFAIL="${WEFT_SID_XFAIL-3.15}"
-CONFORMANCE_XFAIL="${WEFT_CONFORMANCE_XFAIL-greenlet}"
+CONFORMANCE_XFAIL="${WEFT_CONFORMANCE_XFAIL-}"
 # cargo test --workspace links weft-py's (cdylib) test harness too. That works
 # while weft-py's own #[test]s do not call into libpython: the extension-module
 # feature leaves libpython unlinked, so such tests would fail to link. Keep
@@ -118,6 +122,22 @@ find_pyenv_python() {
     echo "$found"
 }
 
+# execnet's suite runs its ssh variants against a throwaway sshd on 127.0.0.1
+# (weft/_testing_sshd.py) when openssh-server is installed: install it if
+# missing and we can (root with apt-get); otherwise those tests are skipped.
+ensure_sshd() {
+    if [ -x /usr/sbin/sshd ] && command -v ssh-keygen >/dev/null && command -v ssh >/dev/null; then
+        return 0
+    fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing openssh-server (for execnet's ssh tests)"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server; } >/dev/null \
+            || echo "NOTE: could not install openssh-server; execnet's ssh tests will be skipped"
+    else
+        echo "NOTE: openssh-server is not installed; execnet's ssh tests will be skipped"
+    fi
+}
+
 # ---- 0. environment ---------------------------------------------------------
 stage "environment"
 echo "repo:      $WEFT_REPO ($(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
@@ -166,7 +186,9 @@ for v in $HOST_PYTHONS; do
                     # shellcheck disable=SC2086  # a list of names
                     "$venv/bin/python" -m pip install -q ${CONFORMANCE_DEPS[$suite]}
                 fi
-                # Prints "N passed, N failed, N skipped"; exits 1 on any failure.
+                if [ "$suite" = execnet ]; then ensure_sshd; fi
+                # Prints the known and NEW failures and "N passed, N failed,
+                # N skipped" (known failures counted); exits 1 on a NEW failure.
                 allowed_to_fail "$CONFORMANCE_XFAIL" "$suite" \
                     "$venv/bin/python" -m weft.conformance "$suite"
             done

@@ -3,7 +3,9 @@
 ``main(argv) -> int`` downloads execnet's source distribution with pip into a
 temporary directory (never committed), puts weft's alias package ``execnet``
 (weft/_aliases) first on PYTHONPATH, runs ``pytest testing/`` from the sdist
-and ends with the line ``N passed, N failed, N skipped``.
+and ends with the line ``N passed, N failed, N skipped``; it exits 0 when
+every failing test is in KNOWN_FAILURES or KNOWN_FLAKY (the gate of
+weft.conformance.report).
 
 Options: ``--version V`` (default 2.1.2), ``--sdist PATH`` (use a local
 tarball instead of downloading), ``--keep`` (keep the temp dir),
@@ -23,6 +25,56 @@ import xml.etree.ElementTree as ET
 EXECNET_VERSION = "2.1.2"
 ALIASES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_aliases")
 
+# Tests of execnet 2.1.2's suite that fail on weft, by pytest node id, with
+# why (docs/conformance-execnet.md has the same list). They count as failures
+# in the closing line; a run passes when every failure is listed here. A test
+# that starts passing should be taken out.
+_REAL_TOO = ("fails with the real execnet 2.1.2 on this machine too: the test imports a module once "
+             "per session and deletes its file after the first variant, so inspect.getsource fails "
+             "for the other variants")
+_STANDALONE_CORE = ("runs inspect.getsource(gateway_base) standalone with init_popen_io/Popen2IO, execnet's "
+                    "stdio transport; weft's core is not a standalone script (it needs the wire module) "
+                    "and uses private fds, not stdio")
+_SETNULL = ("calls gateway_base.init_popen_io, which weft does not have (the worker sets up its fds in "
+            "worker_main)")
+_EXECTASK = ("calls WorkerGateway(io, id=...) on a BytesIO and executetask with execnet's 3-tuple task; "
+             "weft's task is (source, file_name, call_name, kwargs)")
+_TRACEBACK = ("expects the file name gateway_base in a remote traceback; weft's worker code shows as "
+              "<weft-boot weft_boot_core>")
+_TRACING = ("execnet's EXECNET_DEBUG trace files and gateway_base.trace/notrace; weft traces to stderr "
+            "with WEFT_EXECNET_DEBUG=1")
+KNOWN_FAILURES = {
+    **{"testing/test_gateway.py::TestBasicGateway::test_remote_exec_module_is_removed[%s]" % v: _REAL_TOO
+       for v in ("main_thread_only-popen", "main_thread_only-proxy", "main_thread_only-socket",
+                 "main_thread_only-ssh", "thread-proxy", "thread-socket", "thread-ssh")},
+    **{"testing/test_basics.py::%s[%s%s]" % (t, m, suffix): why
+       for m in ("main_thread_only", "thread")
+       for t, suffix, why in (("test_io_message", "-sys.executable", _STANDALONE_CORE),
+                              ("test_popen_io", "-sys.executable", _STANDALONE_CORE),
+                              ("test_stdouterrin_setnull", "", _SETNULL),
+                              ("test_exectask", "", _EXECTASK))},
+    "testing/test_basics.py::test_subprocess_interaction[sys.executable]":
+        "expects execnet's boot line (exec(eval(sys.stdin.readline())), a line-based protocol); "
+        "weft's boot line reads a length-prefixed source with os.read",
+    "testing/test_basics.py::test_serializer_api_version_error":
+        "monkeypatches gateway_base.DUMPFORMAT_VERSION; the version byte lives in weft's codec",
+    "testing/test_compatibility_regressions.py::test_opcodes":
+        "reads gateway_base.opcode; weft's opcodes live in weft/_bootstrap/wire.py (same byte values, "
+        "see docs/wire.md)",
+    "testing/test_gateway.py::TestPopenGateway::test_remoteerror_readable_traceback[main_thread_only-popen]": _TRACEBACK,
+    "testing/test_gateway.py::TestPopenGateway::test_remoteerror_readable_traceback[thread-popen]": _TRACEBACK,
+    "testing/test_gateway.py::TestSshPopenGateway::test_sshconfig_config_parsing":
+        "monkeypatches gateway_io.Popen2IOMaster",
+    "testing/test_gateway.py::TestTracing::test_popen_filetracing": _TRACING,
+    "testing/test_gateway.py::TestTracing::test_no_tracing_by_default": _TRACING,
+    "testing/test_xspec.py::TestXSpec::test_popen_with_sudo_python":
+        "compares the exact popen command line, which ends in execnet's boot line (weft's popen_args "
+        "matches execnet's python= parsing and -u: test_gateway::test_popen_args passes)",
+    "testing/test_xspec.py::TestXSpec::test_vagrant_options": "vagrant_ssh= gateways are not implemented",
+}
+# Tests that pass or fail by timing: a failure is reported, never fatal.
+KNOWN_FLAKY = {}
+
 
 def _download(version, dest):
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
@@ -41,11 +93,23 @@ def _extract(sdist, dest, pattern="execnet-*"):
     return roots[0]
 
 
+def _node_id(case):
+    """pytest's node id of a JUnit testcase (xunit1 reports carry its file)."""
+    cls, name, path = case.get("classname") or "", case.get("name"), case.get("file")
+    if path and path.endswith(".py"):
+        module = path[:-3].replace("/", ".")
+        if cls == module or cls.startswith(module + "."):
+            inner = cls[len(module) + 1:]
+            return "::".join([path] + (inner.split(".") if inner else []) + [name])
+    return "%s::%s" % (cls, name)
+
+
 def _count(junit):
+    """{node id: "passed" | "failed" | "skipped"} from a JUnit report."""
     tree = ET.parse(junit)
     outcomes = {}
     for case in tree.iter("testcase"):
-        name = "%s::%s" % (case.get("classname"), case.get("name"))
+        name = _node_id(case)
         kind = "passed"
         for child in case:
             if child.tag in ("failure", "error"):
@@ -57,6 +121,28 @@ def _count(junit):
         if outcomes.get(name) != "failed":
             outcomes[name] = kind
     return outcomes
+
+
+def _gate(junit, returncode, known, flaky, report=None):
+    """Counts the JUnit report, writes the per-test report if asked, and
+    applies weft.conformance's gate (known, flaky and NEW failures, closing
+    line). Returns the exit status."""
+    from weft.conformance import report as gate
+    if not os.path.exists(junit):
+        return gate((0, 1, 0), ["pytest (exit code %d, no JUnit report)" % returncode], known, flaky,
+                    doc="docs/conformance-execnet.md")
+    outcomes = _count(junit)
+    if report:
+        with open(report, "w") as f:
+            for name in sorted(outcomes):
+                f.write("%s %s\n" % (outcomes[name], name))
+    totals = [sum(1 for k in outcomes.values() if k == kind) for kind in ("passed", "failed", "skipped")]
+    failed = [t for t, k in outcomes.items() if k == "failed"]
+    if returncode not in (0, 1):  # interrupted, internal error, usage error
+        failed.append("pytest (exit code %d)" % returncode)
+        totals[1] += 1
+    passed = [t for t, k in outcomes.items() if k == "passed"]
+    return gate(totals, failed, known, flaky, passed, doc="docs/conformance-execnet.md")
 
 
 def main(argv=None):
@@ -108,19 +194,7 @@ def main(argv=None):
             cmd += ["--gx", "ssh=%s" % sshd.spec_ssh]
         cmd += extra
         proc = subprocess.run(cmd, cwd=root, env=env)
-        if not os.path.exists(junit):
-            print("0 passed, 1 failed, 0 skipped")
-            return 1
-        outcomes = _count(junit)
-        if opts.report:
-            with open(opts.report, "w") as f:
-                for name in sorted(outcomes):
-                    f.write("%s %s\n" % (outcomes[name], name))
-        passed = sum(1 for k in outcomes.values() if k == "passed")
-        failed = sum(1 for k in outcomes.values() if k == "failed")
-        skipped = sum(1 for k in outcomes.values() if k == "skipped")
-        print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
-        return 0 if failed == 0 and proc.returncode in (0, 1) else 1
+        return _gate(junit, proc.returncode, KNOWN_FAILURES, KNOWN_FLAKY, opts.report)
     finally:
         if sshd is not None:
             sshd.stop()

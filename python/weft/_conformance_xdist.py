@@ -4,7 +4,8 @@
 directory, installs it (and its test dependency ``filelock``) into a private
 ``--target`` directory, puts weft's alias package first on PYTHONPATH and runs
 ``pytest testing/`` from the sdist; it ends with ``N passed, N failed, N
-skipped``.  ``--execnet real`` runs the same suite against the real execnet
+skipped`` and exits 0 when every failing test is in KNOWN_FAILURES or
+KNOWN_FLAKY.  ``--execnet real`` runs the same suite against the real execnet
 (installed into the private directory too) for comparison.
 """
 
@@ -14,9 +15,35 @@ import subprocess
 import sys
 import tempfile
 
-from weft._conformance_execnet import ALIASES, _count, _extract
+from weft._conformance_execnet import ALIASES, _extract, _gate
 
 XDIST_VERSION = "3.8.0"
+
+# Tests of pytest-xdist 3.8.0's suite that fail, by pytest node id, with why
+# (docs/conformance-execnet.md). All of them fail with the real execnet 2.1.2
+# on this pytest too (`--execnet real`). They count as failures in the closing
+# line; a run passes when every failure is listed here or in KNOWN_FLAKY.
+_REAL_TOO = "fails with the real execnet 2.1.2 on pytest 9.2 too: "
+_GROUP = _REAL_TOO + "the --dist loadgroup tests find the tests of one xdist_group not kept on one worker (not diagnosed further)"
+KNOWN_FAILURES = {
+    "testing/acceptance_test.py::TestGroupScope::test_by_module": _GROUP,
+    "testing/acceptance_test.py::TestGroupScope::test_by_class": _GROUP,
+    "testing/acceptance_test.py::TestGroupScope::test_module_single_start": _GROUP,
+    "testing/acceptance_test.py::TestGroupScope::test_multiple_group_marks": _GROUP,
+    "testing/acceptance_test.py::TestGroupScope::test_multiple_group_order": _GROUP,
+    "testing/test_newhooks.py::TestCrashItem::test_handlecrashitem_one":
+        _REAL_TOO + "it matches the short-summary line 'FAILED test_handlecrashitem_one.py::test_b' "
+        "exactly, and pytest 9 appends ' - <reason>' to it",
+    "testing/test_remote.py::test_remote_usage_prog":
+        _REAL_TOO + "its conftest calls Parser._getparser, which pytest 9.2 no longer has",
+}
+# Tests that pass or fail by timing: a failure is reported, never fatal.
+_FIRST_WORKER = ("depends on which of the two workers finishes starting first (failed 1 run in 3 "
+                 "under load with weft, 0 in 2 with execnet)")
+KNOWN_FLAKY = {
+    "testing/acceptance_test.py::TestLoadScope::test_workqueue_ordered_by_size": _FIRST_WORKER,
+    "testing/acceptance_test.py::TestLoadScope::test_workqueue_ordered_by_input": _FIRST_WORKER,
+}
 
 
 def main(argv=None):
@@ -59,18 +86,7 @@ def main(argv=None):
         except ImportError:
             pass
         proc = subprocess.run(cmd + extra, cwd=root, env=env)
-        if not os.path.exists(junit):
-            print("0 passed, 1 failed, 0 skipped")
-            return 1
-        outcomes = _count(junit)
-        if opts.report:
-            with open(opts.report, "w") as f:
-                for name in sorted(outcomes):
-                    f.write("%s %s\n" % (outcomes[name], name))
-        counts = {k: sum(1 for v in outcomes.values() if v == k)
-                  for k in ("passed", "failed", "skipped")}
-        print("%(passed)d passed, %(failed)d failed, %(skipped)d skipped" % counts)
-        return 0 if counts["failed"] == 0 and proc.returncode in (0, 1) else 1
+        return _gate(junit, proc.returncode, KNOWN_FAILURES, KNOWN_FLAKY, opts.report)
     finally:
         if opts.keep:
             sys.stderr.write("kept %s\n" % tmp)
