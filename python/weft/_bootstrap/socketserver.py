@@ -35,7 +35,7 @@ MAC_SIZE = 32
 SECRET_ENV = "WEFT_EXECNET_SECRET"
 AUTH_TIMEOUT = 10.0
 
-# Must stay identical to weft.execnet._spawn._BOOTLINE (a test checks it).
+# Also the popen boot line: weft.execnet._spawn imports it from here.
 _BOOTLINE = (
     "import os\n"
     "_weft_boot_fd=%(fd)s\n"

@@ -29,20 +29,9 @@ _BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
                               "_bootstrap")
 
 # Reads "<length>\n<source>" from fd %(fd)d without buffering, then runs it.
-_BOOTLINE = (
-    "import os\n"
-    "_weft_boot_fd=%(fd)s\n"
-    "def _r(n):\n"
-    "    b=b''\n"
-    "    while len(b)<n:\n"
-    "        c=os.read(_weft_boot_fd,n-len(b))\n"
-    "        if not c: raise SystemExit('weft boot: connection closed while booting')\n"
-    "        b+=c\n"
-    "    return b\n"
-    "h=b''\n"
-    "while not h.endswith(b'\\n'): h+=_r(1)\n"
-    "exec(compile(_r(int(h)),'<weft boot>','exec'))\n"
-)
+# One definition, shared with the standalone socket server (which must stay
+# self-contained, so it owns it).
+from weft._bootstrap.socketserver import _BOOTLINE  # noqa: E402
 
 
 def bootline(fd=0):
