@@ -515,7 +515,8 @@ fn gettrace(py: Python<'_>) -> PyResult<Py<PyAny>> {
 
 /// Number of OS threads that have a main greenlet and are still alive.
 #[pyfunction]
-fn _live_main_greenlets() -> usize {
+fn _live_main_greenlets(py: Python<'_>) -> usize {
+    thread::release_orphans(py);
     thread::LIVE_MAIN_GREENLETS.load(std::sync::atomic::Ordering::Relaxed)
 }
 

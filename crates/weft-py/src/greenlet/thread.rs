@@ -44,6 +44,8 @@ pub struct ThreadData {
 /// References a dead thread left behind: released by the next thread that holds
 /// the GIL and enters weft (a thread's TLS destructor may run without it).
 static ORPHANS: Mutex<Vec<Py<PyAny>>> = Mutex::new(Vec::new());
+/// Set when ORPHANS has something: one relaxed load on weft's entry paths.
+static HAVE_ORPHANS: AtomicBool = AtomicBool::new(false);
 pub static LIVE_MAIN_GREENLETS: AtomicUsize = AtomicUsize::new(0);
 
 struct Slot(UnsafeCell<Option<ThreadData>>);
@@ -62,6 +64,7 @@ impl Drop for Slot {
             for g in td.record.pending_kills.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
                 orphans.push(g.into_any());
             }
+            HAVE_ORPHANS.store(true, Ordering::Release);
         }
     }
 }
@@ -72,6 +75,9 @@ thread_local! {
 
 /// Releases what dead threads left behind. Needs the GIL.
 pub fn release_orphans(_py: Python<'_>) {
+    if !HAVE_ORPHANS.swap(false, Ordering::AcqRel) {
+        return;
+    }
     let taken: Vec<Py<PyAny>> = {
         let mut o = ORPHANS.lock().unwrap_or_else(|e| e.into_inner());
         if o.is_empty() {
@@ -89,6 +95,9 @@ pub fn thread_data(py: Python<'_>) -> PyResult<*mut ThreadData> {
     // SAFETY: this thread's own slot; the GIL is held and nobody else reaches it.
     unsafe {
         if let Some(td) = (*p).as_mut() {
+            if HAVE_ORPHANS.load(Ordering::Relaxed) {
+                release_orphans(py);
+            }
             return Ok(td as *mut ThreadData);
         }
         release_orphans(py);

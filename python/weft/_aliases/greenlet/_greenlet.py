@@ -36,3 +36,13 @@ def enable_optional_cleanup(flag):
 def get_clocks_used_doing_optional_cleanup():
     """None: weft does no optional cleanup work to account for."""
     return None
+
+
+def set_thread_local(key, value):
+    """Store `value` in the running thread state's dict (what greenlet's helper
+    does); it is released when the thread state is cleared."""
+    import ctypes
+
+    get_dict = ctypes.pythonapi.PyThreadState_GetDict
+    get_dict.restype = ctypes.py_object
+    get_dict()[key] = value
