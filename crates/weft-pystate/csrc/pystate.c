@@ -79,6 +79,10 @@ _Static_assert(_Alignof(weft_pystate) <= 8, "weft_pystate alignment");
 size_t weft_pystate_bytes(void) { return WEFT_PYSTATE_BYTES; }
 unsigned long weft_pystate_built_for(void) { return PY_VERSION_HEX; }
 
+/* Py_SET_REFCNT is a static inline whose layout changed in 3.12 (immortal
+ * objects): the greenlet dealloc's second kill attempt goes through here. */
+void weft_set_refcnt(PyObject *o, Py_ssize_t n) { Py_SET_REFCNT(o, n); }
+
 int weft_is_finalizing(void)
 {
 #if WEFT_PY313

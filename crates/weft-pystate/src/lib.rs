@@ -36,6 +36,7 @@ unsafe extern "C-unwind" {
     fn weft_pystate_bytes() -> usize;
     fn weft_pystate_built_for() -> c_ulong;
     fn weft_is_finalizing() -> c_int;
+    fn weft_set_refcnt(o: *mut Object, n: isize);
     fn weft_pystate_save(ts: *mut ThreadState, s: *mut Blob);
     fn weft_pystate_restore(ts: *mut ThreadState, s: *mut Blob);
     fn weft_pystate_traverse(s: *mut Blob, visit: Visit, arg: *mut c_void) -> c_int;
@@ -61,6 +62,15 @@ pub fn built_for() -> u32 {
 pub fn is_finalizing() -> bool {
     // SAFETY: reads a runtime flag; safe with or without the GIL.
     unsafe { weft_is_finalizing() != 0 }
+}
+
+/// `Py_SET_REFCNT`, for a tp_dealloc that temporarily revives its object.
+///
+/// # Safety
+/// GIL held; `o` is an object in its tp_dealloc.
+pub unsafe fn set_refcnt(o: *mut Object, n: isize) {
+    // SAFETY: per the contract.
+    unsafe { weft_set_refcnt(o, n) }
 }
 
 /// Checks that the C side reserves what the Rust side allocates.

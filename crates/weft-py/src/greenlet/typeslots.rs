@@ -51,7 +51,42 @@ unsafe extern "C" fn dealloc(obj: *mut ffi::PyObject) {
         if ffi::PyObject_CallFinalizerFromDealloc(obj) < 0 {
             return; // resurrected: queued for a kill in its own thread
         }
+        if retry_kill(obj) {
+            return; // refused to die again, and something kept a reference
+        }
         (PYO3_DEALLOC.get().expect("installed"))(obj)
+    }
+}
+
+/// PEP 442 runs a finalizer once; a greenlet that refused to die then stays
+/// suspended. greenlet kills it again on every dealloc, and so does weft for
+/// the base type (a Python subclass's dealloc has already cleared its dict by
+/// the time ours runs, so the object cannot be revived there). Returns true if
+/// the object was resurrected.
+unsafe fn retry_kill(obj: *mut ffi::PyObject) -> bool {
+    // SAFETY: tp_dealloc with the GIL; the object is still GC-tracked (PyO3's
+    // dealloc untracks it later) and keeps its weakrefs until then.
+    unsafe {
+        let py = Python::assume_attached();
+        let base = py.get_type::<Greenlet>().as_type_ptr();
+        if ffi::Py_TYPE(obj) != base {
+            return false;
+        }
+        let c = payload(&obj).coro();
+        let here = super::thread::thread_data_if_any()
+            .map(|td| std::sync::Arc::ptr_eq(&c.thread, &(*td).record))
+            .unwrap_or(false);
+        if c.status != Status::Active || c.is_main || !here {
+            return false;
+        }
+        weft_pystate::set_refcnt(obj.cast(), 1);
+        Python::attach_unchecked(|py| {
+            let bound = Bound::from_borrowed_ptr(py, obj).cast_into_unchecked::<Greenlet>();
+            super::switch::kill(py, &bound);
+        });
+        let left = ffi::Py_REFCNT(obj) - 1;
+        weft_pystate::set_refcnt(obj.cast(), left);
+        left > 0
     }
 }
 
