@@ -137,14 +137,44 @@ def main(argv=None):
             print("           (greenlet's million: run with --full)")
 
     # --- gateways (execnet-compatible) -----------------------------------------
-    # Place for the gateway section: round-trip latency and throughput of
-    # weft's execnet-compatible gateways beside execnet's, once they exist
-    # (workloads to be added to weft._bench, shared with benchmarks/).
     print()
-    print("gateways (execnet): not measured yet", flush=True)
+    _gateways(args.quick)
 
-    print(f"\nmeasured in {time.perf_counter() - t0:.0f} s; ratios are weft against "
-          "greenlet; full benchmarks: benchmarks/run.py")
+    print(f"\nmeasured in {time.perf_counter() - t0:.0f} s; ratios are weft against the peer beside it; "
+          "full benchmarks: benchmarks/run.py, benchmarks/gateway_popen.py")
+
+
+def _gateways(quick):
+    """weft.execnet beside execnet over popen, each in a fresh interpreter
+    (weft._bench_gateway); execnet's figures only where it is installed."""
+    import importlib.util
+    import json
+    import subprocess
+
+    peers = ["weft"] + (["execnet"] if importlib.util.find_spec("execnet") else [])
+    print(f"gateways (weft.execnet{', beside execnet' if len(peers) > 1 else ''}; popen; pure-Python transport, Rust codec)")
+    figs = {}
+    for peer in peers:
+        proc = subprocess.run([sys.executable, "-m", "weft._bench_gateway", peer] + (["--quick"] if quick else []),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            print(f"  {peer}: failed: {proc.stderr.strip().splitlines()[-1:]}")
+            continue
+        figs[peer] = json.loads(proc.stdout.strip().splitlines()[-1])
+    rows = [("startup", "new gateway to first result", "startup", lambda v: f"{v * 1e3:.1f} ms", True),
+            ("echo", "round trip of a small value", "roundtrip", lambda v: f"{v * 1e6:.0f} µs", True),
+            ("small", "3-key dicts one way, per second", "small_per_s", lambda v: f"{v:,.0f}", False),
+            ("bulk", "1 MiB payloads one way", "bulk_mib_per_s", lambda v: f"{v:.0f} MiB/s", False)]
+    for title, what, key, fmt, lower_better in rows:
+        line = f"  {title:<8} {what:<40}"
+        for p in peers:
+            if p in figs:
+                line += f"  {p} {fmt(figs[p][key]):>11}"
+        if len(figs) == 2:
+            w, e = figs["weft"][key], figs["execnet"][key]
+            r = (e / w) if lower_better else (w / e)
+            line += f"   {r:.2f}x {'better' if r >= 1 else 'worse'}"
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

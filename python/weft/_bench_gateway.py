@@ -1,0 +1,75 @@
+"""Gateway workloads over popen, one peer per process, shared by
+``python -m weft`` and ``benchmarks/gateway_popen.py``:
+
+    python -m weft._bench_gateway weft|execnet [--quick]
+
+Prints one JSON line: startup (new gateway to the first remote_exec result, s),
+roundtrip (echo of a small int, s), small_per_s (one-way rate of a 3-key dict),
+bulk_mib_per_s (1 MiB bytes one way).
+"""
+import json
+import sys
+import time
+
+ECHO = """
+while 1:
+    x = channel.receive()
+    if x is None: break
+    channel.send(x)
+"""
+COUNT = """
+n = 0
+while 1:
+    x = channel.receive()
+    if x is None: break
+    n += 1
+channel.send(n)
+"""
+
+
+def measure(execnet, quick=False):
+    n_rt, n_small, n_bulk = (300, 3000, 30) if quick else (2000, 20000, 200)
+    t0 = time.perf_counter()
+    gw = execnet.makegateway("popen")
+    ch = gw.remote_exec("channel.send(1)")
+    ch.receive()
+    startup = time.perf_counter() - t0
+    ch = gw.remote_exec(ECHO)
+    t = time.perf_counter()
+    for i in range(n_rt):
+        ch.send(i)
+        ch.receive()
+    roundtrip = (time.perf_counter() - t) / n_rt
+    ch.send(None)
+    small = {"a": 1, "b": [1, 2, 3], "c": "hello"}
+    ch = gw.remote_exec(COUNT)
+    t = time.perf_counter()
+    for _ in range(n_small):
+        ch.send(small)
+    ch.send(None)
+    assert ch.receive() == n_small
+    small_rate = n_small / (time.perf_counter() - t)
+    blob = b"x" * (1 << 20)
+    ch = gw.remote_exec(COUNT)
+    t = time.perf_counter()
+    for _ in range(n_bulk):
+        ch.send(blob)
+    ch.send(None)
+    assert ch.receive() == n_bulk
+    bulk = n_bulk / (time.perf_counter() - t)
+    gw.exit()
+    return {"startup": startup, "roundtrip": roundtrip, "small_per_s": small_rate, "bulk_mib_per_s": bulk}
+
+
+def main(argv):
+    peer = argv[0]
+    if peer == "weft":
+        import weft.execnet as execnet
+    else:
+        import execnet
+    print(json.dumps(measure(execnet, quick="--quick" in argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
