@@ -161,6 +161,13 @@ for v in $HOST_PYTHONS; do first_py="${HOST_PY[$v]}"; break; done
 PYO3_PYTHON="$first_py" CARGO_TARGET_DIR="$WEFT_CI_WORK/target-cargo-test" \
     cargo test "${CARGO_TEST_ARGS[@]}"
 
+# ---- 1b. fuzz the wire decoder briefly ----------------------------------------
+# libFuzzer through cargo-fuzz where a nightly toolchain and cargo-fuzz are
+# installed, else the stable mutation fuzzer (a cargo test): see .ci/fuzz-wire.sh.
+stage "fuzz the wire decoder (.ci/fuzz-wire.sh)"
+PYO3_PYTHON="$first_py" CARGO_TARGET_DIR="$WEFT_CI_WORK/target-cargo-test" \
+    FUZZ_SECONDS="${WEFT_FUZZ_SECONDS:-30}" bash .ci/fuzz-wire.sh
+
 # ---- 2. host CPythons from pyenv --------------------------------------------
 for v in $HOST_PYTHONS; do
     py="${HOST_PY[$v]}"
