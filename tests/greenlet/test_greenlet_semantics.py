@@ -985,3 +985,18 @@ def test_asyncio_bridge_switching_from_inside_coroutines():
         return await asyncio.gather(*(spawn(sync_code, 10) for _ in range(5)))
 
     assert asyncio.run(main()) == [1090] * 5
+
+
+def test_finishing_greenlets_leave_no_references_up_their_parent_chain():
+    # A greenlet that finishes hands its result to its parent; walking up the
+    # chain must not leave references behind in the dead greenlet's frames
+    # (once a leak of one reference to the grandparent per finished greenlet).
+    main = getcurrent()
+
+    def outer():
+        before = sys.getrefcount(main)
+        for _ in range(100):
+            assert greenlet(lambda: 7).switch() == 7   # parent: outer; grandparent: main
+        return sys.getrefcount(main) - before
+
+    assert greenlet(outer).switch() == 0

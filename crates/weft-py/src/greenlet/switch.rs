@@ -353,6 +353,8 @@ unsafe fn die_and_switch_to_parent(py: Python<'_>, td: *mut ThreadData, me: Obj,
                 // target releases only once it runs.
                 let target = g.as_ptr();
                 (*td).passing = Some(outcome);
+                // Nothing owned may stay in this frame: it never returns.
+                drop(next);
                 // Re-read: looking up `run` may have started it meanwhile.
                 if g.get().coro().status == Status::Active {
                     drop(g);
