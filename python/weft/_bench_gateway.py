@@ -27,6 +27,17 @@ channel.send(n)
 """
 
 
+def one_way_rate(gw, payload, n):
+    """Messages per second for `n` sends of `payload`, counted by the remote."""
+    ch = gw.remote_exec(COUNT)
+    t = time.perf_counter()
+    for _ in range(n):
+        ch.send(payload)
+    ch.send(None)
+    assert ch.receive() == n
+    return n / (time.perf_counter() - t)
+
+
 def measure(execnet, quick=False):
     n_rt, n_small, n_bulk = (300, 3000, 30) if quick else (2000, 20000, 200)
     t0 = time.perf_counter()
@@ -41,22 +52,8 @@ def measure(execnet, quick=False):
         ch.receive()
     roundtrip = (time.perf_counter() - t) / n_rt
     ch.send(None)
-    small = {"a": 1, "b": [1, 2, 3], "c": "hello"}
-    ch = gw.remote_exec(COUNT)
-    t = time.perf_counter()
-    for _ in range(n_small):
-        ch.send(small)
-    ch.send(None)
-    assert ch.receive() == n_small
-    small_rate = n_small / (time.perf_counter() - t)
-    blob = b"x" * (1 << 20)
-    ch = gw.remote_exec(COUNT)
-    t = time.perf_counter()
-    for _ in range(n_bulk):
-        ch.send(blob)
-    ch.send(None)
-    assert ch.receive() == n_bulk
-    bulk = n_bulk / (time.perf_counter() - t)
+    small_rate = one_way_rate(gw, {"a": 1, "b": [1, 2, 3], "c": "hello"}, n_small)
+    bulk = one_way_rate(gw, b"x" * (1 << 20), n_bulk)
     gw.exit()
     return {"startup": startup, "roundtrip": roundtrip, "small_per_s": small_rate, "bulk_mib_per_s": bulk}
 

@@ -114,7 +114,8 @@ fn running_elsewhere(g: &Bound<'_, Greenlet>) -> bool {
         && std::ptr::eq(c.thread.current.load(std::sync::atomic::Ordering::Acquire), g.as_ptr())
 }
 
-fn belongs_here(c: &Coro) -> bool {
+/// True if the greenlet is bound to the calling thread.
+pub(crate) fn belongs_here(c: &Coro) -> bool {
     match thread::thread_data_if_any() {
         // SAFETY: this thread's live data.
         Some(td) => Arc::ptr_eq(&c.thread, unsafe { &(*td).record }),

@@ -73,9 +73,7 @@ unsafe fn retry_kill(obj: *mut ffi::PyObject) -> bool {
             return false;
         }
         let c = payload(&obj).coro();
-        let here = super::thread::thread_data_if_any()
-            .map(|td| std::sync::Arc::ptr_eq(&c.thread, &(*td).record))
-            .unwrap_or(false);
+        let here = super::belongs_here(c);
         if c.status != Status::Active || c.is_main || !here {
             return false;
         }
@@ -102,10 +100,7 @@ fn finalize_attached(py: Python<'_>, obj: *mut ffi::PyObject) {
     let g = payload(&obj);
     let c = g.coro();
     if c.status == Status::Active && !c.is_main && c.thread.alive.load(Ordering::Acquire) {
-        let here = super::thread::thread_data_if_any()
-            // SAFETY: this thread's live data.
-            .map(|td| std::sync::Arc::ptr_eq(&c.thread, unsafe { &(*td).record }))
-            .unwrap_or(false);
+        let here = super::belongs_here(c);
         // SAFETY: `obj` is alive for the duration of the finalizer.
         let bound = unsafe { Bound::from_borrowed_ptr(py, obj).cast_into_unchecked::<Greenlet>() };
         if here {
