@@ -44,5 +44,7 @@ def set_thread_local(key, value):
     import ctypes
 
     get_dict = ctypes.pythonapi.PyThreadState_GetDict
-    get_dict.restype = ctypes.py_object
-    get_dict()[key] = value
+    # A borrowed reference: a py_object restype would be taken as a new one and
+    # released once per call, freeing the thread's dict while it is still in use.
+    get_dict.restype = ctypes.c_void_p
+    ctypes.cast(get_dict(), ctypes.py_object).value[key] = value
