@@ -8,6 +8,7 @@
 #   2. for CPython 3.11, 3.12, 3.13 from pyenv: venv, pip install .[test], pytest
 #      (+ conformance suites after 3.11, if python/weft/conformance.py exists)
 #   3. for CPython 3.14, 3.15 from Debian sid, in a chroot: scripts/sid.sh
+#      (pytest, pytest with the JIT on, and greenlet's own suite)
 #
 # Knobs (environment variables), all optional:
 #   WEFT_HOST_PYTHONS   pyenv versions to test        (default "3.11 3.12 3.13")
@@ -40,7 +41,7 @@ declare -A CONFORMANCE_DEPS=(
 # failure does not fail the whole run. For work in progress only: CPython
 # versions weft does not support yet, conformance suites not yet green.
 # Remove an entry once it passes (the run says so when it does).
-SID_XFAIL="${WEFT_SID_XFAIL-3.15}"
+SID_XFAIL="${WEFT_SID_XFAIL-}"
 CONFORMANCE_XFAIL="${WEFT_CONFORMANCE_XFAIL-}"
 # cargo test --workspace links weft-py's (cdylib) test harness too. That works
 # while weft-py's own #[test]s do not call into libpython: the extension-module

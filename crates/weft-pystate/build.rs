@@ -7,7 +7,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
     let python = std::env::var("PYO3_PYTHON").unwrap_or_else(|_| "python3".into());
     let out = Command::new(&python)
-        .args(["-c", "import sysconfig,sys; print(sysconfig.get_paths()['include']); print('%d.%d' % sys.version_info[:2])"])
+        .args(["-c", "import sysconfig,sys; print(sysconfig.get_paths()['include']); print('%d.%d' % sys.version_info[:2]); print(sysconfig.get_config_var('PY_CORE_CFLAGS') or '')"])
         .output()
         .unwrap_or_else(|e| panic!("weft-pystate: cannot run {python} to find the Python headers: {e}"));
     assert!(out.status.success(), "weft-pystate: {python} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -15,11 +15,20 @@ fn main() {
     let mut lines = text.lines();
     let include = lines.next().expect("include dir").to_owned();
     let version = lines.next().expect("version").to_owned();
-    let supported = ["3.11", "3.12", "3.13", "3.14"];
+    let core_cflags = lines.next().unwrap_or("").to_owned();
+    let supported = ["3.11", "3.12", "3.13", "3.14", "3.15"];
     if !supported.contains(&version.as_str()) {
         panic!("weft supports CPython {} (found {version} at {python}): building for it would need its thread-state layout in csrc/pystate.c", supported.join(", "));
     }
-    cc::Build::new()
+    let mut build = cc::Build::new();
+    // The interpreter's own -D_Py_* flags (Debian builds 3.14+ with -D_Py_TIER2=3
+    // -D_Py_JIT). They are not in the flags extensions inherit, yet on 3.15 they
+    // change _PyThreadStateImpl's layout: without them every field after the JIT
+    // tracer state would be read 8 bytes off.
+    for flag in core_cflags.split_whitespace().filter(|f| f.starts_with("-D_Py_")) {
+        build.flag(flag);
+    }
+    build
         .file("csrc/pystate.c")
         .include(&include)
         .flag_if_supported("-std=c11")

@@ -14,11 +14,16 @@
 #if PY_VERSION_HEX >= 0x030E0000
 #  include <internal/pycore_interpframe.h>  /* 3.14 moved the frame struct here */
 #endif
+#if PY_VERSION_HEX >= 0x030F0000
+#  include <internal/pycore_tstate.h>       /* 3.15: _PyThreadStateImpl */
+#  include <internal/pycore_gc.h>           /* 3.15: _PyGC_VisitFrameStack */
+#  include <internal/pycore_stackref.h>     /* 3.15: _Py_VISIT_STACKREF */
+#endif
 #include <stddef.h>
 #include <string.h>
 
-#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030F0000
-#  error "weft supports CPython 3.11 to 3.14 in this build; see docs/architecture.md"
+#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x03100000
+#  error "weft supports CPython 3.11 to 3.15 in this build; see docs/architecture.md"
 #endif
 #define WEFT_PY312 (PY_VERSION_HEX >= 0x030C0000)
 #define WEFT_PY313 (PY_VERSION_HEX >= 0x030D0000)
@@ -26,6 +31,11 @@
  * keeps valid) instead of a counter; a JIT executor pointer joins the state;
  * frames not owned by Python code are OWNED_BY_INTERPRETER or above. */
 #define WEFT_PY314 (PY_VERSION_HEX >= 0x030E0000)
+/* 3.15: a thread's frame chain ends at a sentinel base frame embedded in the
+ * thread state, out-of-process profilers cache the stack below
+ * last_profiled_frame, and generators learn "yield or return" from a thread-state
+ * field that is set just before a frame suspends. */
+#define WEFT_PY315 (PY_VERSION_HEX >= 0x030F0000)
 #if WEFT_PY314
 #  define WEFT_NOT_PYTHON_FRAME(f) ((f)->owner >= FRAME_OWNED_BY_INTERPRETER)
 #elif WEFT_PY312
@@ -49,6 +59,9 @@ typedef struct {
 #endif
 #if WEFT_PY314
     PyObject *current_executor;              /* borrowed, as in the thread state */
+#endif
+#if WEFT_PY315
+    int generator_return_kind;
 #endif
     _PyStackChunk *datastack_chunk;
     PyObject **datastack_top;
@@ -112,6 +125,18 @@ static _Thread_local uint8_t use_tracing_in_flight;
 static void expose_frames(weft_pystate *s);
 static void unexpose_frames(weft_pystate *s);
 
+#if WEFT_PY315
+/* A sampling profiler (`python -m profiling.sampling`) reuses the frames it read
+ * below last_profiled_frame until the interpreter pops that frame. A switch
+ * replaces the whole chain without popping anything, so the cache is dropped
+ * and its sequence bumped, as if every frame had been popped. */
+static void forget_profiled_frames(PyThreadState *ts)
+{
+    ts->last_profiled_frame = NULL;
+    ts->last_profiled_frame_seq++;
+}
+#endif
+
 /* Moves the running coroutine's state out of the thread state into `s`. */
 void weft_pystate_save(PyThreadState *ts, weft_pystate *s)
 {
@@ -135,6 +160,9 @@ void weft_pystate_save(PyThreadState *ts, weft_pystate *s)
 #endif
 #if WEFT_PY314
     s->current_executor = ts->current_executor;
+#endif
+#if WEFT_PY315
+    s->generator_return_kind = ((_PyThreadStateImpl *)ts)->generator_return_kind;
 #endif
     s->datastack_chunk = ts->datastack_chunk;
     s->datastack_top = ts->datastack_top;
@@ -175,7 +203,12 @@ void weft_pystate_restore(PyThreadState *ts, weft_pystate *s)
     ts->py_recursion_remaining = ts->py_recursion_limit - s->py_recursion_depth;
 #  if WEFT_PY314
     ts->current_executor = s->current_executor;
-#  else
+#  endif
+#  if WEFT_PY315
+    ((_PyThreadStateImpl *)ts)->generator_return_kind = s->generator_return_kind;
+    forget_profiled_frames(ts);
+#  endif
+#  if !WEFT_PY314
     ts->c_recursion_remaining = s->c_recursion_remaining;
 #  endif
 #else
@@ -213,6 +246,36 @@ void weft_pystate_clear(weft_pystate *s)
     s->links = NULL;
     s->nlinks = s->links_cap = 0;
 }
+
+/* The references held by the frames of a suspended coroutine, for its
+ * tp_traverse. Only 3.15 exports what a visit of a frame's value stack needs
+ * (_PyGC_VisitFrameStack, for this purpose); there, as in greenlet, a suspended
+ * coroutine is an ordinary GC object whose cycles the collector can break by
+ * finalizing (killing) it. Earlier versions report nothing here and keep
+ * suspended coroutines out of the collector's reach (tp_is_gc), so whatever
+ * their frames hold counts as referenced from outside: never freed early.
+ * The caller guarantees `s` holds a suspended coroutine: after expose_frames
+ * its chain is the Python frames in its data stack, which stay where they are
+ * while it is switched out. Generator frames are visited by their generator,
+ * frames owned by frame objects by the frame object. */
+int weft_pystate_traverse_frames(weft_pystate *s, visitproc visit, void *arg)
+{
+#if WEFT_PY315
+    for (struct _PyInterpreterFrame *f = s->current_frame; f; f = f->previous) {
+        if (f->owner != FRAME_OWNED_BY_THREAD) continue;
+        Py_VISIT(f->frame_obj);
+        Py_VISIT(f->f_locals);
+        _Py_VISIT_STACKREF(f->f_funcobj);
+        _Py_VISIT_STACKREF(f->f_executable);
+        int r = _PyGC_VisitFrameStack(f, visit, arg);
+        if (r) return r;
+    }
+#else
+    (void)s; (void)visit; (void)arg;
+#endif
+    return 0;
+}
+int weft_pystate_frames_traversable(void) { return WEFT_PY315; }
 
 PyObject *weft_pystate_context(weft_pystate *s) { return s->context; }
 /* The strong references a blob holds, for the GC: 0 context, 1 handled exception. */
@@ -281,6 +344,11 @@ int weft_pystate_run_new(PyThreadState *ts, weft_pystate *s, void (*body)(void *
     cframe.current_frame = NULL;
     cframe.previous = &ts->root_cframe;
     ts->cframe = &cframe;
+#elif WEFT_PY315
+    /* Like a new thread's, the chain ends at the sentinel (owned by the
+     * interpreter, so frame walks skip it). */
+    ts->current_frame = ts->base_frame;
+    forget_profiled_frames(ts);
 #else
     ts->current_frame = NULL;
 #endif

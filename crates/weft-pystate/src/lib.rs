@@ -41,6 +41,8 @@ unsafe extern "C-unwind" {
     fn weft_pystate_restore(ts: *mut ThreadState, s: *mut Blob);
     fn weft_pystate_traverse(s: *mut Blob, visit: Visit, arg: *mut c_void) -> c_int;
     fn weft_pystate_clear(s: *mut Blob);
+    fn weft_pystate_traverse_frames(s: *mut Blob, visit: Visit, arg: *mut c_void) -> c_int;
+    fn weft_pystate_frames_traversable() -> c_int;
     fn weft_pystate_context(s: *mut Blob) -> *mut Object;
     fn weft_pystate_ref(s: *mut Blob, i: c_int) -> *mut Object;
     fn weft_pystate_set_context(s: *mut Blob, ctx: *mut Object);
@@ -71,6 +73,13 @@ pub fn is_finalizing() -> bool {
 pub unsafe fn set_refcnt(o: *mut Object, n: isize) {
     // SAFETY: per the contract.
     unsafe { weft_set_refcnt(o, n) }
+}
+
+/// True when a suspended coroutine's tp_traverse reports what its frames
+/// reference (CPython 3.15+), so the collector may treat it as ordinary garbage.
+pub fn frames_traversable() -> bool {
+    // SAFETY: a pure function of the build.
+    unsafe { weft_pystate_frames_traversable() != 0 }
 }
 
 /// Checks that the C side reserves what the Rust side allocates.
@@ -120,6 +129,17 @@ impl Blob {
     pub unsafe fn traverse(&mut self, visit: Visit, arg: *mut c_void) -> c_int {
         // SAFETY: per the contract.
         unsafe { weft_pystate_traverse(self, visit, arg) }
+    }
+
+    /// Visits what the frames of the suspended coroutine reference (nothing
+    /// unless [`frames_traversable`]).
+    ///
+    /// # Safety
+    /// GIL held; called by the GC with its own `visit`/`arg`; the blob holds a
+    /// coroutine that is suspended (saved, not running in any thread).
+    pub unsafe fn traverse_frames(&mut self, visit: Visit, arg: *mut c_void) -> c_int {
+        // SAFETY: per the contract.
+        unsafe { weft_pystate_traverse_frames(self, visit, arg) }
     }
 
     /// Drops the references the blob holds.

@@ -4,8 +4,13 @@
 //!   greenlet kills it with GreenletExit in its own thread; the object is
 //!   alive (resurrected) while that runs.
 //! * `tp_dealloc`: PyO3's, preceded by the finalizer call PEP 442 asks for.
-//! * `tp_is_gc`: a suspended greenlet is not garbage: only its own frames
-//!   know what it references, so the collector must leave it alone.
+//! * `tp_is_gc` (CPython < 3.15): a suspended greenlet is not garbage: only
+//!   its own frames know what it references, so the collector must leave it
+//!   alone.
+//! * `tp_traverse` (CPython 3.15+, where the interpreter exports a visit of a
+//!   frame's value stack): PyO3's, then the references held by a suspended
+//!   greenlet's frames. A suspended greenlet is then ordinary garbage, as in
+//!   greenlet on 3.15: a cycle through it is broken by its finalizer (a kill).
 use std::os::raw::c_int;
 use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
@@ -16,6 +21,7 @@ use pyo3::prelude::*;
 use super::{Greenlet, Status};
 
 static PYO3_DEALLOC: OnceLock<unsafe extern "C" fn(*mut ffi::PyObject)> = OnceLock::new();
+static PYO3_TRAVERSE: OnceLock<ffi::traverseproc> = OnceLock::new();
 
 pub fn install(py: Python<'_>) -> PyResult<()> {
     let tp = py.get_type::<Greenlet>().as_type_ptr();
@@ -30,7 +36,17 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
         }
         (*tp).tp_dealloc = Some(dealloc);
         (*tp).tp_finalize = Some(finalize);
-        (*tp).tp_is_gc = Some(is_gc);
+        if weft_pystate::frames_traversable() {
+            let Some(orig) = (*tp).tp_traverse else {
+                return Err(pyo3::exceptions::PyImportError::new_err("weft: greenlet type has no tp_traverse"));
+            };
+            if PYO3_TRAVERSE.set(orig).is_err() && PYO3_TRAVERSE.get() != Some(&orig) {
+                return Err(pyo3::exceptions::PyImportError::new_err("weft: greenlet type created twice"));
+            }
+            (*tp).tp_traverse = Some(traverse);
+        } else {
+            (*tp).tp_is_gc = Some(is_gc);
+        }
         ffi::PyType_Modified(tp);
     }
     Ok(())
@@ -113,6 +129,29 @@ fn finalize_attached(py: Python<'_>, obj: *mut ffi::PyObject) {
     if let Some(e) = saved {
         e.restore(py);
     }
+}
+
+unsafe extern "C" fn traverse(obj: *mut ffi::PyObject, visit: ffi::visitproc, arg: *mut std::os::raw::c_void) -> c_int {
+    // SAFETY: called by the GC as tp_traverse, with the GIL.
+    let r = unsafe { (PYO3_TRAVERSE.get().expect("installed"))(obj, visit, arg) };
+    if r != 0 {
+        return r;
+    }
+    let c = payload(&obj).coro();
+    // Suspended: started, not finished, and not the one running in its thread.
+    // A greenlet of a dead thread keeps its frames out of the collector's view:
+    // nothing can ever release what they hold.
+    let suspended = c.status == Status::Active
+        && c.thread.alive.load(Ordering::Acquire)
+        && c.thread.current.load(Ordering::Acquire) != obj;
+    if !suspended {
+        return 0;
+    }
+    // SAFETY: the same C function type; the two declarations differ only in
+    // naming the object pointer `PyObject *` or `void *`.
+    let visit = unsafe { std::mem::transmute::<ffi::visitproc, weft_pystate::Visit>(visit) };
+    // SAFETY: GIL held; the blob holds the saved state of a suspended greenlet.
+    unsafe { c.state.traverse_frames(visit, arg) }
 }
 
 unsafe extern "C" fn is_gc(obj: *mut ffi::PyObject) -> c_int {
