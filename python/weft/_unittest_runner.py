@@ -28,7 +28,8 @@ def main(argv):
         skips = json.load(f)
     loader = unittest.TestLoader()
     if pattern:
-        loader.testNamePatterns = [pattern]
+        # As unittest's own -k: a plain string matches as a substring.
+        loader.testNamePatterns = [pattern if "*" in pattern else f"*{pattern}*"]
     suite = loader.loadTestsFromName(package)
     _apply_skips(suite, skips)
     result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
