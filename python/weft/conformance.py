@@ -56,10 +56,6 @@ GREENLET_KNOWN_FAILURES = {
     "greenlet.tests.test_greenlet.TestGreenlet.test_issue_245_reference_counting_subclass_threads": _THREAD_EXIT,
     "greenlet.tests.test_greenlet.TestGreenlet.test_issue_245_reference_counting_subclass_no_threads":
         "not yet diagnosed (a refcount leak check around a greenlet subclass killed without threads)",
-    "greenlet.tests.test_interpreter_shutdown.TestInterpreterShutdown.test_api_getcurrent_no_system_error_at_module_gc_time":
-        "weft's greenlet._greenlet is a Python module, so its teardown order at exit differs from greenlet's",
-    "greenlet.tests.test_interpreter_shutdown.TestInterpreterShutdown.test_switch_no_error_at_module_gc_time":
-        "weft's greenlet._greenlet is a Python module, so its teardown order at exit differs from greenlet's",
 }
 
 

@@ -56,7 +56,7 @@ unsafe extern "C" fn new_greenlet(run: Obj, parent: Obj) -> Obj {
 }
 
 unsafe extern "C" fn get_current() -> Obj {
-    guarded(std::ptr::null_mut(), |py| Ok(super::getcurrent_py(py)?.into_ptr()))
+    guarded(std::ptr::null_mut(), |py| Ok(super::getcurrent_unless_finalizing(py)?.into_ptr()))
 }
 
 unsafe extern "C" fn throw(g: Obj, typ: Obj, val: Obj, tb: Obj) -> Obj {

@@ -489,10 +489,16 @@ impl Drop for Coro {
 
 #[pyfunction]
 fn getcurrent(py: Python<'_>) -> PyResult<Py<Greenlet>> {
+    getcurrent_unless_finalizing(py)
+}
+
+/// `getcurrent()` for callers from outside weft (Python and the C API).
+/// Once the interpreter finalizes, thread states are being torn down: handing
+/// out a greenlet then would invite switches into stacks that are going away.
+/// The message is greenlet's own, which programs may look for.
+pub(crate) fn getcurrent_unless_finalizing(py: Python<'_>) -> PyResult<Py<Greenlet>> {
     if weft_pystate::is_finalizing() {
-        // Thread states are being torn down: handing out a greenlet now would
-        // invite switches into stacks that are going away.
-        return Err(pyo3::exceptions::PyRuntimeError::new_err("greenlet.getcurrent() is unavailable: the interpreter is finalizing"));
+        return Err(pyo3::exceptions::PyRuntimeError::new_err("greenlet is being finalized"));
     }
     getcurrent_py(py)
 }
