@@ -328,6 +328,10 @@ def test_sigint_delivered_while_in_greenlet_subprocess():
     run_script(
         """
         import os, signal, time
+        # A shell starts background jobs with SIGINT ignored, and Python then
+        # keeps it ignored: install the KeyboardInterrupt handler explicitly so
+        # the test does not depend on how the test run itself was started.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         def run():
             try:
                 os.kill(os.getpid(), signal.SIGINT)
