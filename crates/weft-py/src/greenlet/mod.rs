@@ -48,6 +48,8 @@ pub(crate) struct Coro {
     pub parent: Option<Py<Greenlet>>,
     pub run: Option<Py<PyAny>>,
     pub thread: Arc<ThreadRecord>,
+    /// Set by the finalizer; lets the dealloc tell whether it ran this time.
+    pub finalizer_ran: bool,
 }
 
 #[pyclass(module = "greenlet", name = "greenlet", subclass, weakref, dict, frozen)]
@@ -80,6 +82,7 @@ impl Greenlet {
                 parent,
                 run: None,
                 thread,
+                finalizer_ran: false,
             }),
         }
     }
@@ -203,8 +206,13 @@ impl Greenlet {
     #[pyo3(signature = (*_args, **_kwargs))]
     fn py_new(py: Python<'_>, _args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
         let td = thread_data(py)?;
-        // SAFETY: this thread's live data.
-        let (record, parent) = unsafe { ((*td).record.clone(), (*td).current.clone_ref(py)) };
+        // SAFETY: this thread's live data. As in greenlet, creating a greenlet
+        // is one of the points where this thread kills the greenlets whose
+        // last reference another thread dropped.
+        let (record, parent) = unsafe {
+            switch::drain_pending_kills(py, td);
+            ((*td).record.clone(), (*td).current.clone_ref(py))
+        };
         Ok(Greenlet::with_thread(record, false, Some(parent)))
     }
 
@@ -360,7 +368,13 @@ impl Greenlet {
         let py = slf.py();
         let g = slf.get();
         let c = g.coro();
-        if c.status != Status::Active || is_current(py, g) || !belongs_here(c) {
+        // A greenlet of another thread (alive or exited) that is suspended
+        // there has its frames saved like one of ours (in heap chunks, with
+        // 3.12+'s C-stack links already bypassed), so greenlet's gr_frame works
+        // for it too. One running there, or running when its thread exited,
+        // has no saved frames.
+        let running_there = std::ptr::eq(c.thread.current.load(std::sync::atomic::Ordering::Acquire), slf.as_ptr());
+        if c.status != Status::Active || is_current(py, g) || running_there {
             return Ok(py.None());
         }
         switch::suspended_top_frame(py, g)

@@ -1,0 +1,176 @@
+"""What happens when the last reference to a suspended greenlet goes away:
+Python subclasses, greenlets that refuse to die, greenlets dropped by another
+thread, and greenlets whose thread has exited.  Each case was a gap found by
+greenlet's own suite (see docs/conformance.md); every test here passes against
+real greenlet too (WEFT_GREENLET_IMPL=greenlet).
+"""
+import gc
+import sys
+import threading
+import weakref
+
+import pytest
+
+from gtest_support import G, GreenletExit, getcurrent, greenlet
+
+
+class Sub(greenlet):
+    """A Python subclass: CPython gives its type no tp_finalize."""
+
+
+def _suspend_forever(log):
+    try:
+        getcurrent().parent.switch()
+    except GreenletExit:
+        log.append("killed")
+        raise
+
+
+@pytest.mark.parametrize("cls", [greenlet, Sub], ids=["base", "subclass"])
+def test_dropping_a_suspended_greenlet_kills_it(cls):
+    log = []
+    g = cls(_suspend_forever)
+    g.switch(log)
+    w = weakref.ref(g)
+    del g
+    assert log == ["killed"]
+    assert w() is None
+
+
+def test_subclass_resurrected_by_its_kill_keeps_type_refcount():
+    # greenlet issue 245: a greenlet that saves itself while dying must not
+    # take or drop a reference to its (heap) type.
+    class Mine(greenlet):
+        pass
+
+    saved = []
+
+    def body():
+        try:
+            getcurrent().parent.switch()
+        except GreenletExit:
+            saved.append(getcurrent())
+
+    gc.collect()
+    before = sys.getrefcount(Mine)
+    for _ in range(10):
+        Mine(body).switch()
+    assert len(saved) == 10 and all(g.dead for g in saved)
+    # Each live instance holds its type once.
+    assert sys.getrefcount(Mine) == before + 10
+    refs = [weakref.ref(g) for g in saved]
+    del saved[:]
+    gc.collect()
+    assert all(r() is None for r in refs)
+    assert sys.getrefcount(Mine) == before
+
+
+@pytest.mark.parametrize("cls", [greenlet, Sub], ids=["base", "subclass"])
+def test_greenlet_refusing_to_die_is_killed_again_on_every_dealloc(cls):
+    kills = []
+    keep = []
+
+    def stubborn():
+        while True:
+            try:
+                getcurrent().parent.switch()
+            except GreenletExit:
+                kills.append(len(kills) + 1)
+                if len(kills) == 3:
+                    return "gave up"
+                # Refuse: stay alive, referenced from outside, and go back.
+                keep.append(getcurrent())
+
+    g = cls(stubborn)
+    g.switch()
+    w = weakref.ref(g)
+    del g
+    assert kills == [1]
+    assert w() is not None and not w().dead
+    del keep[:]  # second dealloc: killed again
+    assert kills == [1, 2]
+    assert w() is not None and not w().dead
+    del keep[:]  # third: it gives up
+    assert kills == [1, 2, 3]
+    assert w() is None
+
+
+def test_greenlet_dropped_by_another_thread_is_killed_when_its_thread_creates_one():
+    # greenlet kills such greenlets at its thread's next getcurrent(), switch
+    # or greenlet creation; creation alone must do it.
+    seen = []
+    handed_over = []
+    dropped = threading.Event()
+    checked = threading.Event()
+    result = {}
+
+    def body():
+        try:
+            getcurrent().parent.switch()
+        except GreenletExit:
+            seen.append("killed in its own thread")
+            raise
+
+    def owner():
+        g = greenlet(body)
+        g.switch()
+        handed_over.append(g)
+        del g
+        assert dropped.wait(10)
+        result["before"] = list(seen)
+        greenlet()  # no switch, no getcurrent(): creation drains the queue
+        result["after"] = list(seen)
+        checked.set()
+
+    t = threading.Thread(target=owner)
+    t.start()
+    while not handed_over and t.is_alive():
+        threading.Event().wait(0.01)
+    ref = weakref.ref(handed_over[0])
+    del handed_over[:]  # last reference dropped in this thread
+    dropped.set()
+    assert checked.wait(10)
+    t.join(10)
+    assert result == {"before": [], "after": ["killed in its own thread"]}
+    gc.collect()
+    assert ref() is None
+
+
+def _suspended_in_exited_thread(body):
+    out = []
+
+    def run():
+        g = greenlet(body)
+        g.switch()
+        out.append(g)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(10)
+    # The thread's greenlet bookkeeping goes when the OS thread does, which can
+    # lag join() a little: a switch attempt tells us it has.
+    g = out[0]
+    for _ in range(500):
+        try:
+            g.switch()
+        except G.error as e:
+            if "exited" in str(e):
+                break
+        threading.Event().wait(0.01)
+    return g
+
+
+def test_gr_frame_of_greenlet_suspended_in_exited_thread():
+    def waiting_here():
+        marker = "local of the suspended frame"  # noqa: F841
+        getcurrent().parent.switch()
+
+    g = _suspended_in_exited_thread(waiting_here)
+    assert g.dead
+    frame = g.gr_frame
+    assert frame is not None
+    assert frame.f_code.co_name == "waiting_here"
+    assert frame.f_locals["marker"] == "local of the suspended frame"
+    with pytest.raises(RuntimeError):
+        frame.clear()  # it is still executing, as far as CPython knows
+    del frame
