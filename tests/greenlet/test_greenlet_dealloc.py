@@ -11,7 +11,7 @@ import weakref
 
 import pytest
 
-from gtest_support import G, GreenletExit, getcurrent, greenlet
+from gtest_support import G, GreenletExit, getcurrent, greenlet, run_script
 
 
 class Sub(greenlet):
@@ -174,3 +174,81 @@ def test_gr_frame_of_greenlet_suspended_in_exited_thread():
     with pytest.raises(RuntimeError):
         frame.clear()  # it is still executing, as far as CPython knows
     del frame
+
+
+_EXITED_THREAD_HELPER = """
+import gc, threading, time
+
+def suspended_in_exited_thread(body):
+    out = []
+    def run():
+        g = greenlet(body)
+        g.switch()
+        out.append(g)
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(10)
+    g = out[0]
+    while not g.dead:
+        time.sleep(0.01)  # its thread's greenlet state goes with the OS thread
+    return g
+"""
+
+
+def test_frames_of_greenlet_from_exited_thread_stay_readable_while_referenced():
+    # Dropping such a greenlet gives its data stack back only if nothing else
+    # can reach its frames: a frame object kept from gr_frame keeps them. (A
+    # subprocess: reading freed chunks would crash.)
+    run_script(_EXITED_THREAD_HELPER + """
+def waiting_here(depth):
+    if depth:
+        return waiting_here(depth - 1)
+    marker = "still here"
+    getcurrent().parent.switch()
+
+def body():
+    waiting_here(50)  # deeper than the first data-stack chunk
+
+g = suspended_in_exited_thread(body)
+frame = g.gr_frame
+del g
+gc.collect()
+for _ in range(3):
+    junk = [bytearray(4096) for _ in range(1000)]  # reuse freed memory, if any
+    del junk
+assert frame.f_locals["marker"] == "still here"
+names = []
+f = frame
+while f is not None:
+    names.append(f.f_code.co_name)
+    f = f.f_back
+assert names == ["waiting_here"] * 51 + ["body"], names
+del f, frame
+gc.collect()
+print("OK")
+""")
+
+
+def test_greenlet_from_exited_thread_suspended_inside_a_generator():
+    # A generator running in the greenlet links its frame into the chain; its
+    # object may outlive the greenlet and must find valid frames when cleared.
+    run_script(_EXITED_THREAD_HELPER + """
+def gen():
+    getcurrent().parent.switch()
+    yield 1
+
+keep = []
+
+def body():
+    it = gen()
+    keep.append(it)
+    next(it)
+
+g = suspended_in_exited_thread(body)
+del g
+gc.collect()
+it = keep.pop()
+del it  # clearing a generator that is still executing somewhere
+gc.collect()
+print("OK")
+""")
