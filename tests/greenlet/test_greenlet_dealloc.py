@@ -22,7 +22,8 @@ def _suspend_forever(log):
     try:
         getcurrent().parent.switch()
     except GreenletExit:
-        log.append("killed")
+        # Its instance dict is still there while it dies.
+        log.append(("killed", getcurrent().tag))
         raise
 
 
@@ -30,10 +31,11 @@ def _suspend_forever(log):
 def test_dropping_a_suspended_greenlet_kills_it(cls):
     log = []
     g = cls(_suspend_forever)
+    g.tag = "tagged"
     g.switch(log)
     w = weakref.ref(g)
     del g
-    assert log == ["killed"]
+    assert log == [("killed", "tagged")]
     assert w() is None
 
 
@@ -80,6 +82,7 @@ def test_greenlet_refusing_to_die_is_killed_again_on_every_dealloc(cls):
                     return "gave up"
                 # Refuse: stay alive, referenced from outside, and go back.
                 keep.append(getcurrent())
+                getcurrent().kills_seen = len(kills)
 
     g = cls(stubborn)
     g.switch()
@@ -87,9 +90,11 @@ def test_greenlet_refusing_to_die_is_killed_again_on_every_dealloc(cls):
     del g
     assert kills == [1]
     assert w() is not None and not w().dead
+    assert w().kills_seen == 1
     del keep[:]  # second dealloc: killed again
     assert kills == [1, 2]
     assert w() is not None and not w().dead
+    assert w().kills_seen == 2
     del keep[:]  # third: it gives up
     assert kills == [1, 2, 3]
     assert w() is None
