@@ -50,6 +50,8 @@ pub(crate) struct Coro {
     pub thread: Arc<ThreadRecord>,
     /// Set by the finalizer; lets the dealloc tell whether it ran this time.
     pub finalizer_ran: bool,
+    /// Left suspended by a thread that has exited, and retired since.
+    pub orphaned: bool,
 }
 
 #[pyclass(module = "greenlet", name = "greenlet", subclass, weakref, dict, frozen)]
@@ -83,6 +85,7 @@ impl Greenlet {
                 run: None,
                 thread,
                 finalizer_ran: false,
+                orphaned: false,
             }),
         }
     }
@@ -291,8 +294,10 @@ impl Greenlet {
     }
 
     #[getter]
-    fn dead(&self) -> bool {
-        let c = self.coro();
+    fn dead(slf: &Bound<'_, Self>) -> bool {
+        let g = slf.get();
+        switch::retire_orphan(g, slf.as_ptr());
+        let c = g.coro();
         c.status == Status::Dead || (c.status == Status::Active && !c.thread.alive.load(std::sync::atomic::Ordering::Acquire))
     }
 
@@ -433,12 +438,13 @@ impl Greenlet {
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         let py = slf.py();
         let g = slf.get();
+        switch::retire_orphan(g, slf.as_ptr());
         let c = g.coro();
         let tp = slf.get_type();
         let name = format!("{}.{}", tp.module()?, tp.qualname()?);
         let otid = Arc::as_ptr(&c.thread) as usize;
         let mut flags = String::new();
-        if c.status == Status::Active && !c.thread.alive.load(std::sync::atomic::Ordering::Acquire) {
+        if (c.status == Status::Active || c.orphaned) && !c.thread.alive.load(std::sync::atomic::Ordering::Acquire) {
             flags.push_str(" (thread exited) dead");
         } else {
             match c.status {

@@ -61,7 +61,8 @@ unsafe extern "C" fn dealloc(obj: *mut ffi::PyObject) {
         if !payload(&obj).coro().finalizer_ran && finalize_again(obj) {
             return; // resurrected
         }
-        release_orphaned(obj);
+        // One left suspended by an exited thread cannot be killed: retired.
+        super::switch::retire_orphan(payload(&obj), obj);
         (PYO3_DEALLOC.get().expect("installed"))(obj)
     }
 }
@@ -91,21 +92,6 @@ unsafe fn finalize_again(obj: *mut ffi::PyObject) -> bool {
         let left = ffi::Py_REFCNT(obj) - 1;
         weft_pystate::set_refcnt(obj.cast(), left);
         left > 0
-    }
-}
-
-/// A greenlet left suspended by a thread that has exited cannot be killed (its
-/// stack belongs to that thread): as greenlet does, its data-stack chunks are
-/// given back when it goes, if nothing else can reach its frames.
-unsafe fn release_orphaned(obj: *mut ffi::PyObject) {
-    let c = payload(&obj).coro();
-    let thread_gone = !c.thread.alive.load(Ordering::Acquire);
-    // The greenlet that was running when its thread exited has no saved state.
-    let was_running = std::ptr::eq(c.thread.current.load(Ordering::Acquire), obj);
-    if c.status == Status::Active && !c.is_main && thread_gone && !was_running {
-        // SAFETY: GIL held (tp_dealloc); its thread exited while it was
-        // suspended, so its blob holds its saved state and it never runs again.
-        unsafe { c.state.release_orphaned() };
     }
 }
 
