@@ -435,20 +435,24 @@ static struct _PyInterpreterFrame released_frame;   /* owned "by a thread"; neve
 int weft_pystate_release_orphaned(weft_pystate *s)
 {
     if (!s->datastack_chunk) return 0;
+    int nobjs = 0;
     for (struct _PyInterpreterFrame *f = s->current_frame; f; f = f->previous) {
         if (f->owner != FRAME_OWNED_BY_THREAD) return 0;
         if (f->frame_obj && Py_REFCNT(f->frame_obj) != 1) return 0;
+        if (f->frame_obj) nobjs++;
     }
+    /* Their releases can run Python code (a trace function's last reference),
+     * so they come last, once `s` no longer names anything freed. */
+    PyFrameObject **objs = NULL;
+    if (nobjs && !(objs = PyMem_RawMalloc(nobjs * sizeof *objs))) return 0;
     released_frame.owner = FRAME_OWNED_BY_THREAD;
-    for (struct _PyInterpreterFrame *f = s->current_frame; f; ) {
-        struct _PyInterpreterFrame *next = f->previous;
-        PyFrameObject *fo = f->frame_obj;
-        if (fo) {
+    int n = 0;
+    for (struct _PyInterpreterFrame *f = s->current_frame; f; f = f->previous) {
+        if (f->frame_obj) {
+            objs[n++] = f->frame_obj;
+            f->frame_obj->f_frame = &released_frame;
             f->frame_obj = NULL;
-            fo->f_frame = &released_frame;
-            Py_DECREF(fo);
         }
-        f = next;
     }
     PyObjectArenaAllocator arena;
     PyObject_GetArenaAllocator(&arena);
@@ -464,5 +468,7 @@ int weft_pystate_release_orphaned(weft_pystate *s)
     s->datastack_top = NULL;
     s->datastack_limit = NULL;
     s->nlinks = 0;                           /* they pointed into the chunks */
+    for (int i = 0; i < n; i++) Py_DECREF(objs[i]);
+    PyMem_RawFree(objs);
     return 1;
 }

@@ -470,12 +470,14 @@ pub(crate) fn retire_orphan(g: &Greenlet, obj: Obj) {
     if std::ptr::eq(c.thread.current.load(std::sync::atomic::Ordering::Acquire), obj) {
         return;
     }
+    // Dead first: giving the data stack back may run Python code, which must
+    // find it retired already.
+    c.status = Status::Dead;
+    c.orphaned = true;
+    c.slice.abandon();
     // SAFETY: callers hold the GIL; its thread exited while it was suspended,
     // so its blob holds its saved state, and it never runs again.
     unsafe { c.state.release_orphaned() };
-    c.slice.abandon();
-    c.status = Status::Dead;
-    c.orphaned = true;
 }
 
 /// gr_frame of a suspended greenlet of this thread.

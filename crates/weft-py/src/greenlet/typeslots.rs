@@ -62,6 +62,9 @@ unsafe extern "C" fn dealloc(obj: *mut ffi::PyObject) {
             return; // resurrected
         }
         // One left suspended by an exited thread cannot be killed: retired.
+        // That may run Python code (see retire_orphan), so the object leaves
+        // the collector first, as PyO3's dealloc would make it do next.
+        ffi::PyObject_GC_UnTrack(obj.cast());
         super::switch::retire_orphan(payload(&obj), obj);
         (PYO3_DEALLOC.get().expect("installed"))(obj)
     }
