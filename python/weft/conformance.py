@@ -47,15 +47,7 @@ GREENLET_SKIPS = {
 # failures in the closing line, listed here with the gap behind them (and in
 # docs/conformance.md). A run passes when every failure is one of these; a
 # test leaving this list must be taken out of it.
-_THREAD_EXIT = "not yet diagnosed: involves a greenlet whose thread exits, or a kill from another thread"
 GREENLET_KNOWN_FAILURES = {
-    "greenlet.tests.test_leaks.TestLeaks.test_untracked_memory_doesnt_increase_unfinished_thread_dealloc_in_main":
-        "weft does not clear the frames of greenlets left suspended in a thread that exited, so their memory stays",
-    "greenlet.tests.test_greenlet.TestGreenlet.test_dealloc_other_thread": _THREAD_EXIT,
-    "greenlet.tests.test_greenlet.TestGreenlet.test_throw_to_dead_thread_doesnt_crash": _THREAD_EXIT,
-    "greenlet.tests.test_greenlet.TestGreenlet.test_issue_245_reference_counting_subclass_threads": _THREAD_EXIT,
-    "greenlet.tests.test_greenlet.TestGreenlet.test_issue_245_reference_counting_subclass_no_threads":
-        "not yet diagnosed (a refcount leak check around a greenlet subclass killed without threads)",
 }
 
 
@@ -143,7 +135,7 @@ def run_modules(modules: list[str], skips: Path, pattern: str | None, env: dict,
         failed_ids += _failed_ids(proc.stdout)
         passed_ids += _passed_ids(proc.stdout)
         totals = [a + b for a, b in zip(totals, counts)]
-    return report(totals, failed_ids, known, doc="docs/conformance.md")
+    return report(totals, failed_ids, known, passed_ids=passed_ids, doc="docs/conformance.md")
 
 
 def report(totals, failed_ids, known: dict[str, str], flaky: dict[str, str] | None = None,

@@ -479,3 +479,64 @@ PyObject *weft_pystate_top_frame(PyThreadState *ts, weft_pystate *s)
     if (!s->current_frame) return NULL;
     return (PyObject *)frame_object_of(ts, s->current_frame);
 }
+
+/* ---- Coroutines left suspended by a thread that has exited --------------
+ * Such a coroutine can never run again. As greenlet does when it deallocates
+ * one (PythonState::did_finish from ~UserGreenlet), weft gives back its
+ * data-stack chunks; the references held by its frames stay taken, as in
+ * greenlet before 3.15 (a suspended frame's value stack has no reliable top
+ * before then, so it cannot be cleared).
+ *
+ * The chunks are freed only when nothing can reach into them afterwards:
+ * - every frame of the chain is owned by the thread: a generator's or
+ *   coroutine's frame lives in its object, which would later follow
+ *   `previous` into the chunks (and a C-stack entry frame is not ours);
+ * - every frame object of those frames is referenced by its frame alone. Each
+ *   is detached and pointed at a static frame that never runs before it is
+ *   released, so its deallocation (which the trashcan may defer) and any GC
+ *   traversal meanwhile read that frame, not the freed chunks.
+ * Otherwise nothing is freed: a leak, never a dangling pointer.
+ * The caller guarantees `s` holds a suspended coroutine's saved state (it was
+ * not running when its thread exited) and holds the GIL. Returns 1 if freed. */
+static struct _PyInterpreterFrame released_frame;   /* owned "by a thread"; never runs */
+
+int weft_pystate_release_orphaned(weft_pystate *s)
+{
+    if (!s->datastack_chunk) return 0;
+    int nobjs = 0;
+    for (struct _PyInterpreterFrame *f = s->current_frame; f; f = f->previous) {
+        if (f->owner != FRAME_OWNED_BY_THREAD) return 0;
+        if (f->frame_obj && Py_REFCNT(f->frame_obj) != 1) return 0;
+        if (f->frame_obj) nobjs++;
+    }
+    /* Their releases can run Python code (a trace function's last reference),
+     * so they come last, once `s` no longer names anything freed. */
+    PyFrameObject **objs = NULL;
+    if (nobjs && !(objs = PyMem_RawMalloc(nobjs * sizeof *objs))) return 0;
+    released_frame.owner = FRAME_OWNED_BY_THREAD;
+    int n = 0;
+    for (struct _PyInterpreterFrame *f = s->current_frame; f; f = f->previous) {
+        if (f->frame_obj) {
+            objs[n++] = f->frame_obj;
+            f->frame_obj->f_frame = &released_frame;
+            f->frame_obj = NULL;
+        }
+    }
+    PyObjectArenaAllocator arena;
+    PyObject_GetArenaAllocator(&arena);
+    _PyStackChunk *c = s->datastack_chunk;
+    while (c) {
+        _PyStackChunk *prev = c->previous;
+        if (prev == NULL) give_chunk(c);                 /* the root, from take_chunk */
+        else if (arena.free) arena.free(arena.ctx, c, c->size);   /* CPython's push_chunk */
+        c = prev;
+    }
+    s->current_frame = NULL;
+    s->datastack_chunk = NULL;
+    s->datastack_top = NULL;
+    s->datastack_limit = NULL;
+    s->nlinks = 0;                           /* they pointed into the chunks */
+    for (int i = 0; i < n; i++) Py_DECREF(objs[i]);
+    PyMem_RawFree(objs);
+    return 1;
+}

@@ -52,6 +52,7 @@ unsafe extern "C-unwind" {
     fn weft_pystate_run_new(ts: *mut ThreadState, s: *mut Blob, body: unsafe extern "C-unwind" fn(*mut c_void), arg: *mut c_void) -> c_int;
     fn weft_pystate_finish(ts: *mut ThreadState, s: *mut Blob);
     fn weft_pystate_top_frame(ts: *mut ThreadState, s: *mut Blob) -> *mut Object;
+    fn weft_pystate_release_orphaned(s: *mut Blob) -> c_int;
 }
 
 /// `PY_VERSION_HEX` of the headers the C file was compiled against.
@@ -181,10 +182,25 @@ impl Blob {
     /// The top Python frame of a suspended coroutine (new reference or null).
     ///
     /// # Safety
-    /// GIL held; the blob is a suspended coroutine's of this thread.
+    /// GIL held; the blob is a suspended coroutine's (of any thread, alive or
+    /// exited: `ts`, the caller's own thread state, is only lent to make the
+    /// frame object).
     pub unsafe fn top_frame(&mut self, ts: *mut ThreadState) -> *mut Object {
         // SAFETY: per the contract.
         unsafe { weft_pystate_top_frame(ts, self) }
+    }
+
+    /// Gives back the data-stack chunks of a coroutine left suspended by a
+    /// thread that has exited, if nothing outside can still reach its frames
+    /// (see pystate.c); the references its frames hold stay taken. Returns
+    /// true if they were given back.
+    ///
+    /// # Safety
+    /// GIL held; the blob holds the saved state of a coroutine that was
+    /// suspended (not running) when its thread exited, and will never run.
+    pub unsafe fn release_orphaned(&mut self) -> bool {
+        // SAFETY: per the contract.
+        unsafe { weft_pystate_release_orphaned(self) != 0 }
     }
 
     /// Moves the finished coroutine's context into this blob (it stays its

@@ -48,6 +48,10 @@ pub(crate) struct Coro {
     pub parent: Option<Py<Greenlet>>,
     pub run: Option<Py<PyAny>>,
     pub thread: Arc<ThreadRecord>,
+    /// Set by the finalizer; lets the dealloc tell whether it ran this time.
+    pub finalizer_ran: bool,
+    /// Left suspended by a thread that has exited, and retired since.
+    pub orphaned: bool,
 }
 
 #[pyclass(module = "greenlet", name = "greenlet", subclass, weakref, dict, frozen)]
@@ -80,6 +84,8 @@ impl Greenlet {
                 parent,
                 run: None,
                 thread,
+                finalizer_ran: false,
+                orphaned: false,
             }),
         }
     }
@@ -203,8 +209,13 @@ impl Greenlet {
     #[pyo3(signature = (*_args, **_kwargs))]
     fn py_new(py: Python<'_>, _args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
         let td = thread_data(py)?;
-        // SAFETY: this thread's live data.
-        let (record, parent) = unsafe { ((*td).record.clone(), (*td).current.clone_ref(py)) };
+        // SAFETY: this thread's live data. As in greenlet, creating a greenlet
+        // is one of the points where this thread kills the greenlets whose
+        // last reference another thread dropped.
+        let (record, parent) = unsafe {
+            switch::drain_pending_kills(py, td);
+            ((*td).record.clone(), (*td).current.clone_ref(py))
+        };
         Ok(Greenlet::with_thread(record, false, Some(parent)))
     }
 
@@ -283,8 +294,10 @@ impl Greenlet {
     }
 
     #[getter]
-    fn dead(&self) -> bool {
-        let c = self.coro();
+    fn dead(slf: &Bound<'_, Self>) -> bool {
+        let g = slf.get();
+        switch::retire_orphan(g, slf.as_ptr());
+        let c = g.coro();
         c.status == Status::Dead || (c.status == Status::Active && !c.thread.alive.load(std::sync::atomic::Ordering::Acquire))
     }
 
@@ -360,7 +373,13 @@ impl Greenlet {
         let py = slf.py();
         let g = slf.get();
         let c = g.coro();
-        if c.status != Status::Active || is_current(py, g) || !belongs_here(c) {
+        // A greenlet of another thread (alive or exited) that is suspended
+        // there has its frames saved like one of ours (in heap chunks, with
+        // 3.12+'s C-stack links already bypassed), so greenlet's gr_frame works
+        // for it too. One running there, or running when its thread exited,
+        // has no saved frames.
+        let running_there = std::ptr::eq(c.thread.current.load(std::sync::atomic::Ordering::Acquire), slf.as_ptr());
+        if c.status != Status::Active || is_current(py, g) || running_there {
             return Ok(py.None());
         }
         switch::suspended_top_frame(py, g)
@@ -419,12 +438,13 @@ impl Greenlet {
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         let py = slf.py();
         let g = slf.get();
+        switch::retire_orphan(g, slf.as_ptr());
         let c = g.coro();
         let tp = slf.get_type();
         let name = format!("{}.{}", tp.module()?, tp.qualname()?);
         let otid = Arc::as_ptr(&c.thread) as usize;
         let mut flags = String::new();
-        if c.status == Status::Active && !c.thread.alive.load(std::sync::atomic::Ordering::Acquire) {
+        if (c.status == Status::Active || c.orphaned) && !c.thread.alive.load(std::sync::atomic::Ordering::Acquire) {
             flags.push_str(" (thread exited) dead");
         } else {
             match c.status {

@@ -454,6 +454,32 @@ pub(crate) fn forget_suspended(_py: Python<'_>, c: &mut Coro) {
     c.status = Status::Dead;
 }
 
+/// greenlet's rule for a greenlet left suspended by a thread that has exited
+/// (it can never run again: its stack was that thread's): once something
+/// looks at whether it is dead (`dead`, `repr`) or drops it, it is retired.
+/// Its saved stack bytes go, its Python data stack is given back when nothing
+/// else reaches its frames (see `Blob::release_orphaned`), and it is dead.
+/// The greenlet that was running when its thread exited has no saved state
+/// and is left alone.
+pub(crate) fn retire_orphan(g: &Greenlet, obj: Obj) {
+    let c = g.coro();
+    let thread_gone = !c.thread.alive.load(std::sync::atomic::Ordering::Acquire);
+    if c.status != Status::Active || c.is_main || !thread_gone {
+        return;
+    }
+    if std::ptr::eq(c.thread.current.load(std::sync::atomic::Ordering::Acquire), obj) {
+        return;
+    }
+    // Dead first: giving the data stack back may run Python code, which must
+    // find it retired already.
+    c.status = Status::Dead;
+    c.orphaned = true;
+    c.slice.abandon();
+    // SAFETY: callers hold the GIL; its thread exited while it was suspended,
+    // so its blob holds its saved state, and it never runs again.
+    unsafe { c.state.release_orphaned() };
+}
+
 /// gr_frame of a suspended greenlet of this thread.
 pub(crate) fn suspended_top_frame(py: Python<'_>, g: &Greenlet) -> PyResult<Py<PyAny>> {
     // SAFETY: GIL held; the greenlet is suspended in this thread.

@@ -3,7 +3,9 @@
 //! * `tp_finalize` (PEP 442): dropping the last reference to a suspended
 //!   greenlet kills it with GreenletExit in its own thread; the object is
 //!   alive (resurrected) while that runs.
-//! * `tp_dealloc`: PyO3's, preceded by the finalizer call PEP 442 asks for.
+//! * `tp_dealloc`: PyO3's, preceded by the finalizer call PEP 442 asks for,
+//!   and by a kill on every later dealloc of a greenlet still suspended (see
+//!   `finalize_again`; it is also how Python subclasses get killed).
 //! * `tp_is_gc` (CPython < 3.15): a suspended greenlet is not garbage: only
 //!   its own frames know what it references, so the collector must leave it
 //!   alone.
@@ -62,42 +64,50 @@ fn payload(obj: &*mut ffi::PyObject) -> &Greenlet {
 }
 
 unsafe extern "C" fn dealloc(obj: *mut ffi::PyObject) {
-    // SAFETY: called by CPython as tp_dealloc with refcount 0 and the GIL.
+    // SAFETY: called by CPython as tp_dealloc with refcount 0 and the GIL
+    // (directly, or as the base dealloc at the end of a Python subclass's
+    // subtype_dealloc, which has re-tracked the object for us).
     unsafe {
+        // Our finalizer may run below (PEP 442 runs it once per object, and a
+        // Python subclass's type has none); it says so in `finalizer_ran`.
+        payload(&obj).coro().finalizer_ran = false;
         if ffi::PyObject_CallFinalizerFromDealloc(obj) < 0 {
             return; // resurrected: queued for a kill in its own thread
         }
-        if retry_kill(obj) {
-            return; // refused to die again, and something kept a reference
+        if !payload(&obj).coro().finalizer_ran && finalize_again(obj) {
+            return; // resurrected
         }
+        // One left suspended by an exited thread cannot be killed: retired.
+        // That may run Python code (see retire_orphan), so the object leaves
+        // the collector first, as PyO3's dealloc would make it do next.
+        ffi::PyObject_GC_UnTrack(obj.cast());
+        super::switch::retire_orphan(payload(&obj), obj);
         (PYO3_DEALLOC.get().expect("installed"))(obj)
     }
 }
 
-/// PEP 442 runs a finalizer once; a greenlet that refused to die then stays
-/// suspended. greenlet kills it again on every dealloc, and so does weft for
-/// the base type (a Python subclass's dealloc has already cleared its dict by
-/// the time ours runs, so the object cannot be revived there). Returns true if
-/// the object was resurrected.
-unsafe fn retry_kill(obj: *mut ffi::PyObject) -> bool {
+/// greenlet kills a suspended greenlet on every dealloc, not only the first:
+/// PEP 442 runs a finalizer once, so a greenlet that refused to die (or a
+/// Python subclass, whose type gets no `tp_finalize`: CPython resets the slot
+/// of a class without `__del__`) is killed here, or queued for its thread, as
+/// the finalizer would. Returns true if the object was resurrected.
+///
+/// Only the type's refcount stays as it is: a Python subclass's
+/// subtype_dealloc leaves it to this (heap-type) base dealloc to release the
+/// type, which the resurrected object keeps using.
+unsafe fn finalize_again(obj: *mut ffi::PyObject) -> bool {
+    let c = payload(&obj).coro();
+    if c.status != Status::Active || c.is_main || !c.thread.alive.load(Ordering::Acquire) {
+        return false;
+    }
     // SAFETY: tp_dealloc with the GIL; the object is still GC-tracked (PyO3's
-    // dealloc untracks it later) and keeps its weakrefs until then.
+    // dealloc untracks it later) and keeps its dict and weakrefs until then
+    // (a subclass's subtype_dealloc leaves both to its base, which has them).
+    // The temporary reference makes it alive while the kill runs Python code,
+    // as PyObject_CallFinalizerFromDealloc does.
     unsafe {
-        let py = Python::assume_attached();
-        let base = py.get_type::<Greenlet>().as_type_ptr();
-        if ffi::Py_TYPE(obj) != base {
-            return false;
-        }
-        let c = payload(&obj).coro();
-        let here = super::belongs_here(c);
-        if c.status != Status::Active || c.is_main || !here {
-            return false;
-        }
         weft_pystate::set_refcnt(obj.cast(), 1);
-        Python::attach_unchecked(|py| {
-            let bound = Bound::from_borrowed_ptr(py, obj).cast_into_unchecked::<Greenlet>();
-            super::switch::kill(py, &bound);
-        });
+        Python::attach_unchecked(|py| finalize_attached(py, obj));
         let left = ffi::Py_REFCNT(obj) - 1;
         weft_pystate::set_refcnt(obj.cast(), left);
         left > 0
@@ -115,6 +125,7 @@ fn finalize_attached(py: Python<'_>, obj: *mut ffi::PyObject) {
     let saved = PyErr::take(py);
     let g = payload(&obj);
     let c = g.coro();
+    c.finalizer_ran = true;
     if c.status == Status::Active && !c.is_main && c.thread.alive.load(Ordering::Acquire) {
         let here = super::belongs_here(c);
         // SAFETY: `obj` is alive for the duration of the finalizer.
