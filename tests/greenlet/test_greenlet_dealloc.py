@@ -272,3 +272,56 @@ del it  # clearing a generator that is still executing somewhere
 gc.collect()
 print("OK")
 """)
+
+
+def _orphan_in_exited_thread(run):
+    """A greenlet started with `run` and left suspended by a thread that exited."""
+    box = []
+
+    def thread_main():
+        g = greenlet(run)
+        g.switch()
+        box.append(g)
+
+    t = threading.Thread(target=thread_main)
+    t.start()
+    t.join(10)
+    assert not t.is_alive()
+    return box
+
+
+def test_an_orphaned_greenlet_releases_its_run_callable():
+    import functools
+
+    def body():
+        getcurrent().parent.switch()
+
+    run = functools.partial(body)  # referenced by no frame, only by the call
+    run_ref = weakref.ref(run)
+    box = _orphan_in_exited_thread(run)
+    del run
+    assert run_ref() is not None
+    box.clear()
+    gc.collect()
+    assert run_ref() is None, "the run callable of a greenlet left by an exited thread leaked"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 15), reason="before 3.15 a suspended frame's references cannot be released (nor are they by greenlet)")
+def test_an_orphaned_greenlets_frames_release_what_they_hold():
+    class Marker:
+        pass
+
+    marker = Marker()
+    marker_ref = weakref.ref(marker)
+
+    def body(m=None):
+        held = [marker]  # a local of the suspended frame
+        getcurrent().parent.switch()
+        return held
+
+    box = _orphan_in_exited_thread(body)
+    del marker
+    assert marker_ref() is not None
+    box.clear()
+    gc.collect()
+    assert marker_ref() is None

@@ -483,9 +483,10 @@ PyObject *weft_pystate_top_frame(PyThreadState *ts, weft_pystate *s)
 /* ---- Coroutines left suspended by a thread that has exited --------------
  * Such a coroutine can never run again. As greenlet does when it deallocates
  * one (PythonState::did_finish from ~UserGreenlet), weft gives back its
- * data-stack chunks; the references held by its frames stay taken, as in
- * greenlet before 3.15 (a suspended frame's value stack has no reliable top
- * before then, so it cannot be cleared).
+ * data-stack chunks. On 3.15, as in greenlet there, the references its frames
+ * hold are released too (a suspended frame's value stack ends at its saved
+ * stackpointer, the same top the collector visits); before 3.15 they stay
+ * taken, as in greenlet (no reliable top of the value stack).
  *
  * The chunks are freed only when nothing can reach into them afterwards:
  * - every frame of the chain is owned by the thread: a generator's or
@@ -522,20 +523,38 @@ int weft_pystate_release_orphaned(weft_pystate *s)
             f->frame_obj = NULL;
         }
     }
+    /* From here on `s` names nothing: code run by the releases below (a
+     * __del__) that looks at this coroutine again finds it already released. */
+    struct _PyInterpreterFrame *top = s->current_frame;
+    _PyStackChunk *c = s->datastack_chunk;
+    s->current_frame = NULL;
+    s->datastack_chunk = NULL;
+    s->datastack_top = NULL;
+    s->datastack_limit = NULL;
+    s->nlinks = 0;                           /* they pointed into the chunks */
+#if WEFT_PY315
+    for (struct _PyInterpreterFrame *f = top; f; f = f->previous) {
+        if (f->stackpointer) {
+            while (f->stackpointer > f->localsplus) {
+                f->stackpointer--;
+                PyStackRef_CLEAR(*f->stackpointer);
+            }
+        }
+        Py_CLEAR(f->f_locals);
+        PyStackRef_CLEAR(f->f_funcobj);
+        PyStackRef_CLEAR(f->f_executable);   /* nothing reads these frames again */
+    }
+#else
+    (void)top;
+#endif
     PyObjectArenaAllocator arena;
     PyObject_GetArenaAllocator(&arena);
-    _PyStackChunk *c = s->datastack_chunk;
     while (c) {
         _PyStackChunk *prev = c->previous;
         if (prev == NULL) give_chunk(c);                 /* the root, from take_chunk */
         else if (arena.free) arena.free(arena.ctx, c, c->size);   /* CPython's push_chunk */
         c = prev;
     }
-    s->current_frame = NULL;
-    s->datastack_chunk = NULL;
-    s->datastack_top = NULL;
-    s->datastack_limit = NULL;
-    s->nlinks = 0;                           /* they pointed into the chunks */
     for (int i = 0; i < n; i++) Py_DECREF(objs[i]);
     PyMem_RawFree(objs);
     return 1;

@@ -52,6 +52,11 @@ pub(crate) struct Coro {
     pub finalizer_ran: bool,
     /// Left suspended by a thread that has exited, and retired since.
     pub orphaned: bool,
+    /// The `run` call in progress (callable, args, kwargs), owned here rather
+    /// than by the greenlet's C stack, so that a greenlet that never returns
+    /// from it (its thread exited) still releases them, and the collector sees
+    /// them.
+    pub call: Option<(Py<PyAny>, Py<PyTuple>, Option<Py<PyDict>>)>,
 }
 
 #[pyclass(module = "greenlet", name = "greenlet", subclass, weakref, dict, frozen)]
@@ -86,6 +91,7 @@ impl Greenlet {
                 thread,
                 finalizer_ran: false,
                 orphaned: false,
+                call: None,
             }),
         }
     }
@@ -473,6 +479,13 @@ impl Greenlet {
         }
         if let Some(r) = &c.run {
             visit.call(r)?;
+        }
+        if let Some((run, args, kwargs)) = &c.call {
+            visit.call(run)?;
+            visit.call(args)?;
+            if let Some(k) = kwargs {
+                visit.call(k)?;
+            }
         }
         // SAFETY: borrowed pointers owned by the blob; ManuallyDrop keeps the
         // refcounts untouched while the collector looks at them.

@@ -253,14 +253,11 @@ unsafe extern "C-unwind" fn body_entry(arg: *mut c_void) {
     let result = if run.is_null() {
         std::ptr::null_mut()
     } else {
-        // SAFETY: owned references from body_begin; GIL held.
+        // SAFETY: references owned by our Coro's `call` (see body_begin),
+        // which only this frame takes back; GIL held; `me` is running, so alive.
         unsafe {
             let r = ffi::PyObject_Call(run, args, kwargs);
-            ffi::Py_DECREF(run);
-            ffi::Py_DECREF(args);
-            if !kwargs.is_null() {
-                ffi::Py_DECREF(kwargs);
-            }
+            drop(payload(me).coro().call.take());
             r
         }
     };
@@ -279,8 +276,9 @@ fn no_unwind<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
-/// Makes the new greenlet current and returns owned (run, args, kwargs) to
-/// call, or a null `run` with the exception to raise set.
+/// Makes the new greenlet current and returns (run, args, kwargs) to call,
+/// borrowed from the Coro's `call`, or a null `run` with the exception to raise
+/// set.
 #[inline(never)]
 unsafe fn body_begin(me: Obj) -> (Obj, Obj, Obj) {
     // SAFETY: we are the running greenlet `me`, with the GIL.
@@ -294,7 +292,11 @@ unsafe fn body_begin(me: Obj) -> (Obj, Obj, Obj) {
         payload(me).coro().run = None;
         let null = std::ptr::null_mut();
         match (passing, run) {
-            (Passing::Args(a, k), Some(run)) => (run.into_ptr(), a.into_ptr(), k.map_or(null, |k| k.into_ptr())),
+            (Passing::Args(a, k), Some(run)) => {
+                let ptrs = (run.as_ptr(), a.as_ptr(), k.as_ref().map_or(null, |k| k.as_ptr()));
+                payload(me).coro().call = Some((run, a, k));
+                ptrs
+            }
             (Passing::Args(..), None) => {
                 error_new("greenlet started without a run callable").restore(py);
                 (null, null, null)
@@ -478,6 +480,8 @@ pub(crate) fn retire_orphan(g: &Greenlet, obj: Obj) {
     // SAFETY: callers hold the GIL; its thread exited while it was suspended,
     // so its blob holds its saved state, and it never runs again.
     unsafe { c.state.release_orphaned() };
+    // The `run` call it never returned from: last, as releasing may run code.
+    drop(c.call.take());
 }
 
 /// gr_frame of a suspended greenlet of this thread.

@@ -81,7 +81,8 @@ unsafe extern "C" fn dealloc(obj: *mut ffi::PyObject) {
         // That may run Python code (see retire_orphan), so the object leaves
         // the collector first, as PyO3's dealloc would make it do next.
         ffi::PyObject_GC_UnTrack(obj.cast());
-        super::switch::retire_orphan(payload(&obj), obj);
+        // Attached (not just holding the GIL), so what it drops goes now.
+        Python::attach_unchecked(|_| super::switch::retire_orphan(payload(&obj), obj));
         (PYO3_DEALLOC.get().expect("installed"))(obj)
     }
 }
