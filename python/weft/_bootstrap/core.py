@@ -45,18 +45,21 @@ def set_codec(codec):
     _wire = codec
 
 
-def rust_codec():
+def rust_codec(version=None):
     """The Rust codec (weft._weft, crate weft-wire) behind the pure-Python wire
-    module's API, or None where weft's compiled module is not importable.
+    module's API, or None where weft's compiled module is not importable (or,
+    when ``version`` is given, is not that version of weft).
     It raises the same DumpError/LoadError classes (those of
-    weft._bootstrap.wire), so only the local side, which uses that module,
-    switches to it."""
+    weft._bootstrap.wire; on a worker that name is an alias of the boot module
+    ``weft_boot_wire``), so errors are caught the same way with either codec."""
     try:
         from weft import _weft
         from weft._bootstrap import wire as py_wire
     except ImportError:
         return None
     if _wire is not py_wire or not hasattr(_weft, "wire_dumps"):
+        return None
+    if version is not None and getattr(_weft, "__version__", None) != version:
         return None
 
     class RustCodec:
@@ -68,7 +71,18 @@ def rust_codec():
             setattr(codec, name, getattr(py_wire, name))
     codec.dumps = _weft.wire_dumps
     codec.loads = _weft.wire_loads
+    codec.rust_version = _weft.__version__
     return codec
+
+
+def codec_name():
+    """``"rust"`` or ``"python"``: the codec this side uses now."""
+    return "rust" if getattr(_wire, "rust_version", None) else "python"
+
+
+def rust_version():
+    """The weft version whose Rust codec this side uses, or None."""
+    return getattr(_wire, "rust_version", None)
 
 
 DataFormatError = _wire.DataFormatError
@@ -1103,6 +1117,15 @@ def worker_main(config, boot_fd=None):
         os.chdir(config["chdir"])
     if config.get("sys_path_cwd", True) and "" not in sys.path:
         sys.path.insert(0, "")
+    # Codec negotiation (docs/wire.md): the parent names the weft version whose
+    # Rust codec it uses; if that same weft is importable here, use it too.
+    # Both codecs write the same bytes, so a worker without weft (or with
+    # another version) simply stays on the pure-Python codec.
+    wanted = config.get("rust")
+    if wanted and not os.environ.get("WEFT_PURE_PYTHON_CODEC"):
+        fast = rust_codec(wanted)
+        if fast is not None:
+            set_codec(fast)
     kind = config["transport"]
     if kind == "fds" and config.get("rfd") is None:
         # fds chosen by whoever spawned us (a via= proxy): "READFD,WRITEFD"

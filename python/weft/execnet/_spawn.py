@@ -125,6 +125,8 @@ def worker_config(spec, transport, **extra):
         "chdir": spec.chdir or None,
         "nice": spec.nice or None,
         "dont_write_bytecode": bool(spec.dont_write_bytecode),
+        # the worker switches to the Rust codec if this weft is importable there
+        "rust": _core.rust_version(),
     }
     config.update(extra)
     return config
