@@ -3,6 +3,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -82,3 +83,140 @@ def test_env_forces_pure_python_on_both_ends(tmp_path):
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["python", "python"]
+
+
+# --------------------------------------------------------------- transport
+
+_weft = pytest.importorskip("weft._weft")
+from weft._bootstrap import wire as pywire  # noqa: E402
+
+
+def _pipe_reader(max_frame=1 << 20):
+    r, w = os.pipe()
+    return _weft.FrameReader(r, max_frame), r, w
+
+
+def test_popen_gateway_uses_rust_transport_on_both_ends(gw):
+    assert getattr(gw._io, "read_frames", None) is not None
+    assert gw.remote_exec(
+        "channel.send(channel.gateway._io._reader is not None)").receive() is True
+
+
+def test_frame_reader_batches_and_splits():
+    reader, r, w = _pipe_reader()
+    try:
+        frames = [pywire.pack_message(4, 1, pywire.dumps(i)) for i in range(100)]
+        os.write(w, b"".join(frames))
+        got = reader.read_frames()
+        assert len(got) == 100
+        assert [pywire.loads(p) for _, _, p in got] == list(range(100))
+        # a frame arriving in pieces
+        frame = pywire.pack_message(5, 7, b"abc")
+        os.write(w, frame[:4])
+        os.write(w, frame[4:])
+        assert reader.read_frames() == [(5, 7, b"abc")]
+        os.write(w, b"xyz")
+        assert reader.read_exact(3) == b"xyz"
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_frame_reader_eof_mid_frame_and_at_boundary():
+    reader, r, w = _pipe_reader()
+    os.write(w, pywire.pack_message(4, 1, b"x" * 100)[:50])
+    os.close(w)
+    with pytest.raises(EOFError, match="inside a frame: expected 109 bytes, got 50"):
+        reader.read_frames()
+    os.close(r)
+    reader, r, w = _pipe_reader()
+    os.write(w, pywire.pack_message(5, 1))
+    os.close(w)
+    assert reader.read_frames() == [(5, 1, b"")]
+    with pytest.raises(EOFError, match="connection closed"):
+        reader.read_frames()
+    os.close(r)
+
+
+@pytest.mark.parametrize("bad", [
+    b"\x08\x00\x00\x00\x01\x00\x00\x00\x00",  # unknown message code
+    b"\x04\x80\x00\x00\x01\x00\x00\x00\x00",  # negative channel id
+    b"\x04\x00\x00\x00\x01\xff\xff\xff\xff",  # negative length
+    b"\x04\x00\x00\x00\x01\x00\x10\x00\x01",  # over max_frame
+])
+def test_frame_reader_bad_header_after_good_frames(bad):
+    reader, r, w = _pipe_reader(max_frame=1 << 20)
+    try:
+        os.write(w, pywire.pack_message(4, 3, b"ok") + bad)
+        assert reader.read_frames() == [(4, 3, b"ok")]
+        for _ in range(2):
+            with pytest.raises(pywire.LoadError):
+                reader.read_frames()
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+@pytest.mark.parametrize("item", [b"", b"x" * 100000, {"a": [1, (2, 3.5)]}, "s", None, 2 ** 80])
+def test_send_frame_is_pack_message_of_dumps(item):
+    r, w = os.pipe()
+    try:
+        writer = threading.Thread(target=_weft.send_frame, args=(w, 4, 9, item))
+        writer.start()  # the frame may be bigger than the pipe's buffer
+        reader = _weft.FrameReader(r, 1 << 20)
+        expected = pywire.pack_message(4, 9, pywire.dumps(item))
+        assert reader.read_exact(len(expected)) == expected
+        writer.join()
+        assert _weft.frame_dumps(4, 9, item) == expected
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_send_frame_refuses_what_dumps_refuses():
+    r, w = os.pipe()
+    try:
+        with pytest.raises(pywire.DumpError):
+            _weft.send_frame(w, 4, 1, object())
+        with pytest.raises(pywire.DumpError):
+            _weft.send_frame(w, 8, 1, b"x")
+        with pytest.raises(pywire.DumpError):
+            _weft.send_frame(w, 4, -1 & 0xFFFFFFFF, b"x")
+    finally:
+        os.close(r)
+        os.close(w)
+    # on a gateway: DumpError reaches the caller, the channel stays usable
+
+
+def test_dump_error_on_channel_send_keeps_the_channel(gw):
+    ch = gw.remote_exec("channel.send(channel.receive())")
+    with pytest.raises(execnet.DumpError):
+        ch.send(object())
+    ch.send(b"still fine")
+    assert ch.receive() == b"still fine"
+
+
+def test_malformed_frame_from_worker_ends_the_gateway(gw):
+    ch = gw.remote_exec("""
+        channel.gateway._io.write(b"\\x09\\x00\\x00\\x00\\x01\\x00\\x00\\x00\\x00")
+        import time; time.sleep(30)
+    """)
+    with pytest.raises(execnet.GatewayDied):
+        ch.receive(20)
+    assert gw.join(10)
+
+
+def test_large_and_many_messages_both_ways(gw):
+    ch = gw.remote_exec("""
+        for item in channel:
+            channel.send(item)
+    """)
+    big = os.urandom(3 << 20)
+    for _ in range(3):
+        ch.send(big)
+    for i in range(5000):
+        ch.send(i)
+    for _ in range(3):
+        assert ch.receive(20) == big
+    assert [ch.receive(20) for _ in range(5000)] == list(range(5000))
+    ch.close()

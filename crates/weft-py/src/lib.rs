@@ -4,6 +4,7 @@
 use pyo3::prelude::*;
 
 mod greenlet;
+mod transport;
 mod wire;
 
 #[pymodule]
@@ -11,5 +12,6 @@ fn _weft(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     greenlet::register(m)?;
     wire::register(m)?;
+    transport::register(m)?;
     Ok(())
 }

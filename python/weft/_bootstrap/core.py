@@ -72,6 +72,9 @@ def rust_codec(version=None):
     codec.dumps = _weft.wire_dumps
     codec.loads = _weft.wire_loads
     codec.rust_version = _weft.__version__
+    # the Rust transport (crate weft-transport): FdIO/SocketIO use it
+    for name in ("FrameReader", "send_frame", "write_all"):
+        setattr(codec, name, getattr(_weft, name, None))
     return codec
 
 
@@ -383,25 +386,86 @@ def _read_exact(rfile, n):
     return bytes(buf)
 
 
-class FdIO:
+# Pipes get this much kernel buffer (F_SETPIPE_SZ) where the system allows:
+# fewer wake-ups per bulk message than the default 64 KiB.
+PIPE_SIZE = 1 << 20
+
+
+def _grow_pipe(fd):
+    try:
+        import fcntl
+        setsz = fcntl.F_SETPIPE_SZ
+    except (ImportError, AttributeError):
+        return
+    size = PIPE_SIZE
+    while size > 65536:
+        try:
+            fcntl.fcntl(fd, setsz, size)
+            return
+        except OSError as exc:
+            if exc.errno != 1:  # EPERM: over the limit; anything else: no pipe
+                return
+            size //= 2
+
+
+class _RustFrames:
+    """The Rust transport on one pair of descriptors (weft-transport): the
+    receiver reads whole frames, the GIL released while it blocks, and a
+    channel item is serialized and written in one call.  Present only when
+    this side uses the Rust codec (``rust_codec``)."""
+
+    def _init_fast(self, rfd, wfd):
+        reader = getattr(_wire, "FrameReader", None)
+        if reader is None:
+            return False
+        self._reader = reader(rfd, min(MAX_FRAME_SIZE, 2 ** 31 - 1))
+        self.read_frames = self._reader.read_frames
+        self._send_frame = _wire.send_frame
+        self._write_all = _wire.write_all
+        self._fast_wfd = wfd
+        self.send = self._send_rust
+        return True
+
+    def _send_rust(self, code, cid, item):
+        """``send(code, cid, item)``: write a message carrying serialized
+        ``item``; an attribute of the transport only with the Rust transport."""
+        with self._wlock:
+            if self._wclosed:
+                raise ValueError("write to closed transport")
+            self._send_frame(self._fast_wfd, code, cid, item)
+
+
+class FdIO(_RustFrames):
     """Byte transport over a pair of file descriptors (pipes or a socket fd)."""
+
+    _reader = None
 
     def __init__(self, rfd, wfd):
         self._rfd = rfd
         self._wfd = wfd
-        self._rfile = os.fdopen(rfd, "rb", 65536)
         self._wlock = threading.Lock()
         self._wclosed = False
         self._rclosed = False
+        if self._init_fast(rfd, wfd):
+            self._rfile = None
+        else:
+            self._rfile = os.fdopen(rfd, "rb", 65536)
+        _grow_pipe(rfd)
+        _grow_pipe(wfd)
 
     def read(self, n):
+        if self._reader is not None:
+            return self._reader.read_exact(n)
         return _read_exact(self._rfile, n)
 
     def write(self, data):
-        view = memoryview(data)
         with self._wlock:
             if self._wclosed:
                 raise ValueError("write to closed transport")
+            if self._reader is not None:
+                self._write_all(self._wfd, bytes(data))
+                return
+            view = memoryview(data)
             while view:
                 written = os.write(self._wfd, view)
                 view = view[written:]
@@ -410,7 +474,10 @@ class FdIO:
         if not self._rclosed:
             self._rclosed = True
             try:
-                self._rfile.close()
+                if self._rfile is not None:
+                    self._rfile.close()
+                else:
+                    os.close(self._rfd)
             except OSError:
                 pass
 
@@ -424,16 +491,21 @@ class FdIO:
                     pass
 
 
-class SocketIO:
+class SocketIO(_RustFrames):
     """Byte transport over a connected socket."""
+
+    _reader = None
 
     def __init__(self, sock):
         self.sock = sock
-        self._rfile = sock.makefile("rb", 65536)
         self._wlock = threading.Lock()
         self._wclosed = False
+        if not self._init_fast(sock.fileno(), sock.fileno()):
+            self._rfile = sock.makefile("rb", 65536)
 
     def read(self, n):
+        if self._reader is not None:
+            return self._reader.read_exact(n)
         return _read_exact(self._rfile, n)
 
     def write(self, data):
@@ -697,7 +769,7 @@ class Channel:
         """Send ``item`` (builtin types and channels) to the other side."""
         if self.isclosed():
             raise IOError("cannot send to %r" % (self,))
-        self.gateway._send(CHANNEL_DATA, self.id, _wire.dumps(item))
+        self.gateway._send_item(self.id, item)
 
     def receive(self, timeout=None):
         """Return the next item; ``EOFError`` or ``RemoteError`` once closed."""
@@ -935,11 +1007,17 @@ class BaseGateway:
 
     def _thread_receiver(self):
         error = None
+        read_frames = getattr(self._io, "read_frames", None)
+        dispatch = self._dispatch
         try:
             try:
+                if read_frames is not None:  # Rust transport: frames in batches
+                    while True:
+                        for code, cid, payload in read_frames():
+                            dispatch(code, cid, payload)
                 while True:
                     code, cid, payload = self._read_frame()
-                    self._dispatch(code, cid, payload)
+                    dispatch(code, cid, payload)
             except _GatewayTerminate:
                 self._trace("received terminate")
             except EOFError as exc:
@@ -1007,6 +1085,19 @@ class BaseGateway:
 
     def _terminate_execution(self):
         pass
+
+    def _send_item(self, cid, item):
+        """Send ``item`` on channel ``cid`` (CHANNEL_DATA)."""
+        send = getattr(self._io, "send", None)
+        if send is None:
+            return self._send(CHANNEL_DATA, cid, _wire.dumps(item))
+        try:
+            send(CHANNEL_DATA, cid, item)
+        except DataFormatError:
+            raise
+        except (OSError, ValueError) as exc:
+            self._trace("failed to send frame: %r" % (exc,))
+            raise IOError("cannot send (already closed?) on %r" % (self,)) from exc
 
     def _send(self, code, cid=0, data=b""):
         frame = _wire.pack_message(code, cid, data)
