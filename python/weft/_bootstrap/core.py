@@ -608,38 +608,52 @@ class Empty(Exception):
 
 
 class _ItemQueue:
-    """FIFO of received items whose waits go through ``block_until``."""
+    """FIFO of received items whose waits go through ``block_until``.
+
+    No lock: ``deque.append``/``popleft`` are atomic, and the event is set
+    only when a consumer may be waiting.  The producer appends, then sets the
+    event if it is clear; a consumer clears the event, then looks at the deque
+    once more before it waits.  Whatever the interleaving, an item appended
+    before that last look is found, and one appended after it finds the event
+    clear and sets it."""
 
     def __init__(self):
         self._items = deque()
-        self._lock = threading.Lock()
         self._nonempty = threading.Event()
 
     def put(self, item):
-        with self._lock:
-            self._items.append(item)
+        self._items.append(item)
+        if not self._nonempty.is_set():
             self._nonempty.set()
 
     def get_nowait(self):
-        with self._lock:
-            if not self._items:
-                raise Empty()
-            item = self._items.popleft()
-            if not self._items:
-                self._nonempty.clear()
-            return item
+        try:
+            return self._items.popleft()
+        except IndexError:
+            raise Empty() from None
 
     def get(self, timeout=None):
+        items = self._items
+        try:
+            return items.popleft()
+        except IndexError:
+            pass
         deadline = None if timeout is None else time.monotonic() + timeout
+        nonempty = self._nonempty
         while True:
+            nonempty.clear()
             try:
-                return self.get_nowait()
-            except Empty:
+                return items.popleft()
+            except IndexError:
                 pass
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise Empty()
-            block_until(self._nonempty, remaining)
+            block_until(nonempty, remaining)
+            try:
+                return items.popleft()
+            except IndexError:
+                pass
 
     def qsize(self):
         return len(self._items)
@@ -987,6 +1001,8 @@ class BaseGateway:
         self._receivelock = threading.RLock()
         self._receive_done = threading.Event()
         self._receive_thread = None
+        # the Rust transport frames and writes an item in one call
+        self._io_send = getattr(io, "send", None)
 
     def _trace(self, *msg):
         if _trace_enabled():
@@ -1012,9 +1028,13 @@ class BaseGateway:
         try:
             try:
                 if read_frames is not None:  # Rust transport: frames in batches
+                    receive = self._channelfactory._local_receive
                     while True:
                         for code, cid, payload in read_frames():
-                            dispatch(code, cid, payload)
+                            if code == CHANNEL_DATA:
+                                receive(cid, payload)
+                            else:
+                                dispatch(code, cid, payload)
                 while True:
                     code, cid, payload = self._read_frame()
                     dispatch(code, cid, payload)
@@ -1088,7 +1108,7 @@ class BaseGateway:
 
     def _send_item(self, cid, item):
         """Send ``item`` on channel ``cid`` (CHANNEL_DATA)."""
-        send = getattr(self._io, "send", None)
+        send = self._io_send
         if send is None:
             return self._send(CHANNEL_DATA, cid, _wire.dumps(item))
         try:

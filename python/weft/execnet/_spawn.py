@@ -243,7 +243,10 @@ def ssh_io(spec):
     rfd = os.dup(popen.stdout.fileno())
     popen.stdin.close()
     popen.stdout.close()
-    _write_all(wfd, boot_payload(config))
+    try:
+        _write_all(wfd, boot_payload(config))
+    except OSError:
+        pass  # ssh ended early (unknown host, ...): the first round trip reports it
     io = ProcessIO(popen, rfd, wfd, "ssh worker on %s" % spec.ssh)
     io.remoteaddress = spec.ssh
     return io
