@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -220,3 +221,54 @@ def test_large_and_many_messages_both_ways(gw):
         assert ch.receive(20) == big
     assert [ch.receive(20) for _ in range(5000)] == list(range(5000))
     ch.close()
+
+
+def test_rust_event_semantics():
+    ev = _weft.Event()
+    assert not ev.is_set()
+    assert ev.wait(0) is False
+    assert ev.wait(-1) is False
+    t0 = time.monotonic()
+    assert ev.wait(0.05) is False
+    assert time.monotonic() - t0 >= 0.04
+    woken = []
+    threads = [threading.Thread(target=lambda: woken.append(ev.wait(10))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.05)
+    ev.set()
+    for t in threads:
+        t.join(10)
+    assert woken == [True, True, True]
+    assert ev.is_set() and ev.wait() is True
+    ev.clear()
+    assert not ev.is_set()
+    assert ev.wait(0.01) is False
+
+
+def test_rust_event_wait_runs_signal_handlers_in_main_thread():
+    import signal
+
+    ev = _weft.Event()
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    timer = threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGUSR1))
+    try:
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            ev.wait(30)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, old)
+
+
+def test_channel_queue_uses_rust_event(gw):
+    ch = gw.remote_exec("channel.send(channel.receive())")
+    assert type(ch._items._nonempty).__module__ == "weft._weft"
+    with pytest.raises(ch.TimeoutError):
+        ch.receive(0.05)
+    ch.send(5)
+    assert ch.receive(10) == 5

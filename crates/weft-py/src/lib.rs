@@ -4,6 +4,7 @@
 use pyo3::prelude::*;
 
 mod greenlet;
+mod event;
 mod transport;
 mod wire;
 
@@ -13,5 +14,6 @@ fn _weft(m: &Bound<'_, PyModule>) -> PyResult<()> {
     greenlet::register(m)?;
     wire::register(m)?;
     transport::register(m)?;
+    event::register(m)?;
     Ok(())
 }

@@ -73,7 +73,8 @@ def rust_codec(version=None):
     codec.loads = _weft.wire_loads
     codec.rust_version = _weft.__version__
     # the Rust transport (crate weft-transport): FdIO/SocketIO use it
-    for name in ("FrameReader", "send_frame", "write_all"):
+    # and a lighter Event for the item queues
+    for name in ("FrameReader", "send_frame", "write_all", "Event"):
         setattr(codec, name, getattr(_weft, name, None))
     return codec
 
@@ -619,7 +620,7 @@ class _ItemQueue:
 
     def __init__(self):
         self._items = deque()
-        self._nonempty = threading.Event()
+        self._nonempty = (getattr(_wire, "Event", None) or threading.Event)()
 
     def put(self, item):
         self._items.append(item)
