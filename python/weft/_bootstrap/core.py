@@ -8,9 +8,14 @@ where nothing of weft is installed.  The local side imports it as
 
 Layering (each piece is a small class so a Rust fast path can replace it):
 
-* ``Codec``      -- ``dumps``/``loads`` of channel payloads (the wire module).
+* ``Codec``      -- ``dumps``/``loads`` of channel payloads: the wire module,
+  or ``rust_codec()`` (``weft._weft``) where weft is importable; a worker
+  switches in ``worker_main`` when its parent asks (docs/wire.md).
 * ``FdIO`` / ``SocketIO`` -- the byte transport: ``read(n)`` (exactly n bytes
-  or ``EOFError``), ``write(data)``, ``close_read()``, ``close_write()``.
+  or ``EOFError``), ``write(data)``, ``close_read()``, ``close_write()``; with
+  the Rust codec also ``read_frames()`` (whole frames, in batches, the GIL
+  released while blocked) and ``send(code, cid, item)`` (serialize, frame and
+  write in one call).
 * ``BaseGateway`` -- one receiver thread per gateway reads frames and
   dispatches them to the ``ChannelFactory``.
 
