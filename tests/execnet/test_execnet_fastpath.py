@@ -272,3 +272,34 @@ def test_channel_queue_uses_rust_event(gw):
         ch.receive(0.05)
     ch.send(5)
     assert ch.receive(10) == 5
+
+
+def test_held_back_wakeup_never_strands_a_waiter():
+    """On a receiver thread (it called read_frames), Event.set holds the
+    wake-up back until the next read; a waiter still wakes within a slice."""
+    reader, r, w = _pipe_reader()
+    ev = _weft.Event()
+    woke = []
+
+    def waiter():
+        t0 = time.monotonic()
+        assert ev.wait(10)
+        woke.append(time.monotonic() - t0)
+
+    def receiver():
+        os.write(w, pywire.pack_message(5, 1))
+        reader.read_frames()  # this thread now holds wake-ups back
+        ev.set()
+        time.sleep(2)  # e.g. a slow callback: no read_frames for a while
+        _weft.flush_wakeups()
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.05)
+    rt = threading.Thread(target=receiver)
+    rt.start()
+    t.join(10)
+    rt.join(10)
+    os.close(r)
+    os.close(w)
+    assert woke and woke[0] < 1.5, woke

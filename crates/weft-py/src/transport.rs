@@ -9,6 +9,7 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 use weft_transport::{write_from, FdReader, HEADER_SIZE};
 use weft_wire::opcode;
 
+use crate::event::take_deferred;
 use crate::wire::{dump_error, load_error, to_value};
 
 /// Most frames (and about most payload bytes) one `read_frames` returns.
@@ -39,6 +40,9 @@ impl PyFrameReader {
     /// EOFError at the end of the stream (its text says if it ended inside a
     /// frame), LoadError for a bad header (after the good frames before it).
     fn read_frames<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        // wake-ups for the frames dispatched since the last call: sent once
+        // the GIL is released below, or when `held` drops
+        let mut held = take_deferred();
         let out = PyList::empty(py);
         loop {
             let mut bytes = 0;
@@ -65,7 +69,11 @@ impl PyFrameReader {
                 return Ok(out);
             }
             let inner = &mut self.inner;
-            match py.detach(|| inner.fill()) {
+            let mut wake = std::mem::take(&mut held);
+            match py.detach(move || {
+                wake.wake();
+                inner.fill()
+            }) {
                 Ok(0) => {
                     return Err(PyEOFError::new_err(match self.inner.buf.incomplete() {
                         Some((want, got)) => {

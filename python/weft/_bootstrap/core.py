@@ -79,7 +79,7 @@ def rust_codec(version=None):
     codec.rust_version = _weft.__version__
     # the Rust transport (crate weft-transport): FdIO/SocketIO use it
     # and a lighter Event for the item queues
-    for name in ("FrameReader", "send_frame", "write_all", "Event"):
+    for name in ("FrameReader", "send_frame", "write_all", "Event", "flush_wakeups"):
         setattr(codec, name, getattr(_weft, name, None))
     return codec
 
@@ -1055,6 +1055,9 @@ class BaseGateway:
             except BaseException as exc:  # pragma: no cover - a bug in dispatch
                 self._trace("receiver crashed: %s" % geterrortext(exc))
                 error = GatewayDied("receiver thread crashed:\n" + geterrortext(exc))
+            if read_frames is not None:
+                # wake-ups this thread held back while dispatching (docs/gateways.md)
+                _wire.flush_wakeups()
             if error is not None:
                 self._error = error
             try:
