@@ -152,7 +152,7 @@ def _gateways(quick):
     import subprocess
 
     peers = ["weft"] + (["execnet"] if importlib.util.find_spec("execnet") else [])
-    print(f"gateways (weft.execnet{', beside execnet' if len(peers) > 1 else ''}; popen; pure-Python transport, Rust codec)")
+    print(f"gateways (weft.execnet{', beside execnet' if len(peers) > 1 else ''}; popen; Rust codec and transport on both ends)")
     figs = {}
     for peer in peers:
         proc = subprocess.run([sys.executable, "-m", "weft._bench_gateway", peer] + (["--quick"] if quick else []),

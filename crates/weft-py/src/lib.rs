@@ -4,6 +4,8 @@
 use pyo3::prelude::*;
 
 mod greenlet;
+mod event;
+mod transport;
 mod wire;
 
 #[pymodule]
@@ -11,5 +13,7 @@ fn _weft(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     greenlet::register(m)?;
     wire::register(m)?;
+    transport::register(m)?;
+    event::register(m)?;
     Ok(())
 }

@@ -21,7 +21,7 @@ fn error_type<'py>(
     Ok(cell.import(py, ERRORS_MODULE, name)?.clone())
 }
 
-fn dump_error(py: Python<'_>, msg: String) -> PyErr {
+pub(crate) fn dump_error(py: Python<'_>, msg: String) -> PyErr {
     static T: PyOnceLock<Py<PyType>> = PyOnceLock::new();
     match error_type(py, &T, "DumpError") {
         Ok(t) => PyErr::from_type(t, msg),
@@ -29,7 +29,7 @@ fn dump_error(py: Python<'_>, msg: String) -> PyErr {
     }
 }
 
-fn load_error(py: Python<'_>, msg: String) -> PyErr {
+pub(crate) fn load_error(py: Python<'_>, msg: String) -> PyErr {
     static T: PyOnceLock<Py<PyType>> = PyOnceLock::new();
     match error_type(py, &T, "LoadError") {
         Ok(t) => PyErr::from_type(t, msg),
@@ -50,7 +50,7 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
 }
 
 /// Python object -> Value, mirroring `_save` in the Python twin.
-fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
+pub(crate) fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
     let py = obj.py();
     if obj.is_none() {
         return Ok(Value::None);
@@ -251,9 +251,23 @@ pub fn wire_loads<'py>(
     py2str_as_py3str: bool,
     py3str_as_py2str: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let raw: Vec<u8> = if let Ok(b) = data.cast::<PyBytes>() {
-        b.as_bytes().to_vec()
-    } else if data.is_instance_of::<pyo3::types::PyByteArray>()
+    let opts = LoadOptions {
+        versioned,
+        py2str_as_py3str,
+        py3str_as_py2str,
+    };
+    let factory = channel_factory.filter(|f| !f.is_none());
+    if let Ok(b) = data.cast::<PyBytes>() {
+        // borrowed: no copy of the input
+        let raw = b.as_bytes();
+        if let Some(payload) = lone_bytes(raw, versioned) {
+            return Ok(PyBytes::new(py, payload).into_any());
+        }
+        let value =
+            weft_wire::decode_with(raw, &opts).map_err(|e| load_error(py, e.to_string()))?;
+        return to_py(py, value, factory.as_ref());
+    }
+    let raw: Vec<u8> = if data.is_instance_of::<pyo3::types::PyByteArray>()
         || data.is_instance_of::<pyo3::types::PyMemoryView>()
     {
         py.get_type::<PyBytes>()
@@ -267,14 +281,27 @@ pub fn wire_loads<'py>(
             type_name(data)
         )));
     };
-    let opts = LoadOptions {
-        versioned,
-        py2str_as_py3str,
-        py3str_as_py2str,
-    };
     let value = weft_wire::decode_with(&raw, &opts).map_err(|e| load_error(py, e.to_string()))?;
-    let factory = channel_factory.filter(|f| !f.is_none());
     to_py(py, value, factory.as_ref())
+}
+
+/// The payload of an encoding that is exactly one bytes value (`A n raw Q`,
+/// after the version byte if `versioned`), which is then made into a Python
+/// bytes object with one copy instead of three.
+fn lone_bytes(raw: &[u8], versioned: bool) -> Option<&[u8]> {
+    let raw = if versioned {
+        raw.strip_prefix(&[weft_wire::DUMPFORMAT_VERSION])?
+    } else {
+        raw
+    };
+    if raw.len() < 6 || raw[0] != weft_wire::opcode::BYTES || raw[raw.len() - 1] != weft_wire::opcode::STOP {
+        return None;
+    }
+    let n = i32::from_be_bytes([raw[1], raw[2], raw[3], raw[4]]);
+    if n < 0 || n as usize != raw.len() - 6 {
+        return None;
+    }
+    Some(&raw[5..raw.len() - 1])
 }
 
 /// Register the wire functions on the compiled module.

@@ -13,6 +13,15 @@ pub fn encode(value: &Value) -> Result<Vec<u8>, DumpError> {
     Ok(out)
 }
 
+/// Append the unversioned encoding of `value` to `out` (for framing without
+/// a copy: the caller reserves the header first). On error `out` may hold a
+/// partial encoding after its original length.
+pub fn encode_append(out: &mut Vec<u8>, value: &Value) -> Result<(), DumpError> {
+    save(out, value, 0)?;
+    out.push(op::STOP);
+    Ok(())
+}
+
 /// Encode with the leading version byte, as `execnet.dumps`.
 pub fn encode_versioned(value: &Value) -> Result<Vec<u8>, DumpError> {
     let mut out = vec![DUMPFORMAT_VERSION];

@@ -8,9 +8,14 @@ where nothing of weft is installed.  The local side imports it as
 
 Layering (each piece is a small class so a Rust fast path can replace it):
 
-* ``Codec``      -- ``dumps``/``loads`` of channel payloads (the wire module).
+* ``Codec``      -- ``dumps``/``loads`` of channel payloads: the wire module,
+  or ``rust_codec()`` (``weft._weft``) where weft is importable; a worker
+  switches in ``worker_main`` when its parent asks (docs/wire.md).
 * ``FdIO`` / ``SocketIO`` -- the byte transport: ``read(n)`` (exactly n bytes
-  or ``EOFError``), ``write(data)``, ``close_read()``, ``close_write()``.
+  or ``EOFError``), ``write(data)``, ``close_read()``, ``close_write()``; with
+  the Rust codec also ``read_frames()`` (whole frames, in batches, the GIL
+  released while blocked) and ``send(code, cid, item)`` (serialize, frame and
+  write in one call).
 * ``BaseGateway`` -- one receiver thread per gateway reads frames and
   dispatches them to the ``ChannelFactory``.
 
@@ -45,18 +50,21 @@ def set_codec(codec):
     _wire = codec
 
 
-def rust_codec():
+def rust_codec(version=None):
     """The Rust codec (weft._weft, crate weft-wire) behind the pure-Python wire
-    module's API, or None where weft's compiled module is not importable.
+    module's API, or None where weft's compiled module is not importable (or,
+    when ``version`` is given, is not that version of weft).
     It raises the same DumpError/LoadError classes (those of
-    weft._bootstrap.wire), so only the local side, which uses that module,
-    switches to it."""
+    weft._bootstrap.wire; on a worker that name is an alias of the boot module
+    ``weft_boot_wire``), so errors are caught the same way with either codec."""
     try:
         from weft import _weft
         from weft._bootstrap import wire as py_wire
     except ImportError:
         return None
     if _wire is not py_wire or not hasattr(_weft, "wire_dumps"):
+        return None
+    if version is not None and getattr(_weft, "__version__", None) != version:
         return None
 
     class RustCodec:
@@ -68,7 +76,22 @@ def rust_codec():
             setattr(codec, name, getattr(py_wire, name))
     codec.dumps = _weft.wire_dumps
     codec.loads = _weft.wire_loads
+    codec.rust_version = _weft.__version__
+    # the Rust transport (crate weft-transport): FdIO/SocketIO use it
+    # and a lighter Event for the item queues
+    for name in ("FrameReader", "send_frame", "write_all", "Event", "flush_wakeups"):
+        setattr(codec, name, getattr(_weft, name, None))
     return codec
+
+
+def codec_name():
+    """``"rust"`` or ``"python"``: the codec this side uses now."""
+    return "rust" if getattr(_wire, "rust_version", None) else "python"
+
+
+def rust_version():
+    """The weft version whose Rust codec this side uses, or None."""
+    return getattr(_wire, "rust_version", None)
 
 
 DataFormatError = _wire.DataFormatError
@@ -369,25 +392,86 @@ def _read_exact(rfile, n):
     return bytes(buf)
 
 
-class FdIO:
+# Pipes get this much kernel buffer (F_SETPIPE_SZ) where the system allows:
+# fewer wake-ups per bulk message than the default 64 KiB.
+PIPE_SIZE = 1 << 20
+
+
+def _grow_pipe(fd):
+    try:
+        import fcntl
+        setsz = fcntl.F_SETPIPE_SZ
+    except (ImportError, AttributeError):
+        return
+    size = PIPE_SIZE
+    while size > 65536:
+        try:
+            fcntl.fcntl(fd, setsz, size)
+            return
+        except OSError as exc:
+            if exc.errno != 1:  # EPERM: over the limit; anything else: no pipe
+                return
+            size //= 2
+
+
+class _RustFrames:
+    """The Rust transport on one pair of descriptors (weft-transport): the
+    receiver reads whole frames, the GIL released while it blocks, and a
+    channel item is serialized and written in one call.  Present only when
+    this side uses the Rust codec (``rust_codec``)."""
+
+    def _init_fast(self, rfd, wfd):
+        reader = getattr(_wire, "FrameReader", None)
+        if reader is None:
+            return False
+        self._reader = reader(rfd, min(MAX_FRAME_SIZE, 2 ** 31 - 1))
+        self.read_frames = self._reader.read_frames
+        self._send_frame = _wire.send_frame
+        self._write_all = _wire.write_all
+        self._fast_wfd = wfd
+        self.send = self._send_rust
+        return True
+
+    def _send_rust(self, code, cid, item):
+        """``send(code, cid, item)``: write a message carrying serialized
+        ``item``; an attribute of the transport only with the Rust transport."""
+        with self._wlock:
+            if self._wclosed:
+                raise ValueError("write to closed transport")
+            self._send_frame(self._fast_wfd, code, cid, item)
+
+
+class FdIO(_RustFrames):
     """Byte transport over a pair of file descriptors (pipes or a socket fd)."""
+
+    _reader = None
 
     def __init__(self, rfd, wfd):
         self._rfd = rfd
         self._wfd = wfd
-        self._rfile = os.fdopen(rfd, "rb", 65536)
         self._wlock = threading.Lock()
         self._wclosed = False
         self._rclosed = False
+        if self._init_fast(rfd, wfd):
+            self._rfile = None
+        else:
+            self._rfile = os.fdopen(rfd, "rb", 65536)
+        _grow_pipe(rfd)
+        _grow_pipe(wfd)
 
     def read(self, n):
+        if self._reader is not None:
+            return self._reader.read_exact(n)
         return _read_exact(self._rfile, n)
 
     def write(self, data):
-        view = memoryview(data)
         with self._wlock:
             if self._wclosed:
                 raise ValueError("write to closed transport")
+            if self._reader is not None:
+                self._write_all(self._wfd, bytes(data))
+                return
+            view = memoryview(data)
             while view:
                 written = os.write(self._wfd, view)
                 view = view[written:]
@@ -396,7 +480,10 @@ class FdIO:
         if not self._rclosed:
             self._rclosed = True
             try:
-                self._rfile.close()
+                if self._rfile is not None:
+                    self._rfile.close()
+                else:
+                    os.close(self._rfd)
             except OSError:
                 pass
 
@@ -410,16 +497,21 @@ class FdIO:
                     pass
 
 
-class SocketIO:
+class SocketIO(_RustFrames):
     """Byte transport over a connected socket."""
+
+    _reader = None
 
     def __init__(self, sock):
         self.sock = sock
-        self._rfile = sock.makefile("rb", 65536)
         self._wlock = threading.Lock()
         self._wclosed = False
+        if not self._init_fast(sock.fileno(), sock.fileno()):
+            self._rfile = sock.makefile("rb", 65536)
 
     def read(self, n):
+        if self._reader is not None:
+            return self._reader.read_exact(n)
         return _read_exact(self._rfile, n)
 
     def write(self, data):
@@ -522,38 +614,52 @@ class Empty(Exception):
 
 
 class _ItemQueue:
-    """FIFO of received items whose waits go through ``block_until``."""
+    """FIFO of received items whose waits go through ``block_until``.
+
+    No lock: ``deque.append``/``popleft`` are atomic, and the event is set
+    only when a consumer may be waiting.  The producer appends, then sets the
+    event if it is clear; a consumer clears the event, then looks at the deque
+    once more before it waits.  Whatever the interleaving, an item appended
+    before that last look is found, and one appended after it finds the event
+    clear and sets it."""
 
     def __init__(self):
         self._items = deque()
-        self._lock = threading.Lock()
-        self._nonempty = threading.Event()
+        self._nonempty = (getattr(_wire, "Event", None) or threading.Event)()
 
     def put(self, item):
-        with self._lock:
-            self._items.append(item)
+        self._items.append(item)
+        if not self._nonempty.is_set():
             self._nonempty.set()
 
     def get_nowait(self):
-        with self._lock:
-            if not self._items:
-                raise Empty()
-            item = self._items.popleft()
-            if not self._items:
-                self._nonempty.clear()
-            return item
+        try:
+            return self._items.popleft()
+        except IndexError:
+            raise Empty() from None
 
     def get(self, timeout=None):
+        items = self._items
+        try:
+            return items.popleft()
+        except IndexError:
+            pass
         deadline = None if timeout is None else time.monotonic() + timeout
+        nonempty = self._nonempty
         while True:
+            nonempty.clear()
             try:
-                return self.get_nowait()
-            except Empty:
+                return items.popleft()
+            except IndexError:
                 pass
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise Empty()
-            block_until(self._nonempty, remaining)
+            block_until(nonempty, remaining)
+            try:
+                return items.popleft()
+            except IndexError:
+                pass
 
     def qsize(self):
         return len(self._items)
@@ -683,7 +789,7 @@ class Channel:
         """Send ``item`` (builtin types and channels) to the other side."""
         if self.isclosed():
             raise IOError("cannot send to %r" % (self,))
-        self.gateway._send(CHANNEL_DATA, self.id, _wire.dumps(item))
+        self.gateway._send_item(self.id, item)
 
     def receive(self, timeout=None):
         """Return the next item; ``EOFError`` or ``RemoteError`` once closed."""
@@ -901,6 +1007,8 @@ class BaseGateway:
         self._receivelock = threading.RLock()
         self._receive_done = threading.Event()
         self._receive_thread = None
+        # the Rust transport frames and writes an item in one call
+        self._io_send = getattr(io, "send", None)
 
     def _trace(self, *msg):
         if _trace_enabled():
@@ -921,11 +1029,21 @@ class BaseGateway:
 
     def _thread_receiver(self):
         error = None
+        read_frames = getattr(self._io, "read_frames", None)
+        dispatch = self._dispatch
         try:
             try:
+                if read_frames is not None:  # Rust transport: frames in batches
+                    receive = self._channelfactory._local_receive
+                    while True:
+                        for code, cid, payload in read_frames():
+                            if code == CHANNEL_DATA:
+                                receive(cid, payload)
+                            else:
+                                dispatch(code, cid, payload)
                 while True:
                     code, cid, payload = self._read_frame()
-                    self._dispatch(code, cid, payload)
+                    dispatch(code, cid, payload)
             except _GatewayTerminate:
                 self._trace("received terminate")
             except EOFError as exc:
@@ -937,6 +1055,9 @@ class BaseGateway:
             except BaseException as exc:  # pragma: no cover - a bug in dispatch
                 self._trace("receiver crashed: %s" % geterrortext(exc))
                 error = GatewayDied("receiver thread crashed:\n" + geterrortext(exc))
+            if read_frames is not None:
+                # wake-ups this thread held back while dispatching (docs/gateways.md)
+                _wire.flush_wakeups()
             if error is not None:
                 self._error = error
             try:
@@ -993,6 +1114,19 @@ class BaseGateway:
 
     def _terminate_execution(self):
         pass
+
+    def _send_item(self, cid, item):
+        """Send ``item`` on channel ``cid`` (CHANNEL_DATA)."""
+        send = self._io_send
+        if send is None:
+            return self._send(CHANNEL_DATA, cid, _wire.dumps(item))
+        try:
+            send(CHANNEL_DATA, cid, item)
+        except DataFormatError:
+            raise
+        except (OSError, ValueError) as exc:
+            self._trace("failed to send frame: %r" % (exc,))
+            raise IOError("cannot send (already closed?) on %r" % (self,)) from exc
 
     def _send(self, code, cid=0, data=b""):
         frame = _wire.pack_message(code, cid, data)
@@ -1103,6 +1237,15 @@ def worker_main(config, boot_fd=None):
         os.chdir(config["chdir"])
     if config.get("sys_path_cwd", True) and "" not in sys.path:
         sys.path.insert(0, "")
+    # Codec negotiation (docs/wire.md): the parent names the weft version whose
+    # Rust codec it uses; if that same weft is importable here, use it too.
+    # Both codecs write the same bytes, so a worker without weft (or with
+    # another version) simply stays on the pure-Python codec.
+    wanted = config.get("rust")
+    if wanted and not os.environ.get("WEFT_PURE_PYTHON_CODEC"):
+        fast = rust_codec(wanted)
+        if fast is not None:
+            set_codec(fast)
     kind = config["transport"]
     if kind == "fds" and config.get("rfd") is None:
         # fds chosen by whoever spawned us (a via= proxy): "READFD,WRITEFD"

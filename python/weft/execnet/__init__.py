@@ -5,9 +5,11 @@
     ch = gw.remote_exec("channel.send(channel.receive() + 1)")
     ch.send(1); assert ch.receive() == 2
 
-Pure Python for now; the codec (``weft._bootstrap.wire``) and the transport
-(``weft._bootstrap.core.FdIO``/``SocketIO``) sit behind small classes so the
-Rust fast path can replace them.  All blocking goes through
+The gateway core is Python; the codec and the transport are Rust
+(``weft._weft``: crates weft-wire and weft-transport) on this side and on every
+worker that can import the same weft version, chosen while the worker boots,
+and pure Python (``weft._bootstrap.wire``, ``FdIO``/``SocketIO``) elsewhere;
+see docs/wire.md, "Codec negotiation".  All blocking goes through
 ``weft.execnet._wait.block_until`` (see that module).
 """
 
@@ -26,8 +28,9 @@ from weft._bootstrap import core as _core
 
 from . import _wait  # noqa: F401  (installs the blocking hook first)
 
-# Where weft's compiled module is here, this side encodes and decodes with the
-# Rust codec (same bytes, docs/wire.md); WEFT_PURE_PYTHON_CODEC=1 opts out.
+# Where weft's compiled module is here, this side encodes, decodes, reads and
+# writes frames in Rust (same bytes, docs/wire.md), and tells its workers to do
+# the same if they can; WEFT_PURE_PYTHON_CODEC=1 opts out (both ends).
 import os as _os
 
 if not _os.environ.get("WEFT_PURE_PYTHON_CODEC"):

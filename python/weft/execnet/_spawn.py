@@ -125,6 +125,8 @@ def worker_config(spec, transport, **extra):
         "chdir": spec.chdir or None,
         "nice": spec.nice or None,
         "dont_write_bytecode": bool(spec.dont_write_bytecode),
+        # the worker switches to the Rust codec if this weft is importable there
+        "rust": _core.rust_version(),
     }
     config.update(extra)
     return config
@@ -241,7 +243,10 @@ def ssh_io(spec):
     rfd = os.dup(popen.stdout.fileno())
     popen.stdin.close()
     popen.stdout.close()
-    _write_all(wfd, boot_payload(config))
+    try:
+        _write_all(wfd, boot_payload(config))
+    except OSError:
+        pass  # ssh ended early (unknown host, ...): the first round trip reports it
     io = ProcessIO(popen, rfd, wfd, "ssh worker on %s" % spec.ssh)
     io.remoteaddress = spec.ssh
     return io

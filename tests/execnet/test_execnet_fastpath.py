@@ -1,0 +1,305 @@
+"""The Rust fast path: codec/transport negotiation at boot and its fallbacks."""
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import weft.execnet as execnet
+from weft._bootstrap import core
+
+CODEC = "import weft_boot_core as c; channel.send(c.codec_name())"
+
+
+def _python_without_weft():
+    """Another CPython 3.8+ on this machine that cannot import weft."""
+    for name in ("/usr/bin/python3", "python3.12", "python3.13", "python3.10", "python3"):
+        path = shutil.which(name)
+        if not path or os.path.realpath(path) == os.path.realpath(sys.executable):
+            continue
+        probe = subprocess.run([path, "-c", "import sys; assert sys.version_info >= (3, 8); import weft"],
+                               capture_output=True, env={"PATH": os.environ.get("PATH", "")})
+        if probe.returncode != 0 and b"No module named 'weft'" in probe.stderr:
+            return path
+    return None
+
+
+def test_local_side_uses_rust():
+    assert core.codec_name() == "rust"
+    assert core.rust_version() is not None
+
+
+def test_popen_worker_switches_to_rust(gw):
+    assert gw.remote_exec(CODEC).receive() == "rust"
+
+
+def test_worker_without_weft_stays_pure_python(group):
+    python = _python_without_weft()
+    if python is None:
+        pytest.skip("no other interpreter without weft on this machine")
+    gw = group.makegateway("popen//python=%s" % python)
+    assert gw.remote_exec(CODEC).receive() == "python"
+    # and the two codecs still understand each other, both ways
+    ch = gw.remote_exec("""
+        while 1:
+            x = channel.receive()
+            if x is None: break
+            channel.send(x)
+    """)
+    values = [{"a": 1, "b": [1, 2, (3, 4.5)], "c": "héllo"}, b"x" * 300000, 2 ** 100,
+              frozenset({1, 2}), {1: None, (1, "a"): {True, False}}, -7, 1.5j]
+    for v in values:
+        ch.send(v)
+        assert ch.receive() == v
+    ch.send(None)
+    ch.waitclose(10)
+
+
+def test_worker_with_other_weft_version_stays_pure_python(group, monkeypatch):
+    monkeypatch.setattr(core, "rust_version", lambda: "0.0.0-not-this-one")
+    gw = group.makegateway("popen")
+    assert gw.remote_exec(CODEC).receive() == "python"
+    ch = gw.remote_exec("channel.send(channel.receive() * 2)")
+    ch.send(21)
+    assert ch.receive() == 42
+
+
+def test_env_forces_pure_python_on_both_ends(tmp_path):
+    script = tmp_path / "s.py"
+    script.write_text(
+        "import weft.execnet as e\n"
+        "from weft._bootstrap import core\n"
+        "gw = e.makegateway('popen')\n"
+        "r = gw.remote_exec(%r).receive()\n"
+        "ch = gw.remote_exec('channel.send(channel.receive())')\n"
+        "ch.send({'k': [1, 2, b'x' * 100000]})\n"
+        "assert ch.receive() == {'k': [1, 2, b'x' * 100000]}\n"
+        "print(core.codec_name(), r)\n"
+        "gw.exit()\n" % CODEC)
+    env = dict(os.environ, WEFT_PURE_PYTHON_CODEC="1")
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["python", "python"]
+
+
+# --------------------------------------------------------------- transport
+
+_weft = pytest.importorskip("weft._weft")
+from weft._bootstrap import wire as pywire  # noqa: E402
+
+
+def _pipe_reader(max_frame=1 << 20):
+    r, w = os.pipe()
+    return _weft.FrameReader(r, max_frame), r, w
+
+
+def test_popen_gateway_uses_rust_transport_on_both_ends(gw):
+    assert getattr(gw._io, "read_frames", None) is not None
+    assert gw.remote_exec(
+        "channel.send(channel.gateway._io._reader is not None)").receive() is True
+
+
+def test_frame_reader_batches_and_splits():
+    reader, r, w = _pipe_reader()
+    try:
+        frames = [pywire.pack_message(4, 1, pywire.dumps(i)) for i in range(100)]
+        os.write(w, b"".join(frames))
+        got = reader.read_frames()
+        assert len(got) == 100
+        assert [pywire.loads(p) for _, _, p in got] == list(range(100))
+        # a frame arriving in pieces
+        frame = pywire.pack_message(5, 7, b"abc")
+        os.write(w, frame[:4])
+        os.write(w, frame[4:])
+        assert reader.read_frames() == [(5, 7, b"abc")]
+        os.write(w, b"xyz")
+        assert reader.read_exact(3) == b"xyz"
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_frame_reader_eof_mid_frame_and_at_boundary():
+    reader, r, w = _pipe_reader()
+    os.write(w, pywire.pack_message(4, 1, b"x" * 100)[:50])
+    os.close(w)
+    with pytest.raises(EOFError, match="inside a frame: expected 109 bytes, got 50"):
+        reader.read_frames()
+    os.close(r)
+    reader, r, w = _pipe_reader()
+    os.write(w, pywire.pack_message(5, 1))
+    os.close(w)
+    assert reader.read_frames() == [(5, 1, b"")]
+    with pytest.raises(EOFError, match="connection closed"):
+        reader.read_frames()
+    os.close(r)
+
+
+@pytest.mark.parametrize("bad", [
+    b"\x08\x00\x00\x00\x01\x00\x00\x00\x00",  # unknown message code
+    b"\x04\x80\x00\x00\x01\x00\x00\x00\x00",  # negative channel id
+    b"\x04\x00\x00\x00\x01\xff\xff\xff\xff",  # negative length
+    b"\x04\x00\x00\x00\x01\x00\x10\x00\x01",  # over max_frame
+])
+def test_frame_reader_bad_header_after_good_frames(bad):
+    reader, r, w = _pipe_reader(max_frame=1 << 20)
+    try:
+        os.write(w, pywire.pack_message(4, 3, b"ok") + bad)
+        assert reader.read_frames() == [(4, 3, b"ok")]
+        for _ in range(2):
+            with pytest.raises(pywire.LoadError):
+                reader.read_frames()
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+@pytest.mark.parametrize("item", [b"", b"x" * 100000, {"a": [1, (2, 3.5)]}, "s", None, 2 ** 80])
+def test_send_frame_is_pack_message_of_dumps(item):
+    r, w = os.pipe()
+    try:
+        writer = threading.Thread(target=_weft.send_frame, args=(w, 4, 9, item))
+        writer.start()  # the frame may be bigger than the pipe's buffer
+        reader = _weft.FrameReader(r, 1 << 20)
+        expected = pywire.pack_message(4, 9, pywire.dumps(item))
+        assert reader.read_exact(len(expected)) == expected
+        writer.join()
+        assert _weft.frame_dumps(4, 9, item) == expected
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_send_frame_refuses_what_dumps_refuses():
+    r, w = os.pipe()
+    try:
+        with pytest.raises(pywire.DumpError):
+            _weft.send_frame(w, 4, 1, object())
+        with pytest.raises(pywire.DumpError):
+            _weft.send_frame(w, 8, 1, b"x")
+        with pytest.raises(pywire.DumpError):
+            _weft.send_frame(w, 4, -1 & 0xFFFFFFFF, b"x")
+    finally:
+        os.close(r)
+        os.close(w)
+    # on a gateway: DumpError reaches the caller, the channel stays usable
+
+
+def test_dump_error_on_channel_send_keeps_the_channel(gw):
+    ch = gw.remote_exec("channel.send(channel.receive())")
+    with pytest.raises(execnet.DumpError):
+        ch.send(object())
+    ch.send(b"still fine")
+    assert ch.receive() == b"still fine"
+
+
+def test_malformed_frame_from_worker_ends_the_gateway(gw):
+    ch = gw.remote_exec("""
+        channel.gateway._io.write(b"\\x09\\x00\\x00\\x00\\x01\\x00\\x00\\x00\\x00")
+        import time; time.sleep(30)
+    """)
+    with pytest.raises(execnet.GatewayDied):
+        ch.receive(20)
+    assert gw.join(10)
+
+
+def test_large_and_many_messages_both_ways(gw):
+    ch = gw.remote_exec("""
+        for item in channel:
+            channel.send(item)
+    """)
+    big = os.urandom(3 << 20)
+    for _ in range(3):
+        ch.send(big)
+    for i in range(5000):
+        ch.send(i)
+    for _ in range(3):
+        assert ch.receive(20) == big
+    assert [ch.receive(20) for _ in range(5000)] == list(range(5000))
+    ch.close()
+
+
+def test_rust_event_semantics():
+    ev = _weft.Event()
+    assert not ev.is_set()
+    assert ev.wait(0) is False
+    assert ev.wait(-1) is False
+    t0 = time.monotonic()
+    assert ev.wait(0.05) is False
+    assert time.monotonic() - t0 >= 0.04
+    woken = []
+    threads = [threading.Thread(target=lambda: woken.append(ev.wait(10))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.05)
+    ev.set()
+    for t in threads:
+        t.join(10)
+    assert woken == [True, True, True]
+    assert ev.is_set() and ev.wait() is True
+    ev.clear()
+    assert not ev.is_set()
+    assert ev.wait(0.01) is False
+
+
+def test_rust_event_wait_runs_signal_handlers_in_main_thread():
+    import signal
+
+    ev = _weft.Event()
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    timer = threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGUSR1))
+    try:
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            ev.wait(30)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, old)
+
+
+def test_channel_queue_uses_rust_event(gw):
+    ch = gw.remote_exec("channel.send(channel.receive())")
+    assert type(ch._items._nonempty).__module__ == "weft._weft"
+    with pytest.raises(ch.TimeoutError):
+        ch.receive(0.05)
+    ch.send(5)
+    assert ch.receive(10) == 5
+
+
+def test_held_back_wakeup_never_strands_a_waiter():
+    """On a receiver thread (it called read_frames), Event.set holds the
+    wake-up back until the next read; a waiter still wakes within a slice."""
+    reader, r, w = _pipe_reader()
+    ev = _weft.Event()
+    woke = []
+
+    def waiter():
+        t0 = time.monotonic()
+        assert ev.wait(10)
+        woke.append(time.monotonic() - t0)
+
+    def receiver():
+        os.write(w, pywire.pack_message(5, 1))
+        reader.read_frames()  # this thread now holds wake-ups back
+        ev.set()
+        time.sleep(2)  # e.g. a slow callback: no read_frames for a while
+        _weft.flush_wakeups()
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.05)
+    rt = threading.Thread(target=receiver)
+    rt.start()
+    t.join(10)
+    rt.join(10)
+    os.close(r)
+    os.close(w)
+    assert woke and woke[0] < 1.5, woke
