@@ -53,7 +53,13 @@ struct Slot(UnsafeCell<Option<ThreadData>>);
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(td) = self.0.get_mut().take() {
-            td.record.alive.store(false, Ordering::Release);
+            // Under the kill queue's lock, so that another thread queueing a
+            // kill either sees `alive` false or has its kill handed on below.
+            let pending: Vec<Py<Greenlet>> = {
+                let mut queue = td.record.pending_kills.lock().unwrap_or_else(|e| e.into_inner());
+                td.record.alive.store(false, Ordering::Release);
+                std::mem::take(&mut *queue)
+            };
             LIVE_MAIN_GREENLETS.fetch_sub(1, Ordering::Relaxed);
             let mut orphans = ORPHANS.lock().unwrap_or_else(|e| e.into_inner());
             orphans.push(td.main.into_any());
@@ -61,9 +67,7 @@ impl Drop for Slot {
             orphans.extend(td.trace);
             orphans.extend(td.switching_from.map(|g| g.into_any()));
             orphans.extend(td.starting_run);
-            for g in td.record.pending_kills.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
-                orphans.push(g.into_any());
-            }
+            orphans.extend(pending.into_iter().map(|g| g.into_any()));
             HAVE_ORPHANS.store(true, Ordering::Release);
         }
     }

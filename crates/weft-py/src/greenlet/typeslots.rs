@@ -135,7 +135,14 @@ fn finalize_attached(py: Python<'_>, obj: *mut ffi::PyObject) {
             super::switch::kill(py, &bound);
         } else {
             // Its own thread kills it; this reference keeps it alive until then.
-            c.thread.pending_kills.lock().unwrap_or_else(|e| e.into_inner()).push(bound.unbind());
+            // `alive` is read again under the queue's lock, which the thread's
+            // exit holds while it clears `alive` and hands the queue on: a kill
+            // queued as the thread exits is never stranded. If it has exited
+            // meanwhile, the dealloc that follows retires the greenlet.
+            let mut queue = c.thread.pending_kills.lock().unwrap_or_else(|e| e.into_inner());
+            if c.thread.alive.load(Ordering::Acquire) {
+                queue.push(bound.unbind());
+            }
         }
     }
     if let Some(e) = saved {
