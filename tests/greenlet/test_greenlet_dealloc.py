@@ -274,22 +274,6 @@ print("OK")
 """)
 
 
-def _orphan_in_exited_thread(run):
-    """A greenlet started with `run` and left suspended by a thread that exited."""
-    box = []
-
-    def thread_main():
-        g = greenlet(run)
-        g.switch()
-        box.append(g)
-
-    t = threading.Thread(target=thread_main)
-    t.start()
-    t.join(10)
-    assert not t.is_alive()
-    return box
-
-
 def test_an_orphaned_greenlet_releases_its_run_callable():
     import functools
 
@@ -298,10 +282,10 @@ def test_an_orphaned_greenlet_releases_its_run_callable():
 
     run = functools.partial(body)  # referenced by no frame, only by the call
     run_ref = weakref.ref(run)
-    box = _orphan_in_exited_thread(run)
+    g = _suspended_in_exited_thread(run)
     del run
     assert run_ref() is not None
-    box.clear()
+    del g
     # What a thread leaves behind when it exits (its TLS destructor runs after
     # join() returns) is released at the next entry into weft, as in greenlet.
     getcurrent()
@@ -322,10 +306,10 @@ def test_an_orphaned_greenlets_frames_release_what_they_hold():
         getcurrent().parent.switch()
         return held
 
-    box = _orphan_in_exited_thread(body)
+    g = _suspended_in_exited_thread(body)
     del marker
     assert marker_ref() is not None
-    box.clear()
+    del g
     getcurrent()
     gc.collect()
     assert marker_ref() is None
