@@ -187,27 +187,11 @@ def test_gr_frame_of_greenlet_suspended_in_exited_thread():
         g.switch()
 
 
+# The subprocess tests use the same helper (run_script puts this folder on
+# the child's path).
 _EXITED_THREAD_HELPER = """
-import gc, threading, time
-
-def suspended_in_exited_thread(body):
-    out = []
-    def run():
-        g = greenlet(body)
-        g.switch()
-        out.append(g)
-    t = threading.Thread(target=run)
-    t.start()
-    t.join(10)
-    g = out[0]
-    for _ in range(500):  # its thread's greenlet state goes with the OS thread
-        try:
-            g.switch()
-        except G.error as e:
-            if "exited" in str(e):
-                break
-        time.sleep(0.01)
-    return g
+import gc
+from test_greenlet_dealloc import _suspended_in_exited_thread as suspended_in_exited_thread
 """
 
 
