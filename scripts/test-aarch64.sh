@@ -3,6 +3,8 @@
 # on an x86-64 Linux host, under qemu user-mode emulation.
 #
 #   bash scripts/test-aarch64.sh
+#   bash scripts/test-aarch64.sh --tools   # only install/check the tools; last
+#                                          # line: RUSTC=<the rustc to use>
 #
 # What it exercises: the AArch64 stack switch (crates/weft-stack/src/arch/
 # aarch64_aapcs.rs) running real coroutine switches, with the tests checking
@@ -100,6 +102,10 @@ echo "rustc:   $RUSTC_AARCH64 ($("$RUSTC_AARCH64" --version))"
 echo "cargo:   $(cargo --version)"
 echo "qemu:    $(qemu-aarch64 --version | head -n1)"
 echo "linker:  $(aarch64-linux-gnu-gcc --version | head -n1)"
+if [ "${1:-}" = --tools ]; then
+    echo "RUSTC=$RUSTC_AARCH64"
+    exit 0
+fi
 
 export RUSTC="$RUSTC_AARCH64"
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
