@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds weft's Python extension for aarch64 and runs its pytest suite on an
 # aarch64 CPython (Debian bookworm's 3.11, arm64) under qemu-user emulation.
-# Slow and not part of scripts/test.sh: about 11 min to debootstrap the arm64
-# root the first time (cached afterwards), about 1 min to cross-build, about
-# 15 min for the tests under emulation.
+# Slow and not part of scripts/test.sh: 6-11 min to debootstrap the arm64 root
+# the first time (cached afterwards), 1-2 min to cross-build, 8-11 min for the
+# tests under emulation (18 min in all on a 2-core machine, new root).
 #
 #   bash scripts/test-aarch64-python.sh [PYTEST ARGS...]   # default: tests
 #
