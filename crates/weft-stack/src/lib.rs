@@ -187,7 +187,21 @@ thread_local! {
     static IN_FLIGHT: UnsafeCell<InFlight> = const { UnsafeCell::new(InFlight { current: ptr::null_mut(), target: ptr::null_mut() }) };
 }
 
+// Test-only: called at the start of every `save_current`, i.e. inside the
+// arch routine's frame (the backtrace test looks through it from here).
+#[cfg(test)]
+thread_local! {
+    static SAVE_HOOK: core::cell::Cell<Option<fn()>> = const { core::cell::Cell::new(None) };
+}
+
 unsafe extern "C" fn save_current(sp: *mut u8, ctx: *mut c_void) -> *mut u8 {
+    // Both arch routines keep the ABI's 16-byte stack alignment; a target
+    // resumes with exactly this stack pointer.
+    debug_assert_eq!(sp as usize % 16, 0, "weft_stack_switch misaligned the stack");
+    #[cfg(test)]
+    if let Some(hook) = SAVE_HOOK.with(|h| h.get()) {
+        hook();
+    }
     // SAFETY: `ctx` is this thread's IN_FLIGHT cell, set by `switch` (S1).
     let f = unsafe { &*(ctx as *const InFlight) };
     // SAFETY: S1/S2: both slices belong to this thread and are fixed.

@@ -1,15 +1,17 @@
 //! One file per (architecture, ABI). An unknown target fails the build: a port is
-//! one new file and one `cfg` line here.
+//! one new file and one `cfg` line here. Both files are ELF assembly (`.type`,
+//! unprefixed symbol names), so Apple targets are refused too until a Mach-O
+//! variant exists.
 use core::ffi::c_void;
 
-#[cfg(all(target_arch = "x86_64", not(windows)))]
+#[cfg(all(target_arch = "x86_64", not(any(windows, target_vendor = "apple"))))]
 mod x86_64_sysv;
-#[cfg(all(target_arch = "aarch64", not(windows)))]
+#[cfg(all(target_arch = "aarch64", not(any(windows, target_vendor = "apple"))))]
 mod aarch64_aapcs;
 
 #[cfg(not(any(
-    all(target_arch = "x86_64", not(windows)),
-    all(target_arch = "aarch64", not(windows))
+    all(target_arch = "x86_64", not(any(windows, target_vendor = "apple"))),
+    all(target_arch = "aarch64", not(any(windows, target_vendor = "apple")))
 )))]
 compile_error!("weft-stack has no stack switch for this target; add one under src/arch/");
 
