@@ -123,7 +123,7 @@ fn running_elsewhere(g: &Bound<'_, Greenlet>) -> bool {
     let c = g.get().coro();
     !belongs_here(c)
         && c.thread.alive.load(std::sync::atomic::Ordering::Acquire)
-        && std::ptr::eq(c.thread.current.load(std::sync::atomic::Ordering::Acquire), g.as_ptr())
+        && c.thread.is_running(g.as_ptr())
 }
 
 /// True if the greenlet is bound to the calling thread.
@@ -384,8 +384,7 @@ impl Greenlet {
         // 3.12+'s C-stack links already bypassed), so greenlet's gr_frame works
         // for it too. One running there, or running when its thread exited,
         // has no saved frames.
-        let running_there = std::ptr::eq(c.thread.current.load(std::sync::atomic::Ordering::Acquire), slf.as_ptr());
-        if c.status != Status::Active || is_current(py, g) || running_there {
+        if c.status != Status::Active || is_current(py, g) || c.thread.is_running(slf.as_ptr()) {
             return Ok(py.None());
         }
         switch::suspended_top_frame(py, g)

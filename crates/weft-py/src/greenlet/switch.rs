@@ -469,7 +469,7 @@ pub(crate) fn retire_orphan(g: &Greenlet, obj: Obj) {
     if c.status != Status::Active || c.is_main || !thread_gone {
         return;
     }
-    if std::ptr::eq(c.thread.current.load(std::sync::atomic::Ordering::Acquire), obj) {
+    if c.thread.is_running(obj) {
         return;
     }
     // Dead first: giving the data stack back may run Python code, which must

@@ -21,6 +21,15 @@ pub struct ThreadRecord {
     pub current: AtomicPtr<pyo3::ffi::PyObject>,
 }
 
+impl ThreadRecord {
+    /// True if `obj` is the greenlet running in that thread (for an exited
+    /// thread: the one that was running when it exited, which has no saved
+    /// state).
+    pub fn is_running(&self, obj: *const pyo3::ffi::PyObject) -> bool {
+        std::ptr::eq(self.current.load(Ordering::Acquire), obj)
+    }
+}
+
 /// What a switch carries to the coroutine it resumes.
 pub enum Passing {
     Args(Py<PyTuple>, Option<Py<PyDict>>),

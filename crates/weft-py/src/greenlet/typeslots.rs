@@ -162,7 +162,7 @@ unsafe extern "C" fn traverse(obj: *mut ffi::PyObject, visit: ffi::visitproc, ar
     // nothing can ever release what they hold.
     let suspended = c.status == Status::Active
         && c.thread.alive.load(Ordering::Acquire)
-        && c.thread.current.load(Ordering::Acquire) != obj;
+        && !c.thread.is_running(obj);
     if !suspended {
         return 0;
     }
