@@ -265,9 +265,10 @@ def test_rust_event_wait_runs_signal_handlers_in_main_thread():
         signal.signal(signal.SIGUSR1, old)
 
 
-def test_channel_queue_uses_rust_event(gw):
+def test_channel_queue_is_the_rust_queue_and_routed(gw):
     ch = gw.remote_exec("channel.send(channel.receive())")
-    assert type(ch._items._nonempty).__module__ == "weft._weft"
+    assert type(ch._items) is _weft.ItemQueue
+    assert type(ch._items.event) is _weft.Event
     with pytest.raises(ch.TimeoutError):
         ch.receive(0.05)
     ch.send(5)
@@ -303,3 +304,116 @@ def test_held_back_wakeup_never_strands_a_waiter():
     os.close(r)
     os.close(w)
     assert woke and woke[0] < 1.5, woke
+
+
+def _data(cid, obj):
+    return pywire.pack_message(pywire.CHANNEL_DATA, cid, pywire.dumps(obj))
+
+
+def test_routed_items_skip_python_and_keep_order():
+    """read_frames puts plain items of routed channels into their queues;
+    from the first frame it returns on, it returns every later one too, so
+    Python dispatches them in arrival order."""
+    reader, r, w = _pipe_reader()
+    q1, q2 = _weft.ItemQueue(), _weft.ItemQueue()
+    reader.route(1, q1)
+    reader.route(2, q2)
+    chanref = pywire.pack_message(pywire.CHANNEL_DATA, 1, pywire.dumps(_ChannelRef()))
+    os.write(w, _data(1, "a") + _data(2, b"bytes") + _data(3, "unrouted")
+             + _data(1, "after") + chanref + pywire.pack_message(pywire.CHANNEL_CLOSE, 2))
+    frames = reader.read_frames()
+    assert [(c, cid) for c, cid, _ in frames] == [
+        (pywire.CHANNEL_DATA, 3), (pywire.CHANNEL_DATA, 1), (pywire.CHANNEL_DATA, 1),
+        (pywire.CHANNEL_CLOSE, 2)]
+    assert pywire.loads(frames[1][2]) == "after"
+    assert (q1.qsize(), q1.get_nowait(), q2.get_nowait()) == (1, "a", b"bytes")
+    # a payload needing the channel factory is Python's to decode
+    os.write(w, chanref + _data(1, "next"))
+    frames = reader.read_frames()
+    assert [cid for _, cid, _ in frames] == [1, 1] and q1.qsize() == 0
+    os.close(w)
+    os.close(r)
+
+
+def test_undecodable_routed_item_goes_to_python():
+    reader, r, w = _pipe_reader()
+    q = _weft.ItemQueue()
+    reader.route(4, q)
+    os.write(w, pywire.pack_message(pywire.CHANNEL_DATA, 4, b"\xff") + _data(4, 1))
+    frames = reader.read_frames()
+    assert [(cid, p) for _, cid, p in frames] == [(4, b"\xff"), (4, pywire.dumps(1))]
+    assert q.qsize() == 0
+    os.close(w)
+    os.close(r)
+
+
+def test_unroute_with_queue_spares_a_newer_route():
+    reader, r, w = _pipe_reader()
+    old, new = _weft.ItemQueue(), _weft.ItemQueue()
+    reader.route(5, new)
+    reader.unroute(5, old)  # a finalized channel's queue: not the route
+    os.write(w, _data(5, "x"))
+    assert _drain(reader, w, r) == []
+    assert new.get_nowait() == "x"
+    reader.unroute(5, new)
+    os.write(w, _data(5, "y"))
+    assert [cid for _, cid, _ in reader.read_frames()] == [5]
+    os.close(w)
+    os.close(r)
+
+
+class _ChannelRef:
+    _weft_channel_id = 9
+
+
+def _drain(reader, w, r):
+    """Frames read_frames returns once everything written so far is read
+    (a CHANNEL_CLOSE for channel 0 marks the end)."""
+    os.write(w, pywire.pack_message(pywire.CHANNEL_CLOSE, 0))
+    frames = reader.read_frames()
+    assert frames[-1][:2] == (pywire.CHANNEL_CLOSE, 0)
+    return frames[:-1]
+
+
+def test_item_queue_get_times_out_and_wakes():
+    q = _weft.ItemQueue()
+    with pytest.raises(core.Empty):
+        q.get_nowait()
+    t0 = time.monotonic()
+    with pytest.raises(core.Empty):
+        q.get(0.05)
+    assert time.monotonic() - t0 >= 0.04
+    threading.Timer(0.05, q.put, ("late",)).start()
+    assert q.get(10) == "late"
+
+
+def test_setcallback_while_items_stream_in_loses_nothing(gw):
+    """Routed items that arrive while setcallback swaps the queue for a
+    callback reach the callback, in order."""
+    for _ in range(5):
+        ch = gw.remote_exec("for i in range(3000): channel.send(i)")
+        got = []
+        time.sleep(0.001)
+        ch.setcallback(got.append, endmarker=None)
+        ch.waitclose(30)
+        deadline = time.monotonic() + 10
+        while (not got or got[-1] is not None) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert got == list(range(3000)) + [None]
+
+
+def test_routed_batches_beyond_the_batch_limit_need_no_more_bytes():
+    """More routed frames than one batch holds, all already received: the
+    reader must take them all from its buffer before it reads again (here,
+    reading again finds the end of the stream)."""
+    reader, r, w = _pipe_reader()
+    q = _weft.ItemQueue()
+    reader.route(1, q)
+    os.write(w, b"".join(_data(1, i) for i in range(1500)) + _data(2, "last"))
+    os.close(w)
+    frames = reader.read_frames()
+    assert [(cid, pywire.loads(p)) for _, cid, p in frames] == [(2, "last")]
+    assert [q.get_nowait() for _ in range(q.qsize())] == list(range(1500))
+    with pytest.raises(EOFError):
+        reader.read_frames()
+    os.close(r)

@@ -75,6 +75,75 @@ pub fn flush_wakeups() {
 }
 
 impl Inner {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Inner {
+            flag: AtomicBool::new(false),
+            lock: Mutex::new(false),
+            cv: Condvar::new(),
+        })
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Set the flag and wake the waiters (held back on a receiver thread).
+    pub(crate) fn set(self: &Arc<Self>) {
+        {
+            let mut g = self.guard();
+            *g = true;
+            self.flag.store(true, Ordering::SeqCst);
+        }
+        let deferred = DEFERRED.with(|d| match d.borrow_mut().as_mut() {
+            Some(list) => {
+                list.push(self.clone());
+                true
+            }
+            None => false,
+        });
+        if !deferred {
+            self.cv.notify_all();
+        }
+    }
+
+    pub(crate) fn clear(&self) {
+        let mut g = self.guard();
+        *g = false;
+        self.flag.store(false, Ordering::SeqCst);
+    }
+
+    /// Block (GIL released) until set (true) or `timeout` seconds pass
+    /// (false); the main thread runs signal handlers every slice.
+    pub(crate) fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        if self.is_set() {
+            return Ok(true);
+        }
+        let start = Instant::now();
+        // NaN, infinite or absurdly long timeouts wait forever
+        let deadline = timeout
+            .map(|t| Duration::try_from_secs_f64(t.max(0.0)).ok())
+            .and_then(|d| d.and_then(|d| start.checked_add(d)));
+        let forever = timeout.is_none() || deadline.is_none();
+        let main = in_main_thread();
+        loop {
+            // every waiter re-checks each slice (a held-back wake-up); the
+            // main thread also runs signal handlers between slices
+            let slice = Instant::now() + SIGNAL_SLICE;
+            let until = Some(if forever { slice } else { deadline.map_or(slice, |d| d.min(slice)) });
+            if py.detach(|| self.wait_until(until)) {
+                return Ok(true);
+            }
+            if let Some(d) = deadline {
+                if !forever && Instant::now() >= d {
+                    return Ok(false);
+                }
+            }
+            if main {
+                py.check_signals()?;
+            }
+        }
+    }
+
     fn guard(&self) -> MutexGuard<'_, bool> {
         // a panic cannot happen while the lock is held; recover anyway
         self.lock.lock().unwrap_or_else(|e| e.into_inner())
@@ -114,76 +183,32 @@ fn in_main_thread() -> bool {
 impl PyEvent {
     #[new]
     fn new() -> Self {
-        PyEvent {
-            inner: Arc::new(Inner {
-                flag: AtomicBool::new(false),
-                lock: Mutex::new(false),
-                cv: Condvar::new(),
-            }),
-        }
+        PyEvent { inner: Inner::new() }
     }
 
     fn is_set(&self) -> bool {
-        self.inner.flag.load(Ordering::SeqCst)
+        self.inner.is_set()
     }
 
     fn set(&self) {
-        let inner = &self.inner;
-        {
-            let mut g = inner.guard();
-            *g = true;
-            inner.flag.store(true, Ordering::SeqCst);
-        }
-        let deferred = DEFERRED.with(|d| match d.borrow_mut().as_mut() {
-            Some(list) => {
-                list.push(inner.clone());
-                true
-            }
-            None => false,
-        });
-        if !deferred {
-            inner.cv.notify_all();
-        }
+        self.inner.set();
     }
 
     fn clear(&self) {
-        let inner = &self.inner;
-        let mut g = inner.guard();
-        *g = false;
-        inner.flag.store(false, Ordering::SeqCst);
+        self.inner.clear();
     }
 
     /// Block until set (True) or `timeout` seconds pass (False).
     #[pyo3(signature = (timeout = None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
-        let inner = &*self.inner;
-        if inner.flag.load(Ordering::SeqCst) {
-            return Ok(true);
-        }
-        let start = Instant::now();
-        // NaN, infinite or absurdly long timeouts wait forever
-        let deadline = timeout
-            .map(|t| Duration::try_from_secs_f64(t.max(0.0)).ok())
-            .and_then(|d| d.and_then(|d| start.checked_add(d)));
-        let forever = timeout.is_none() || deadline.is_none();
-        let main = in_main_thread();
-        loop {
-            // every waiter re-checks each slice (a held-back wake-up); the
-            // main thread also runs signal handlers between slices
-            let slice = Instant::now() + SIGNAL_SLICE;
-            let until = Some(if forever { slice } else { deadline.map_or(slice, |d| d.min(slice)) });
-            if py.detach(|| inner.wait_until(until)) {
-                return Ok(true);
-            }
-            if let Some(d) = deadline {
-                if !forever && Instant::now() >= d {
-                    return Ok(false);
-                }
-            }
-            if main {
-                py.check_signals()?;
-            }
-        }
+        self.inner.wait(py, timeout)
+    }
+}
+
+impl PyEvent {
+    /// An event sharing `inner` (the wake-up of an item queue).
+    pub(crate) fn sharing(inner: Arc<Inner>) -> Self {
+        PyEvent { inner }
     }
 }
 

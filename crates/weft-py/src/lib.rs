@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 mod greenlet;
 mod event;
+mod queue;
 mod transport;
 mod wire;
 
@@ -15,5 +16,6 @@ fn _weft(m: &Bound<'_, PyModule>) -> PyResult<()> {
     wire::register(m)?;
     transport::register(m)?;
     event::register(m)?;
+    queue::register(m)?;
     Ok(())
 }

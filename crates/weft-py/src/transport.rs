@@ -3,6 +3,9 @@
 //! Every blocking system call runs with the GIL released; a thread touches
 //! the GIL once per batch of received frames and once per sent frame.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
 use pyo3::exceptions::{PyEOFError, PyOSError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
@@ -10,7 +13,8 @@ use weft_transport::{write_from, FdReader, HEADER_SIZE};
 use weft_wire::opcode;
 
 use crate::event::take_deferred;
-use crate::wire::{dump_error, load_error, to_value};
+use crate::queue::PyItemQueue;
+use crate::wire::{decode_plain, dump_error, load_error, to_value};
 
 /// Most frames (and about most payload bytes) one `read_frames` returns.
 const BATCH_FRAMES: usize = 512;
@@ -21,9 +25,29 @@ fn os_error(e: std::io::Error) -> PyErr {
 }
 
 /// Reads whole frames from a file descriptor it does not own.
-#[pyclass(module = "weft._weft", name = "FrameReader")]
+///
+/// Routes: `route(cid, queue)` names the `ItemQueue` of a channel that has
+/// no callback. A CHANNEL_DATA frame for a routed channel whose payload
+/// decodes without help (no channel references, no error) is put straight
+/// into that queue by `read_frames`, without Python. Everything else is
+/// returned for `core` to dispatch; once one frame of a batch is returned,
+/// so are all after it, so frames are dispatched in the order they came.
+#[pyclass(module = "weft._weft", name = "FrameReader", frozen)]
 pub struct PyFrameReader {
-    inner: FdReader,
+    /// Locked by the one thread that reads (the receiver thread).
+    inner: Mutex<FdReader>,
+    routes: Mutex<HashMap<u32, Py<PyItemQueue>>>,
+}
+
+impl PyFrameReader {
+    fn reader(&self) -> MutexGuard<'_, FdReader> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn routes(&self) -> MutexGuard<'_, HashMap<u32, Py<PyItemQueue>>> {
+        // never held across a call into Python (a finalizer could route)
+        self.routes.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 #[pymethods]
@@ -31,31 +55,83 @@ impl PyFrameReader {
     #[new]
     fn new(fd: i32, max_frame: u32) -> Self {
         PyFrameReader {
-            inner: FdReader::new(fd, max_frame),
+            inner: Mutex::new(FdReader::new(fd, max_frame)),
+            routes: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Put CHANNEL_DATA items for channel `cid` into `queue` from now on.
+    fn route(&self, cid: u32, queue: Py<PyItemQueue>) {
+        let old = self.routes().insert(cid, queue);
+        drop(old);
+    }
+
+    /// Stop routing channel `cid` (no-op if it is not routed); with `queue`,
+    /// only if the route still goes to that queue (a channel object being
+    /// finalized must not unroute a newer channel with the same id).
+    #[pyo3(signature = (cid, queue = None))]
+    fn unroute(&self, cid: u32, queue: Option<Bound<'_, PyAny>>) {
+        let mut routes = self.routes();
+        let same = match (&queue, routes.get(&cid)) {
+            (Some(q), Some(r)) => q.is(r),
+            _ => true,
+        };
+        let old = if same { routes.remove(&cid) } else { None };
+        drop(routes);
+        drop(old);
+    }
+
+    /// Stop routing every channel.
+    fn unroute_all(&self) {
+        let old = std::mem::take(&mut *self.routes());
+        drop(old);
     }
 
     /// The next frames: a non-empty list of `(msgcode, channelid, payload)`.
     /// Blocks (GIL released) until at least one whole frame has arrived.
     /// EOFError at the end of the stream (its text says if it ended inside a
     /// frame), LoadError for a bad header (after the good frames before it).
-    fn read_frames<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+    fn read_frames<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         // wake-ups for the frames dispatched since the last call: sent once
         // the GIL is released below, or when `held` drops
         let mut held = take_deferred();
         let out = PyList::empty(py);
+        let mut reader = self.reader();
         loop {
+            let mut frames = 0;
             let mut bytes = 0;
-            while out.len() < BATCH_FRAMES && bytes < BATCH_BYTES {
-                let (h, range) = match self.inner.buf.next_frame() {
+            let mut need_bytes = false;
+            while frames < BATCH_FRAMES && bytes < BATCH_BYTES {
+                let (h, range) = match reader.buf.next_frame() {
                     Ok(Some(f)) => f,
-                    Ok(None) => break,
+                    Ok(None) => {
+                        need_bytes = true;
+                        break;
+                    }
                     // the good frames first; the error comes again next call
-                    Err(_) if !out.is_empty() => break,
+                    Err(_) if frames > 0 => break,
                     Err(e) => return Err(load_error(py, e.to_string())),
                 };
+                frames += 1;
                 bytes += range.len();
-                let payload = PyBytes::new(py, self.inner.buf.slice(range));
+                let raw = reader.buf.slice(range);
+                if out.is_empty()
+                    && h.msgcode == weft_wire::CHANNEL_DATA
+                    && self.routes().contains_key(&h.channel_id)
+                {
+                    if let Some(item) = decode_plain(py, raw) {
+                        // Look again: decoding can run the GC, whose
+                        // finalizers can let another thread unroute the
+                        // channel (setcallback drains the queue first). The
+                        // push runs no Python, so it cannot race with that.
+                        let routes = self.routes();
+                        if let Some(queue) = routes.get(&h.channel_id) {
+                            queue.get().push(item.unbind());
+                            continue;
+                        }
+                    }
+                }
+                let payload = PyBytes::new(py, raw);
                 out.append(PyTuple::new(
                     py,
                     [
@@ -68,14 +144,23 @@ impl PyFrameReader {
             if !out.is_empty() {
                 return Ok(out);
             }
-            let inner = &mut self.inner;
+            if !need_bytes {
+                // a whole batch went into queues and more frames are
+                // buffered: wake their waiters, then take the next batch
+                take_deferred().wake();
+                continue;
+            }
+            let inner = &mut *reader;
+            // held since the last call, and set by the routed items above
             let mut wake = std::mem::take(&mut held);
+            let mut routed = take_deferred();
             match py.detach(move || {
                 wake.wake();
+                routed.wake();
                 inner.fill()
             }) {
                 Ok(0) => {
-                    return Err(PyEOFError::new_err(match self.inner.buf.incomplete() {
+                    return Err(PyEOFError::new_err(match reader.buf.incomplete() {
                         Some((want, got)) => {
                             format!("connection closed inside a frame: expected {want} bytes, got {got}")
                         }
@@ -90,17 +175,18 @@ impl PyFrameReader {
     }
 
     /// Exactly `n` raw bytes (what `FdIO.read(n)` returns), or EOFError.
-    fn read_exact<'py>(&mut self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyBytes>> {
+    fn read_exact<'py>(&self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyBytes>> {
+        let mut reader = self.reader();
         loop {
-            if let Some(r) = self.inner.buf.take(n) {
-                return Ok(PyBytes::new(py, self.inner.buf.slice(r)));
+            if let Some(r) = reader.buf.take(n) {
+                return Ok(PyBytes::new(py, reader.buf.slice(r)));
             }
-            let inner = &mut self.inner;
+            let inner = &mut *reader;
             match py.detach(|| inner.fill()) {
                 Ok(0) => {
                     return Err(PyEOFError::new_err(format!(
                         "expected {n} bytes, got {}",
-                        self.inner.buf.buffered()
+                        reader.buf.buffered()
                     )))
                 }
                 Ok(_) => {}
@@ -112,7 +198,20 @@ impl PyFrameReader {
 
     /// Bytes received and not yet returned.
     fn buffered(&self) -> usize {
-        self.inner.buf.buffered()
+        self.reader().buf.buffered()
+    }
+
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        if let Ok(routes) = self.routes.try_lock() {
+            for q in routes.values() {
+                visit.call(q)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        self.unroute_all();
     }
 }
 

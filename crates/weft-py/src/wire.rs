@@ -225,6 +225,31 @@ fn to_py<'py>(
     })
 }
 
+/// The object a CHANNEL_DATA payload holds, if it decodes without help:
+/// None for a payload with channel references (they need the gateway's
+/// channel factory) or one that does not decode (`core` reports why).
+pub(crate) fn decode_plain<'py>(py: Python<'py>, raw: &[u8]) -> Option<Bound<'py, PyAny>> {
+    if let Some(payload) = lone_bytes(raw, false) {
+        return Some(PyBytes::new(py, payload).into_any());
+    }
+    let value = weft_wire::decode_with(raw, &LoadOptions::default()).ok()?;
+    if has_channel(&value) {
+        return None;
+    }
+    to_py(py, value, None).ok()
+}
+
+fn has_channel(v: &Value) -> bool {
+    match v {
+        Value::Channel(_) => true,
+        Value::Tuple(items) | Value::List(items) | Value::Set(items) | Value::FrozenSet(items) => {
+            items.iter().any(has_channel)
+        }
+        Value::Dict(pairs) => pairs.iter().any(|(k, x)| has_channel(k) || has_channel(x)),
+        _ => false,
+    }
+}
+
 /// Serialize `obj` exactly as `weft._bootstrap.wire.dumps`.
 #[pyfunction]
 #[pyo3(signature = (obj, versioned = false))]

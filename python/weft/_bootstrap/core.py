@@ -27,12 +27,16 @@ installs ``weft.execnet._wait.block_until`` here with ``set_wait_hook``; a
 tasklet scheduler takes over blocking by replacing that one function.
 """
 
+import _thread
 import os
 import sys
-import threading
 import time
 import weakref
-from collections import deque
+
+try:
+    from _collections import deque  # not ``collections``: worker start-up
+except ImportError:  # pragma: no cover - not CPython
+    from collections import deque
 
 if "weft_boot_wire" in sys.modules:  # remote side: installed by the boot stub
     _wire = sys.modules["weft_boot_wire"]
@@ -79,7 +83,8 @@ def rust_codec(version=None):
     codec.rust_version = _weft.__version__
     # the Rust transport (crate weft-transport): FdIO/SocketIO use it
     # and a lighter Event for the item queues
-    for name in ("FrameReader", "send_frame", "write_all", "Event", "flush_wakeups"):
+    for name in ("FrameReader", "send_frame", "write_all", "Event", "ItemQueue",
+                 "flush_wakeups"):
         setattr(codec, name, getattr(_weft, name, None))
     return codec
 
@@ -110,6 +115,38 @@ CHANNEL_LAST_MESSAGE = _wire.CHANNEL_LAST_MESSAGE
 
 
 # --------------------------------------------------------------------------
+# Threads, locks, events
+# --------------------------------------------------------------------------
+# The gateway's own waits and threads use ``_thread`` and, with the Rust
+# transport, ``weft._weft.Event``: importing ``threading`` (and the
+# ``functools``/``collections`` it pulls in) costs a new worker about 6 ms of
+# its start-up.  Where ``threading`` is loaded anyway (the local side, or once
+# remote code imports it) threads are made with it, so they carry names.
+
+_Lock = _thread.allocate_lock
+_RLock = _thread.RLock
+get_ident = _thread.get_ident
+
+
+def _new_event():
+    """An event with ``is_set``/``set``/``clear``/``wait(timeout)``."""
+    rust = getattr(_wire, "Event", None)
+    if rust is not None:
+        return rust()
+    import threading
+    return threading.Event()
+
+
+def _start_thread(target, args=(), name=None):
+    """Run ``target(*args)`` in a new daemon thread."""
+    threading = sys.modules.get("threading")
+    if threading is None:
+        _thread.start_new_thread(target, tuple(args))
+    else:
+        threading.Thread(target=target, args=args, name=name, daemon=True).start()
+
+
+# --------------------------------------------------------------------------
 # The one blocking hook
 # --------------------------------------------------------------------------
 
@@ -121,12 +158,18 @@ def _thread_block_until(event, timeout=None):
 
 
 _block_until_hook = _thread_block_until
+# True while the hook blocks the calling OS thread (no tasklet scheduler has
+# taken it over): then a channel's Rust item queue may block by itself.
+_hook_blocks_thread = True
 
 
-def set_wait_hook(fn):
-    """Install ``fn(event, timeout) -> bool`` as the blocking hook."""
-    global _block_until_hook
+def set_wait_hook(fn, blocks_thread=None):
+    """Install ``fn(event, timeout) -> bool`` as the blocking hook;
+    ``blocks_thread`` says whether it just blocks the calling OS thread
+    (default: only when ``fn`` is None, the built-in hook)."""
+    global _block_until_hook, _hook_blocks_thread
     _block_until_hook = fn or _thread_block_until
+    _hook_blocks_thread = fn is None if blocks_thread is None else bool(blocks_thread)
 
 
 def block_until(event, timeout=None):
@@ -215,11 +258,10 @@ class ExecModel:
         return socket
 
     def start(self, func, args=()):
-        t = threading.Thread(target=func, args=args, daemon=True)
-        t.start()
+        _start_thread(func, args)
 
     def get_ident(self):
-        return threading.get_ident()
+        return get_ident()
 
     def sleep(self, delay):
         time.sleep(delay)
@@ -228,12 +270,15 @@ class ExecModel:
         return os.fdopen(fd, mode, bufsize, closefd=closefd)
 
     def Lock(self):
+        import threading
         return threading.Lock()
 
     def RLock(self):
+        import threading
         return threading.RLock()
 
     def Event(self):
+        import threading
         return threading.Event()
 
 
@@ -255,7 +300,7 @@ class Reply:
 
     def __init__(self, task):
         self.task = task
-        self._done = threading.Event()
+        self._done = _new_event()
         self.running = True
         self._result = None
         self._exc = None
@@ -288,15 +333,15 @@ class WorkerPool:
     def __init__(self, execmodel, hasprimary=False, primary_only=False):
         self.execmodel = execmodel
         self._primary_only = primary_only
-        self._running_lock = threading.Lock()
+        self._running_lock = _Lock()
         self._running = set()
         self._shuttingdown = False
-        self._idle = threading.Event()
+        self._idle = _new_event()
         self._idle.set()
         self._primary = None
         if hasprimary:
             self._primary = deque()
-            self._primary_wakeup = threading.Event()
+            self._primary_wakeup = _new_event()
             # idle from the start: the first task waits in the queue until the
             # main thread enters integrate_as_primary_thread (execnet runs
             # the first remote_exec in the main thread; signal handlers need it)
@@ -449,7 +494,7 @@ class FdIO(_RustFrames):
     def __init__(self, rfd, wfd):
         self._rfd = rfd
         self._wfd = wfd
-        self._wlock = threading.Lock()
+        self._wlock = _Lock()
         self._wclosed = False
         self._rclosed = False
         if self._init_fast(rfd, wfd):
@@ -504,7 +549,7 @@ class SocketIO(_RustFrames):
 
     def __init__(self, sock):
         self.sock = sock
-        self._wlock = threading.Lock()
+        self._wlock = _Lock()
         self._wclosed = False
         if not self._init_fast(sock.fileno(), sock.fileno()):
             self._rfile = sock.makefile("rb", 65536)
@@ -613,6 +658,36 @@ class Empty(Exception):
     pass
 
 
+def _get_blocking(items, timeout=None):
+    """The next item of an item queue (``_ItemQueue`` or the Rust
+    ``ItemQueue``), waiting through ``block_until``; ``Empty`` after
+    ``timeout`` seconds.  The wake-up is cleared, then the queue looked at
+    once more, then waited for: a ``put`` after that last look finds the
+    wake-up clear and sets it."""
+    try:
+        return items.get_nowait()
+    except Empty:
+        pass
+    deadline = None if timeout is None else time.monotonic() + timeout
+    ready = items.event
+    while True:
+        ready.clear()
+        try:
+            return items.get_nowait()
+        except Empty:
+            pass
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise Empty()
+        block_until(ready, remaining)
+
+
+def _new_item_queue():
+    """The Rust item queue where this side uses the Rust transport."""
+    rust = getattr(_wire, "ItemQueue", None)
+    return rust() if rust is not None else _ItemQueue()
+
+
 class _ItemQueue:
     """FIFO of received items whose waits go through ``block_until``.
 
@@ -625,12 +700,16 @@ class _ItemQueue:
 
     def __init__(self):
         self._items = deque()
-        self._nonempty = (getattr(_wire, "Event", None) or threading.Event)()
+        self._nonempty = _new_event()
 
     def put(self, item):
         self._items.append(item)
         if not self._nonempty.is_set():
             self._nonempty.set()
+
+    @property
+    def event(self):
+        return self._nonempty
 
     def get_nowait(self):
         try:
@@ -638,28 +717,7 @@ class _ItemQueue:
         except IndexError:
             raise Empty() from None
 
-    def get(self, timeout=None):
-        items = self._items
-        try:
-            return items.popleft()
-        except IndexError:
-            pass
-        deadline = None if timeout is None else time.monotonic() + timeout
-        nonempty = self._nonempty
-        while True:
-            nonempty.clear()
-            try:
-                return items.popleft()
-            except IndexError:
-                pass
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise Empty()
-            block_until(nonempty, remaining)
-            try:
-                return items.popleft()
-            except IndexError:
-                pass
+    get = _get_blocking
 
     def qsize(self):
         return len(self._items)
@@ -679,9 +737,9 @@ class Channel:
         assert isinstance(id, int), id
         self.gateway = gateway
         self.id = id
-        self._items = _ItemQueue()
+        self._items = _new_item_queue()
         self._closed = False
-        self._receiveclosed = threading.Event()
+        self._receiveclosed = _new_event()
         self._remoteerrors = []
 
     @property
@@ -701,6 +759,7 @@ class Channel:
             if items is None:
                 raise IOError("%r has callback already registered" % (self,))
             self._items = None
+            factory._unroute(self.id)
             while True:
                 try:
                     olditem = items.get_nowait()
@@ -725,7 +784,11 @@ class Channel:
         # A channel nobody references any more: tell the other side.
         try:
             gateway = self.gateway
-            if gateway is None or self._closed:
+            if gateway is None:
+                return
+            if self._items is not None:
+                gateway._channelfactory._unroute(self.id, self._items)
+            if self._closed:
                 return
             if gateway._channelfactory.finished or self._receiveclosed.is_set():
                 return
@@ -797,7 +860,7 @@ class Channel:
         if items is None:
             raise IOError("cannot receive(), channel has receiver callback")
         try:
-            x = items.get(timeout)
+            x = items.get(timeout) if _hook_blocks_thread else _get_blocking(items, timeout)
         except Empty:
             raise self.TimeoutError("no item after %r seconds" % (timeout,)) from None
         if x is ENDMARKER:
@@ -827,12 +890,18 @@ class ChannelFactory:
     def __init__(self, gateway, startcount=1):
         self._channels = weakref.WeakValueDictionary()
         self._callbacks = {}
-        self._writelock = threading.Lock()
-        self._receivelock = threading.RLock()
+        self._writelock = _Lock()
+        self._receivelock = _RLock()
         self.gateway = gateway
         self.count = startcount
         self.finished = False
         self._list = list  # for cleanup during interpreter shutdown
+        # the Rust transport puts items of routed channels into their queues
+        # itself (FrameReader.route); a channel is routed while it has a queue
+        reader = getattr(gateway._io, "_reader", None)
+        self._route = getattr(reader, "route", None)
+        self._unroute = getattr(reader, "unroute", None) or (lambda id, queue=None: None)
+        self._unroute_all = getattr(reader, "unroute_all", None) or (lambda: None)
 
     def new(self, id=None):
         """A new channel, or the one with ``id`` (made if needed)."""
@@ -846,12 +915,15 @@ class ChannelFactory:
                 channel = self._channels[id]
             except KeyError:
                 channel = self._channels[id] = Channel(self.gateway, id)
+                if self._route is not None and not isinstance(channel._items, _ItemQueue):
+                    self._route(id, channel._items)
             return channel
 
     def channels(self):
         return self._list(self._channels.values())
 
     def _no_longer_opened(self, id):
+        self._unroute(id)
         try:
             del self._channels[id]
         except KeyError:
@@ -912,6 +984,7 @@ class ChannelFactory:
     def _finished_receiving(self, error=None):
         with self._writelock:
             self.finished = True
+        self._unroute_all()
         for id in self._list(self._channels):
             self._local_close(id, error, sendonly=error is None)
         for id in self._list(self._callbacks):
@@ -1004,9 +1077,8 @@ class BaseGateway:
         self.id = id
         self._strconfig = (True, False)
         self._channelfactory = ChannelFactory(self, _startcount)
-        self._receivelock = threading.RLock()
-        self._receive_done = threading.Event()
-        self._receive_thread = None
+        self._receivelock = _RLock()
+        self._receive_done = _new_event()
         # the Rust transport frames and writes an item in one call
         self._io_send = getattr(io, "send", None)
 
@@ -1016,11 +1088,7 @@ class BaseGateway:
                 self._sysid, os.getpid(), " ".join(str(m) for m in msg)))
 
     def _initreceive(self):
-        t = threading.Thread(
-            target=self._thread_receiver, name="weft-receiver-%s" % (self.id,),
-            daemon=True)
-        self._receive_thread = t
-        t.start()
+        _start_thread(self._thread_receiver, name="weft-receiver-%s" % (self.id,))
 
     def _read_frame(self):
         header = self._io.read(HEADER_SIZE)
@@ -1186,7 +1254,7 @@ class WorkerGateway(BaseGateway):
     def _terminate_execution(self):
         self._execpool.trigger_shutdown()
         # give running tasks a moment; the process exits after serve() anyway
-        threading.Thread(target=self._exit_if_stuck, daemon=True).start()
+        _start_thread(self._exit_if_stuck)
 
     def _exit_if_stuck(self):
         if not self._execpool.waitall(5.0):
@@ -1198,7 +1266,7 @@ class WorkerGateway(BaseGateway):
         # us any more, so a task that does not finish soon must not keep this
         # process alive as an orphan.
         self._execpool.trigger_shutdown()
-        threading.Thread(target=self._exit_if_stuck, daemon=True).start()
+        _start_thread(self._exit_if_stuck)
         try:
             self._io.close_write()
         except Exception:
@@ -1210,7 +1278,7 @@ class WorkerGateway(BaseGateway):
             primary_only=self.execmodel.backend == "main_thread_only")
         self._executetask_complete = None
         if self.execmodel.backend == "main_thread_only":
-            self._executetask_complete = threading.Event()
+            self._executetask_complete = _new_event()
             self._executetask_complete.set()
         self._initreceive()
         try:

@@ -41,12 +41,14 @@ def install(fn):
     """Route all blocking waits through ``fn(event, timeout) -> bool``."""
     global _hook
     _hook = fn
+    _core.set_wait_hook(block_until, blocks_thread=False)
 
 
 def uninstall():
     """Go back to blocking the OS thread."""
     global _hook
     _hook = _default
+    _core.set_wait_hook(block_until, blocks_thread=True)
 
 
-_core.set_wait_hook(block_until)
+_core.set_wait_hook(block_until, blocks_thread=True)
