@@ -417,3 +417,157 @@ def test_routed_batches_beyond_the_batch_limit_need_no_more_bytes():
     with pytest.raises(EOFError):
         reader.read_frames()
     os.close(r)
+
+
+# --- direct read: a thread waiting in receive() reads frames itself ---------
+
+def test_waiting_thread_reads_for_itself(gw):
+    reader = gw._io._reader
+    before = reader.direct_receives
+    ch = gw.remote_exec(ECHO)
+    for i in range(200):
+        ch.send(i)
+        assert ch.receive(10) == i
+    ch.send(None)
+    ch.waitclose(10)
+    assert reader.direct_receives - before >= 100
+    # the worker's main thread reads for itself too
+    n = gw.remote_exec(
+        "r = channel.gateway._io._reader; before = r.direct_receives\n"
+        "for i in range(50): channel.receive()\n"
+        "channel.send(r.direct_receives - before)")
+    for i in range(50):
+        n.send(i)
+        time.sleep(0.001)
+    assert n.receive(10) >= 10
+
+
+ECHO = """
+while 1:
+    x = channel.receive()
+    if x is None:
+        break
+    channel.send(x)
+"""
+
+
+def test_direct_read_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("WEFT_EXECNET_DIRECT_READ", "0")
+    gw = execnet.makegateway("popen")
+    try:
+        ch = gw.remote_exec(ECHO)
+        for i in range(20):
+            ch.send(i)
+            assert ch.receive(10) == i
+        ch.send(None)
+        assert gw._io._reader.direct_receives == 0
+    finally:
+        gw.exit()
+
+
+def test_direct_read_timeout(gw):
+    ch = gw.remote_exec("channel.receive()")
+    t0 = time.monotonic()
+    with pytest.raises(ch.TimeoutError):
+        ch.receive(0.1)
+    assert 0.09 <= time.monotonic() - t0 < 2
+    ch.send(1)
+    ch.waitclose(10)
+
+
+def test_local_close_wakes_a_direct_reader(gw):
+    ch = gw.remote_exec("channel.receive()")
+    threading.Timer(0.2, ch.close).start()
+    t0 = time.monotonic()
+    with pytest.raises(EOFError):
+        ch.receive(20)
+    assert time.monotonic() - t0 < 5
+
+
+def test_callbacks_stay_on_the_receiver_thread_while_a_thread_reads(gw):
+    """Frames for a callback channel that a direct reader meets are handed to
+    the receiver thread: callbacks never run in the waiting thread."""
+    threads = []
+    cb = gw.newchannel()
+    cb.setcallback(lambda item: threads.append(threading.get_ident()))
+    ch = gw.remote_exec("""
+        cb = channel.receive()
+        for i in range(300):
+            cb.send(i)
+            channel.send(i)
+        """)
+    ch.send(cb)
+    assert [ch.receive(10) for _ in range(300)] == list(range(300))
+    ch.waitclose(10)
+    deadline = time.monotonic() + 10
+    while len(threads) < 300 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(threads) == 300
+    assert threading.get_ident() not in threads
+
+
+def test_threads_waiting_on_channels_of_one_gateway(gw):
+    """Several threads receive at once: whichever reads, every item reaches
+    its own channel, in order."""
+    n_threads, n = 6, 300
+    chans = [gw.remote_exec("for i in range(%d): channel.send(i)" % n) for _ in range(n_threads)]
+    results = {}
+
+    def consume(k, ch):
+        results[k] = [ch.receive(20) for _ in range(n)]
+
+    ts = [threading.Thread(target=consume, args=(k, ch)) for k, ch in enumerate(chans)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert results == {k: list(range(n)) for k in range(n_threads)}
+
+
+def test_sigint_interrupts_a_direct_reader_and_the_gateway_lives_on(gw):
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    try:
+        ch = gw.remote_exec(ECHO)
+        timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1))
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            ch.receive(30)
+        timer.join()
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    for i in range(20):
+        ch.send(i)
+        assert ch.receive(10) == i
+    ch.send(None)
+    ch.waitclose(10)
+
+
+def test_worker_killed_while_a_thread_reads(gw):
+    import signal
+    pid = gw.remote_exec("import os; channel.send(os.getpid())").receive(10)
+    ch = gw.remote_exec("channel.receive()")
+    threading.Timer(0.2, os.kill, (pid, signal.SIGKILL)).start()
+    t0 = time.monotonic()
+    with pytest.raises(EOFError) as info:
+        ch.receive(30)
+    assert "SIGKILL" in str(info.value)
+    assert time.monotonic() - t0 < 10
+
+
+def test_channel_references_reach_a_direct_reader(gw):
+    """A payload with channel references needs the receiver thread (it makes
+    the channels); the waiting thread hands it over and still gets it."""
+    ch = gw.remote_exec("""
+        for i in range(50):
+            c = channel.gateway.newchannel()
+            channel.send((i, c))
+            c.send(i * 2)
+        """)
+    for i in range(50):
+        j, c = ch.receive(10)
+        assert j == i and c.receive(10) == i * 2

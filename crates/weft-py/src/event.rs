@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 
-const SIGNAL_SLICE: Duration = Duration::from_millis(50);
+pub(crate) const SIGNAL_SLICE: Duration = Duration::from_millis(50);
 
 pub(crate) struct Inner {
     flag: AtomicBool,
@@ -174,7 +174,7 @@ impl Inner {
     }
 }
 
-fn in_main_thread() -> bool {
+pub(crate) fn in_main_thread() -> bool {
     // SAFETY: getpid and gettid take no arguments and cannot fail.
     unsafe { libc::gettid() == libc::getpid() }
 }

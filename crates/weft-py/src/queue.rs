@@ -6,7 +6,9 @@
 //! item is one call.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -14,6 +16,7 @@ use pyo3::types::PyType;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::event::{Inner, PyEvent};
+use crate::transport::{Direct, PyFrameReader};
 
 /// `core.Empty`: raised by `get_nowait` and by `get` after its timeout.
 fn empty_error(py: Python<'_>) -> PyErr {
@@ -29,6 +32,10 @@ fn empty_error(py: Python<'_>) -> PyErr {
 pub struct PyItemQueue {
     items: Mutex<VecDeque<Py<PyAny>>>,
     ready: Arc<Inner>,
+    /// The reader a waiting thread may read from itself (`attach`).
+    direct: OnceLock<Py<PyFrameReader>>,
+    /// True while such a thread is blocked for this queue: a `put` pokes it.
+    direct_waiter: AtomicBool,
 }
 
 impl PyItemQueue {
@@ -38,8 +45,16 @@ impl PyItemQueue {
         self.items.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn pop(&self) -> Option<Py<PyAny>> {
+    pub(crate) fn pop(&self) -> Option<Py<PyAny>> {
         self.items().pop_front()
+    }
+
+    pub(crate) fn ready(&self) -> &Arc<Inner> {
+        &self.ready
+    }
+
+    pub(crate) fn set_direct_waiter(&self, on: bool) {
+        self.direct_waiter.store(on, Ordering::SeqCst);
     }
 
     /// Append `item` and wake a waiter (held back on a receiver thread).
@@ -47,6 +62,11 @@ impl PyItemQueue {
         self.items().push_back(item);
         if !self.ready.is_set() {
             self.ready.set();
+        }
+        if self.direct_waiter.load(Ordering::SeqCst) {
+            if let Some(reader) = self.direct.get() {
+                reader.get().poke();
+            }
         }
     }
 }
@@ -58,7 +78,17 @@ impl PyItemQueue {
         PyItemQueue {
             items: Mutex::new(VecDeque::new()),
             ready: Inner::new(),
+            direct: OnceLock::new(),
+            direct_waiter: AtomicBool::new(false),
         }
+    }
+
+    /// Let a thread that waits in `get` read frames from `reader` itself
+    /// (the reader that routes this queue's channel). Once per queue.
+    fn attach(&self, reader: Py<PyFrameReader>) -> PyResult<()> {
+        self.direct
+            .set(reader)
+            .map_err(|_| pyo3::exceptions::PyValueError::new_err("queue is attached already"))
     }
 
     fn put(&self, item: Py<PyAny>) {
@@ -78,7 +108,17 @@ impl PyItemQueue {
         if let Some(x) = self.pop() {
             return Ok(x);
         }
-        let deadline = timeout.map(|t| std::time::Instant::now() + std::time::Duration::from_secs_f64(t.clamp(0.0, 1e9)));
+        let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.clamp(0.0, 1e9)));
+        if let Some(reader) = self.direct.get() {
+            let reader = reader.get();
+            if reader.direct_allowed() {
+                match reader.read_for(py, self, deadline)? {
+                    Direct::Item(x) => return Ok(x),
+                    Direct::TimedOut => return self.pop().ok_or_else(|| empty_error(py)),
+                    Direct::Fallback => {}
+                }
+            }
+        }
         loop {
             self.ready.clear();
             if let Some(x) = self.pop() {
@@ -87,7 +127,7 @@ impl PyItemQueue {
             let remaining = match deadline {
                 None => None,
                 Some(d) => {
-                    let left = d.saturating_duration_since(std::time::Instant::now());
+                    let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return Err(empty_error(py));
                     }
@@ -101,7 +141,7 @@ impl PyItemQueue {
         }
     }
 
-    fn qsize(&self) -> usize {
+    pub(crate) fn qsize(&self) -> usize {
         self.items().len()
     }
 
@@ -118,6 +158,9 @@ impl PyItemQueue {
             for item in items.iter() {
                 visit.call(item)?;
             }
+        }
+        if let Some(reader) = self.direct.get() {
+            visit.call(reader)?;
         }
         Ok(())
     }

@@ -4,15 +4,18 @@
 //! the GIL once per batch of received frames and once per sent frame.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyEOFError, PyOSError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
+use weft_transport::role::{Acquire, Holder, Ready, Role};
 use weft_transport::{write_from, FdReader, HEADER_SIZE};
 use weft_wire::opcode;
 
-use crate::event::take_deferred;
+use crate::event::{in_main_thread, take_deferred, SIGNAL_SLICE};
 use crate::queue::PyItemQueue;
 use crate::wire::{decode_plain, dump_error, load_error, to_value};
 
@@ -29,14 +32,49 @@ fn os_error(e: std::io::Error) -> PyErr {
 /// Routes: `route(cid, queue)` names the `ItemQueue` of a channel that has
 /// no callback. A CHANNEL_DATA frame for a routed channel whose payload
 /// decodes without help (no channel references, no error) is put straight
-/// into that queue by `read_frames`, without Python. Everything else is
-/// returned for `core` to dispatch; once one frame of a batch is returned,
-/// so are all after it, so frames are dispatched in the order they came.
+/// into that queue, without Python. Everything else is returned by
+/// `read_frames` for `core` to dispatch; once one frame of a batch is
+/// returned, so are all after it, so frames are dispatched in arrival order.
+///
+/// Direct read: a thread waiting in `ItemQueue.get` on a queue attached to
+/// this reader takes the read role (crate `weft-transport`, `role`) and
+/// routes frames itself; at the first frame it may not dispatch, it hands
+/// the role (and that frame, still in the buffer) back to the receiver
+/// thread, the one that calls `read_frames`.
 #[pyclass(module = "weft._weft", name = "FrameReader", frozen)]
 pub struct PyFrameReader {
-    /// Locked by the one thread that reads (the receiver thread).
+    /// Locked only by the holder of `role`, so never contended.
     inner: Mutex<FdReader>,
     routes: Mutex<HashMap<u32, Py<PyItemQueue>>>,
+    role: Role,
+    fd: i32,
+    /// The thread that calls `read_frames` (0 before its first call).
+    receiver: AtomicU64,
+    /// Items that waiting threads got by reading for themselves.
+    direct_receives: AtomicU64,
+}
+
+/// How `route_buffered` stopped.
+enum Routed {
+    /// No complete frame is buffered.
+    NeedBytes,
+    /// A batch went into queues; more frames may be buffered.
+    Full,
+    /// The next frame (left in the buffer) is not a routed plain item.
+    Stop,
+}
+
+/// What a waiting thread's direct read ended with.
+pub(crate) enum Direct {
+    Item(Py<PyAny>),
+    TimedOut,
+    /// Wait the ordinary way (the receiver thread reads).
+    Fallback,
+}
+
+fn thread_id() -> u64 {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { libc::gettid() as u64 }
 }
 
 impl PyFrameReader {
@@ -48,16 +86,195 @@ impl PyFrameReader {
         // never held across a call into Python (a finalizer could route)
         self.routes.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Put the buffered plain items of routed channels into their queues,
+    /// up to one batch; stop before the first frame that is not one.
+    fn route_buffered(&self, py: Python<'_>, r: &mut FdReader) -> Routed {
+        let (mut frames, mut bytes) = (0, 0);
+        while frames < BATCH_FRAMES && bytes < BATCH_BYTES {
+            let mark = r.buf.mark();
+            let (h, range) = match r.buf.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => return Routed::NeedBytes,
+                Err(_) => return Routed::Stop, // read_frames reports it
+            };
+            if h.msgcode == weft_wire::CHANNEL_DATA && self.routes().contains_key(&h.channel_id) {
+                if let Some(item) = decode_plain(py, r.buf.slice(range.clone())) {
+                    // Look again: decoding can run the GC, whose finalizers
+                    // can let another thread unroute the channel (setcallback
+                    // drains the queue first). The push runs no Python.
+                    let routes = self.routes();
+                    if let Some(queue) = routes.get(&h.channel_id) {
+                        queue.get().push(item.unbind());
+                        frames += 1;
+                        bytes += range.len();
+                        continue;
+                    }
+                }
+            }
+            r.buf.rewind(mark);
+            return Routed::Stop;
+        }
+        Routed::Full
+    }
+
+    /// Wake a thread blocked in a direct read (an item was put for it).
+    pub(crate) fn poke(&self) {
+        self.role.poke();
+    }
+
+    /// Whether a thread waiting for an item may read for itself now.
+    pub(crate) fn direct_allowed(&self) -> bool {
+        let receiver = self.receiver.load(Ordering::Relaxed);
+        receiver != 0 && receiver != thread_id() && !self.role.is_closed()
+    }
+
+    /// Read for `q` (a queue attached to this reader) until an item is in
+    /// it, `deadline` passes, or the receiver thread must take over.
+    pub(crate) fn read_for(
+        &self,
+        py: Python<'_>,
+        q: &PyItemQueue,
+        deadline: Option<Instant>,
+    ) -> PyResult<Direct> {
+        let me = thread_id();
+        let outcome = self.read_for_holding(py, q, deadline, me);
+        q.set_direct_waiter(false);
+        self.role.release(Holder::User(me), false);
+        if let Ok(Direct::Item(_)) = outcome {
+            self.direct_receives.fetch_add(1, Ordering::Relaxed);
+        }
+        outcome
+    }
+
+    fn read_for_holding(
+        &self,
+        py: Python<'_>,
+        q: &PyItemQueue,
+        deadline: Option<Instant>,
+        me: u64,
+    ) -> PyResult<Direct> {
+        let main = in_main_thread();
+        loop {
+            q.ready().clear();
+            if let Some(x) = q.pop() {
+                return Ok(Direct::Item(x));
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Ok(Direct::TimedOut);
+            }
+            let slice_end = now + SIGNAL_SLICE;
+            let until = deadline.map_or(slice_end, |d| d.min(slice_end));
+            if self.role.holder() != Holder::User(me) {
+                q.set_direct_waiter(true);
+                let role = &self.role;
+                let ready = q.ready();
+                let got = py.detach(|| role.user_acquire(me, &|| ready.is_set(), until));
+                q.set_direct_waiter(false);
+                match got {
+                    Acquire::Got => {}
+                    Acquire::Ready => continue,
+                    Acquire::Refused => return Ok(Direct::Fallback),
+                    Acquire::Timeout => {
+                        if main {
+                            py.check_signals()?;
+                        }
+                        continue;
+                    }
+                }
+            }
+            let mut reader = self.reader();
+            match self.route_buffered(py, &mut reader) {
+                Routed::Stop => {
+                    drop(reader);
+                    self.role.release(Holder::User(me), true);
+                    return Ok(Direct::Fallback);
+                }
+                Routed::Full => continue,
+                Routed::NeedBytes => {}
+            }
+            if q.qsize() > 0 {
+                continue;
+            }
+            q.set_direct_waiter(true);
+            if q.ready().is_set() {
+                continue; // put by another thread since the look above
+            }
+            let fd = self.fd;
+            let role = &self.role;
+            let inner = &mut *reader;
+            let polled = py.detach(move || match role.poll(fd, Some(until.saturating_duration_since(Instant::now())))? {
+                Ready::Data => inner.fill().map(Some),
+                Ready::Kick | Ready::Timeout => Ok(None),
+            });
+            q.set_direct_waiter(false);
+            match polled {
+                Ok(Some(0)) => {
+                    // end of stream: the receiver thread sees it too and ends
+                    // the channels
+                    drop(reader);
+                    self.role.release(Holder::User(me), true);
+                    return Ok(Direct::Fallback);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    if main {
+                        py.check_signals()?;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => py.check_signals()?,
+                Err(_) => {
+                    drop(reader);
+                    self.role.release(Holder::User(me), true);
+                    return Ok(Direct::Fallback);
+                }
+            }
+        }
+    }
+
+    /// Append the buffered frames (up to a batch) to `out` as tuples.
+    fn collect_frames(&self, py: Python<'_>, r: &mut FdReader, out: &Bound<'_, PyList>) -> PyResult<()> {
+        let mut bytes = 0;
+        while out.len() < BATCH_FRAMES && bytes < BATCH_BYTES {
+            let (h, range) = match r.buf.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                // the good frames first; the error comes again next call
+                Err(_) if !out.is_empty() => break,
+                Err(e) => return Err(load_error(py, e.to_string())),
+            };
+            bytes += range.len();
+            let payload = PyBytes::new(py, r.buf.slice(range));
+            out.append(PyTuple::new(
+                py,
+                [
+                    h.msgcode.into_pyobject(py)?.into_any(),
+                    h.channel_id.into_pyobject(py)?.into_any(),
+                    payload.into_any(),
+                ],
+            )?)?;
+        }
+        Ok(())
+    }
 }
+
+/// How long the receiver thread leaves a free read role to the threads
+/// that waited for items before it reads again itself.
+const GRACE: Duration = Duration::from_millis(2);
 
 #[pymethods]
 impl PyFrameReader {
     #[new]
-    fn new(fd: i32, max_frame: u32) -> Self {
-        PyFrameReader {
+    fn new(fd: i32, max_frame: u32) -> PyResult<Self> {
+        Ok(PyFrameReader {
             inner: Mutex::new(FdReader::new(fd, max_frame)),
             routes: Mutex::new(HashMap::new()),
-        }
+            role: Role::new().map_err(os_error)?,
+            fd,
+            receiver: AtomicU64::new(0),
+            direct_receives: AtomicU64::new(0),
+        })
     }
 
     /// Put CHANNEL_DATA items for channel `cid` into `queue` from now on.
@@ -87,79 +304,65 @@ impl PyFrameReader {
         drop(old);
     }
 
+    /// How many items waiting threads got by reading for themselves.
+    #[getter]
+    fn direct_receives(&self) -> u64 {
+        self.direct_receives.load(Ordering::Relaxed)
+    }
+
+    /// The receiver thread has finished: waiting threads stop reading.
+    fn close_role(&self) {
+        self.role.close();
+    }
+
     /// The next frames: a non-empty list of `(msgcode, channelid, payload)`.
     /// Blocks (GIL released) until at least one whole frame has arrived.
     /// EOFError at the end of the stream (its text says if it ended inside a
     /// frame), LoadError for a bad header (after the good frames before it).
+    /// The calling thread is the receiver thread from now on.
     fn read_frames<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        // wake-ups for the frames dispatched since the last call: sent once
-        // the GIL is released below, or when `held` drops
-        let mut held = take_deferred();
-        let out = PyList::empty(py);
-        let mut reader = self.reader();
+        self.receiver.store(thread_id(), Ordering::Relaxed);
         loop {
-            let mut frames = 0;
-            let mut bytes = 0;
-            let mut need_bytes = false;
-            while frames < BATCH_FRAMES && bytes < BATCH_BYTES {
-                let (h, range) = match reader.buf.next_frame() {
-                    Ok(Some(f)) => f,
-                    Ok(None) => {
-                        need_bytes = true;
-                        break;
-                    }
-                    // the good frames first; the error comes again next call
-                    Err(_) if frames > 0 => break,
-                    Err(e) => return Err(load_error(py, e.to_string())),
-                };
-                frames += 1;
-                bytes += range.len();
-                let raw = reader.buf.slice(range);
-                if out.is_empty()
-                    && h.msgcode == weft_wire::CHANNEL_DATA
-                    && self.routes().contains_key(&h.channel_id)
-                {
-                    if let Some(item) = decode_plain(py, raw) {
-                        // Look again: decoding can run the GC, whose
-                        // finalizers can let another thread unroute the
-                        // channel (setcallback drains the queue first). The
-                        // push runs no Python, so it cannot race with that.
-                        let routes = self.routes();
-                        if let Some(queue) = routes.get(&h.channel_id) {
-                            queue.get().push(item.unbind());
-                            continue;
-                        }
-                    }
+            if self.role.holder() != Holder::Receiver {
+                // wake-ups held back since the last call (docs/gateways.md)
+                let mut held = take_deferred();
+                let role = &self.role;
+                py.detach(move || {
+                    held.wake();
+                    while !role.receiver_acquire(GRACE, Instant::now() + Duration::from_secs(60)) {}
+                });
+            }
+            let mut reader = self.reader();
+            match self.route_buffered(py, &mut reader) {
+                Routed::Full => {
+                    // wake the waiters of that batch, then take the next
+                    take_deferred().wake();
+                    continue;
                 }
-                let payload = PyBytes::new(py, raw);
-                out.append(PyTuple::new(
-                    py,
-                    [
-                        h.msgcode.into_pyobject(py)?.into_any(),
-                        h.channel_id.into_pyobject(py)?.into_any(),
-                        payload.into_any(),
-                    ],
-                )?)?;
+                Routed::Stop => {
+                    let out = PyList::empty(py);
+                    self.collect_frames(py, &mut reader, &out)?;
+                    return Ok(out);
+                }
+                Routed::NeedBytes => {}
             }
-            if !out.is_empty() {
-                return Ok(out);
-            }
-            if !need_bytes {
-                // a whole batch went into queues and more frames are
-                // buffered: wake their waiters, then take the next batch
-                take_deferred().wake();
+            if self.role.receiver_yield_if_wanted() {
                 continue;
             }
+            let fd = self.fd;
+            let role = &self.role;
             let inner = &mut *reader;
-            // held since the last call, and set by the routed items above
-            let mut wake = std::mem::take(&mut held);
-            let mut routed = take_deferred();
-            match py.detach(move || {
-                wake.wake();
-                routed.wake();
-                inner.fill()
-            }) {
-                Ok(0) => {
+            let mut held = take_deferred();
+            let polled = py.detach(move || {
+                held.wake();
+                match role.poll(fd, None)? {
+                    Ready::Data => inner.fill().map(Some),
+                    Ready::Kick | Ready::Timeout => Ok(None),
+                }
+            });
+            match polled {
+                Ok(None) => {} // kicked: a waiting thread may want the role
+                Ok(Some(0)) => {
                     return Err(PyEOFError::new_err(match reader.buf.incomplete() {
                         Some((want, got)) => {
                             format!("connection closed inside a frame: expected {want} bytes, got {got}")
@@ -167,14 +370,15 @@ impl PyFrameReader {
                         None => "connection closed".to_string(),
                     }))
                 }
-                Ok(_) => {}
+                Ok(Some(_)) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => py.check_signals()?,
                 Err(e) => return Err(os_error(e)),
             }
         }
     }
 
-    /// Exactly `n` raw bytes (what `FdIO.read(n)` returns), or EOFError.
+    /// Exactly `n` raw bytes (what `FdIO.read(n)` returns), or EOFError;
+    /// for handshakes before the receiver thread starts.
     fn read_exact<'py>(&self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyBytes>> {
         let mut reader = self.reader();
         loop {

@@ -5,7 +5,8 @@
 //! the two system-call loops a gateway needs ([`read_some`], [`write_from`]):
 //! blocking or non-blocking descriptors (pipes, sockets), `EAGAIN` waited out
 //! with `poll`, `EINTR` handed back to the caller so that it can run signal
-//! handlers. [`FdReader`] is the two together.
+//! handlers. [`FdReader`] is the two together. [`role::Role`] says which
+//! thread may read (the receiver thread, or a thread waiting for an item).
 //!
 //! **Must not**: depend on Python (the binding is `weft-py/src/transport.rs`,
 //! which releases the GIL around the blocking calls), own or close the
@@ -23,6 +24,8 @@ use std::ops::Range;
 use std::os::fd::RawFd;
 
 pub use weft_wire::{Header, LoadError, HEADER_SIZE};
+
+pub mod role;
 
 /// The buffer is at least this big: one `read` takes up to this much.
 pub const MIN_CAPACITY: usize = 256 * 1024;
@@ -96,6 +99,18 @@ impl FrameBuf {
         let payload = self.start + HEADER_SIZE..self.start + total;
         self.start += total;
         Ok(Some((h, payload)))
+    }
+
+    /// Where the next frame starts, for [`FrameBuf::rewind`].
+    pub fn mark(&self) -> usize {
+        self.start
+    }
+
+    /// Put back the frames handed out since `mark` was taken (with no
+    /// [`FrameBuf::spare`] in between): they come out again, unchanged.
+    pub fn rewind(&mut self, mark: usize) {
+        assert!(mark <= self.start, "rewind past the frames handed out");
+        self.start = mark;
     }
 
     /// The bytes of a payload range returned by [`FrameBuf::next_frame`].

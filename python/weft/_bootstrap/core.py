@@ -898,8 +898,13 @@ class ChannelFactory:
         self._list = list  # for cleanup during interpreter shutdown
         # the Rust transport puts items of routed channels into their queues
         # itself (FrameReader.route); a channel is routed while it has a queue
-        reader = getattr(gateway._io, "_reader", None)
+        reader = getattr(getattr(gateway, "_io", None), "_reader", None)
         self._route = getattr(reader, "route", None)
+        # ... and a thread waiting in receive() may read frames itself
+        # (docs/gateways.md, "Direct read"); WEFT_EXECNET_DIRECT_READ=0: never
+        self._direct_reader = None
+        if reader is not None and os.environ.get("WEFT_EXECNET_DIRECT_READ", "1") != "0":
+            self._direct_reader = reader
         self._unroute = getattr(reader, "unroute", None) or (lambda id, queue=None: None)
         self._unroute_all = getattr(reader, "unroute_all", None) or (lambda: None)
 
@@ -917,6 +922,8 @@ class ChannelFactory:
                 channel = self._channels[id] = Channel(self.gateway, id)
                 if self._route is not None and not isinstance(channel._items, _ItemQueue):
                     self._route(id, channel._items)
+                    if self._direct_reader is not None:
+                        channel._items.attach(self._direct_reader)
             return channel
 
     def channels(self):
@@ -1124,7 +1131,9 @@ class BaseGateway:
                 self._trace("receiver crashed: %s" % geterrortext(exc))
                 error = GatewayDied("receiver thread crashed:\n" + geterrortext(exc))
             if read_frames is not None:
-                # wake-ups this thread held back while dispatching (docs/gateways.md)
+                # threads waiting for items stop reading for themselves, and
+                # wake-ups this thread held back are sent (docs/gateways.md)
+                self._io._reader.close_role()
                 _wire.flush_wakeups()
             if error is not None:
                 self._error = error

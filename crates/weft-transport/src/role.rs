@@ -1,0 +1,273 @@
+//! Who reads a gateway's descriptor: the receiver thread, or a thread that
+//! waits for an item and reads for itself ("direct read", docs/gateways.md).
+//!
+//! A thread blocked in `Channel.receive()` that reads the frames itself saves
+//! the two thread wake-ups of a hand-off (receiver thread woken by the data,
+//! then the waiter woken by the receiver) on every message. The receiver
+//! thread stays for everything else: callbacks, closes, remote_exec, and
+//! whatever arrives while nobody waits. [`Role`] is the token that says which
+//! one may touch the descriptor and the receive buffer:
+//!
+//! * A waiting thread asks for the role ([`Role::user_acquire`]); if the
+//!   receiver thread holds it, it is kicked out of its `poll` and gives the
+//!   role up at its next look ([`Role::receiver_yield_if_wanted`]).
+//! * The receiver takes the role back ([`Role::receiver_acquire`]) once no
+//!   thread has wanted it for a grace period, or at once when a waiting
+//!   thread hands it a frame only the receiver may dispatch
+//!   ([`Role::release`] with `to_receiver`).
+//! * The holder blocks in [`Role::poll`] on the descriptor and a kick pipe,
+//!   so it can be woken without data ([`Role::poke`]).
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Who holds the role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// Nobody: the next taker may read.
+    Nobody,
+    /// The receiver thread.
+    Receiver,
+    /// A waiting thread, by its id.
+    User(u64),
+}
+
+#[derive(Debug)]
+struct State {
+    holder: Holder,
+    users_waiting: usize,
+    released_at: Instant,
+    receiver_now: bool,
+    closed: bool,
+}
+
+/// What [`Role::user_acquire`] ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquire {
+    /// The caller holds the role.
+    Got,
+    /// The caller's own condition became true first.
+    Ready,
+    /// The time limit passed.
+    Timeout,
+    /// The receiver has finished (or a frame waits for it): wait normally.
+    Refused,
+}
+
+/// What [`Role::poll`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// The descriptor is readable (data, end of stream or an error).
+    Data,
+    /// Someone poked the holder.
+    Kick,
+    /// The time limit passed.
+    Timeout,
+}
+
+/// The read role of one descriptor.
+#[derive(Debug)]
+pub struct Role {
+    state: Mutex<State>,
+    cv: Condvar,
+    kick_r: RawFd,
+    kick_w: RawFd,
+}
+
+impl Role {
+    /// A role held by nobody, with its kick pipe.
+    pub fn new() -> io::Result<Self> {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Role {
+            state: Mutex::new(State {
+                holder: Holder::Nobody,
+                users_waiting: 0,
+                released_at: Instant::now(),
+                receiver_now: false,
+                closed: false,
+            }),
+            cv: Condvar::new(),
+            kick_r: fds[0],
+            kick_w: fds[1],
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait_until<'a>(&self, g: MutexGuard<'a, State>, until: Instant) -> MutexGuard<'a, State> {
+        let left = until.saturating_duration_since(Instant::now());
+        self.cv.wait_timeout(g, left).unwrap_or_else(|e| e.into_inner()).0
+    }
+
+    fn kick(&self) {
+        // SAFETY: writes one byte from a valid buffer to our own pipe; a
+        // full pipe (EAGAIN) already holds a kick, which is all we need.
+        unsafe { libc::write(self.kick_w, [1u8].as_ptr().cast(), 1) };
+    }
+
+    fn drain_kicks(&self) {
+        let mut buf = [0u8; 64];
+        // SAFETY: reads into a valid local buffer from our own non-blocking
+        // pipe until it is empty.
+        while unsafe { libc::read(self.kick_r, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    }
+
+    /// Who holds the role now.
+    pub fn holder(&self) -> Holder {
+        self.lock().holder
+    }
+
+    /// True once [`Role::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Block until `fd` is readable, the holder is kicked, or `timeout`
+    /// passes (None: no limit). `EINTR` comes back as
+    /// [`io::ErrorKind::Interrupted`].
+    pub fn poll(&self, fd: RawFd, timeout: Option<Duration>) -> io::Result<Ready> {
+        let mut p = [
+            libc::pollfd { fd, events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: self.kick_r, events: libc::POLLIN, revents: 0 },
+        ];
+        let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+        // SAFETY: `p` is a valid array of two pollfds for the whole call.
+        let r = unsafe { libc::poll(p.as_mut_ptr(), 2, ms) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if p[1].revents != 0 {
+            self.drain_kicks();
+            return Ok(Ready::Kick);
+        }
+        if p[0].revents != 0 {
+            return Ok(Ready::Data);
+        }
+        Ok(Ready::Timeout)
+    }
+
+    /// Receiver thread: block until it holds the role (true), or until
+    /// `until` (false). It takes a free role at once when a waiting thread
+    /// handed it over, else only after `grace` without anyone wanting it.
+    pub fn receiver_acquire(&self, grace: Duration, until: Instant) -> bool {
+        let mut g = self.lock();
+        loop {
+            if g.holder == Holder::Receiver {
+                return true;
+            }
+            let free = g.holder == Holder::Nobody;
+            let idle_for = g.released_at.elapsed();
+            if free && (g.receiver_now || (g.users_waiting == 0 && idle_for >= grace)) {
+                g.holder = Holder::Receiver;
+                g.receiver_now = false;
+                return true;
+            }
+            let now = Instant::now();
+            if now >= until {
+                return false;
+            }
+            let next = if free && g.users_waiting == 0 { now + (grace - idle_for) } else { now + grace };
+            g = self.wait_until(g, next.min(until));
+        }
+    }
+
+    /// Receiver thread: give the role up if a waiting thread wants it.
+    pub fn receiver_yield_if_wanted(&self) -> bool {
+        let mut g = self.lock();
+        if g.holder == Holder::Receiver && g.users_waiting > 0 && !g.closed {
+            g.holder = Holder::Nobody;
+            g.released_at = Instant::now();
+            self.cv.notify_all();
+            return true;
+        }
+        false
+    }
+
+    /// Waiting thread `me`: block until it holds the role, `ready()` is
+    /// true (checked under the role's lock, so a [`Role::poke`] after the
+    /// condition became true cannot be missed), or `until`.
+    pub fn user_acquire(&self, me: u64, ready: &dyn Fn() -> bool, until: Instant) -> Acquire {
+        let mut g = self.lock();
+        if g.holder == Holder::User(me) {
+            return Acquire::Got;
+        }
+        g.users_waiting += 1;
+        let mut kicked = false;
+        let outcome = loop {
+            if ready() {
+                break Acquire::Ready;
+            }
+            if g.closed || g.receiver_now {
+                break Acquire::Refused;
+            }
+            if g.holder == Holder::Nobody {
+                g.holder = Holder::User(me);
+                break Acquire::Got;
+            }
+            if g.holder == Holder::Receiver && !kicked {
+                self.kick();
+                kicked = true;
+            }
+            if Instant::now() >= until {
+                break Acquire::Timeout;
+            }
+            g = self.wait_until(g, until);
+        };
+        g.users_waiting -= 1;
+        outcome
+    }
+
+    /// Give the role up if `who` holds it; `to_receiver`: the receiver
+    /// thread takes it next, at once (a frame only it may dispatch waits in
+    /// the buffer, or the stream ended).
+    pub fn release(&self, who: Holder, to_receiver: bool) {
+        let mut g = self.lock();
+        if g.holder != who {
+            return;
+        }
+        g.holder = Holder::Nobody;
+        g.released_at = Instant::now();
+        if to_receiver {
+            g.receiver_now = true;
+        }
+        if to_receiver || g.users_waiting > 0 {
+            self.cv.notify_all();
+        }
+    }
+
+    /// Wake whoever waits for the role, and kick a waiting thread that
+    /// holds it out of its `poll` (its condition may have become true).
+    pub fn poke(&self) {
+        let g = self.lock();
+        self.cv.notify_all();
+        if matches!(g.holder, Holder::User(_)) {
+            self.kick();
+        }
+    }
+
+    /// The receiver has finished: nobody takes the role any more.
+    pub fn close(&self) {
+        let mut g = self.lock();
+        g.closed = true;
+        self.cv.notify_all();
+        self.kick();
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        // SAFETY: both descriptors were opened by `new` and are ours alone.
+        unsafe {
+            libc::close(self.kick_r);
+            libc::close(self.kick_w);
+        }
+    }
+}
