@@ -159,10 +159,10 @@ def test_frame_reader_bad_header_after_good_frames(bad):
 
 
 @pytest.mark.parametrize("item", [b"", b"x" * 100000, {"a": [1, (2, 3.5)]}, "s", None, 2 ** 80])
-def test_send_frame_is_pack_message_of_dumps(item):
+def test_frame_writer_sends_pack_message_of_dumps(item):
     r, w = os.pipe()
     try:
-        writer = threading.Thread(target=_weft.send_frame, args=(w, 4, 9, item))
+        writer = threading.Thread(target=_weft.FrameWriter(w).send, args=(4, 9, item))
         writer.start()  # the frame may be bigger than the pipe's buffer
         reader = _weft.FrameReader(r, 1 << 20)
         expected = pywire.pack_message(4, 9, pywire.dumps(item))
@@ -177,12 +177,14 @@ def test_send_frame_is_pack_message_of_dumps(item):
 def test_send_frame_refuses_what_dumps_refuses():
     r, w = os.pipe()
     try:
+        writer = _weft.FrameWriter(w)
         with pytest.raises(pywire.DumpError):
-            _weft.send_frame(w, 4, 1, object())
+            writer.send(4, 1, object())
         with pytest.raises(pywire.DumpError):
-            _weft.send_frame(w, 8, 1, b"x")
+            writer.send(8, 1, b"x")
         with pytest.raises(pywire.DumpError):
-            _weft.send_frame(w, 4, -1 & 0xFFFFFFFF, b"x")
+            writer.send(4, -1 & 0xFFFFFFFF, b"x")
+        assert not _readable(r)  # nothing of a refused frame was written
     finally:
         os.close(r)
         os.close(w)
@@ -571,3 +573,45 @@ def test_channel_references_reach_a_direct_reader(gw):
     for i in range(50):
         j, c = ch.receive(10)
         assert j == i and c.receive(10) == i * 2
+
+
+def _readable(fd):
+    import select
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def test_frame_writer_close_and_concurrent_writers():
+    """Frames from many threads arrive whole (one writer at a time, even
+    when a frame is larger than the pipe); after close() writes are refused."""
+    r, w = os.pipe()
+    writer = _weft.FrameWriter(w)
+    reader = _weft.FrameReader(r, 1 << 24)
+    payloads = {k: bytes([k]) * (100000 + k) for k in range(8)}
+
+    def send(k):
+        for _ in range(5):
+            writer.send(4, k, payloads[k])
+
+    got = []
+
+    def read():
+        while len(got) < 40:
+            got.extend(reader.read_frames())
+
+    rt = threading.Thread(target=read)
+    rt.start()
+    ts = [threading.Thread(target=send, args=(k,)) for k in payloads]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(30)
+    rt.join(30)
+    assert len(got) == 40
+    assert all(pywire.loads(p) == payloads[cid] for code, cid, p in got)
+    assert writer.close() is True and writer.close() is False
+    with pytest.raises(ValueError):
+        writer.send(4, 1, 1)
+    with pytest.raises(ValueError):
+        writer.write(b"x")
+    os.close(r)
+    os.close(w)

@@ -1,11 +1,11 @@
-//! `weft._weft.FrameReader`, `send_frame`, `write_all`: the gateway transport
+//! `weft._weft.FrameReader`, `FrameWriter`, `frame_dumps`: the gateway transport
 //! of crate `weft-transport` for `weft._bootstrap.core` (docs/gateways.md).
 //! Every blocking system call runs with the GIL released; a thread touches
 //! the GIL once per batch of received frames and once per sent frame.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyEOFError, PyOSError};
@@ -13,11 +13,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 use weft_transport::role::{Acquire, Holder, Ready, Role};
 use weft_transport::{write_from, FdReader, HEADER_SIZE};
-use weft_wire::opcode;
+use weft_wire::{opcode, Emitter};
 
 use crate::event::{in_main_thread, take_deferred, SIGNAL_SLICE};
 use crate::queue::PyItemQueue;
-use crate::wire::{decode_plain, dump_error, load_error, to_value};
+use crate::wire::{decode_plain, dump_error, dump_into, load_error};
 
 /// Most frames (and about most payload bytes) one `read_frames` returns.
 const BATCH_FRAMES: usize = 512;
@@ -433,38 +433,16 @@ fn write_parts(py: Python<'_>, fd: i32, parts: &[&[u8]]) -> PyResult<()> {
     Ok(())
 }
 
-/// Write all of `data` (bytes) to `fd`.
-#[pyfunction]
-pub fn write_all(py: Python<'_>, fd: i32, data: &Bound<'_, PyBytes>) -> PyResult<()> {
-    write_parts(py, fd, &[data.as_bytes()])
-}
-
-/// Frame `obj` as a message (`msgcode`, `channelid`, serialized `obj`, the
-/// unversioned form) and write it to `fd`. A `bytes` object is written
-/// straight from its buffer, without a copy.
-#[pyfunction]
-pub fn send_frame(
-    py: Python<'_>,
-    fd: i32,
-    msgcode: u8,
-    channelid: u32,
-    obj: &Bound<'_, PyAny>,
-) -> PyResult<()> {
-    if let Ok(b) = obj.cast_exact::<PyBytes>() {
-        let data = b.as_bytes();
-        // header, then the BYTES opcode and its length, the bytes, STOP
-        let mut head = [0u8; HEADER_SIZE + 5];
-        let len = i32::try_from(data.len())
-            .map_err(|_| dump_error(py, format!("bytes of {} bytes exceed 2**31-1", data.len())))?;
-        let header = weft_wire::pack_header(msgcode, channelid, data.len() + 6)
-            .map_err(|e| dump_error(py, e.to_string()))?;
-        head[..HEADER_SIZE].copy_from_slice(&header);
-        head[HEADER_SIZE] = opcode::BYTES;
-        head[HEADER_SIZE + 1..].copy_from_slice(&len.to_be_bytes());
-        return write_parts(py, fd, &[&head, data, &[opcode::STOP]]);
-    }
-    let frame = frame_dumps_vec(py, msgcode, channelid, obj)?;
-    write_parts(py, fd, &[&frame])
+/// What goes before the bytes of a message that carries one `bytes` object
+/// of `len` bytes: the header, the BYTES opcode and the length (STOP after).
+fn bytes_frame_head(py: Python<'_>, msgcode: u8, channelid: u32, len: usize) -> PyResult<[u8; HEADER_SIZE + 5]> {
+    let mut head = [0u8; HEADER_SIZE + 5];
+    let n = i32::try_from(len).map_err(|_| dump_error(py, format!("bytes of {len} bytes exceed 2**31-1")))?;
+    let header = weft_wire::pack_header(msgcode, channelid, len + 6).map_err(|e| dump_error(py, e.to_string()))?;
+    head[..HEADER_SIZE].copy_from_slice(&header);
+    head[HEADER_SIZE] = opcode::BYTES;
+    head[HEADER_SIZE + 1..].copy_from_slice(&n.to_be_bytes());
+    Ok(head)
 }
 
 fn frame_dumps_vec(
@@ -473,9 +451,9 @@ fn frame_dumps_vec(
     channelid: u32,
     obj: &Bound<'_, PyAny>,
 ) -> PyResult<Vec<u8>> {
-    let value = to_value(obj, 0)?;
     let mut out = vec![0u8; HEADER_SIZE];
-    weft_wire::encode_append(&mut out, &value).map_err(|e| dump_error(py, e.to_string()))?;
+    dump_into(&mut out, obj, 0)?;
+    Emitter::new(&mut out).stop();
     let header = weft_wire::pack_header(msgcode, channelid, out.len() - HEADER_SIZE)
         .map_err(|e| dump_error(py, e.to_string()))?;
     out[..HEADER_SIZE].copy_from_slice(&header);
@@ -495,11 +473,133 @@ pub fn frame_dumps<'py>(
     Ok(PyBytes::new(py, &frame))
 }
 
+/// The sending half of a transport: frames written whole, one writer at a
+/// time, to a file descriptor it does not own. `send` and `write` are what
+/// `FdIO`/`SocketIO` do under their write lock, in one call: the lock is a
+/// Rust mutex, taken with the GIL released if another thread holds it, and
+/// kept while the frame is written (GIL released) so frames never
+/// interleave.
+#[pyclass(module = "weft._weft", name = "FrameWriter", frozen)]
+pub struct PyFrameWriter {
+    fd: i32,
+    state: Mutex<WriterState>,
+    /// Signalled when a writer finishes.
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct WriterState {
+    /// A thread is writing a frame.
+    busy: bool,
+    /// `close` was called.
+    closed: bool,
+}
+
+/// The right to write, for one frame; given back when dropped.
+struct Turn<'a>(&'a PyFrameWriter);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.0.state().busy = false;
+        self.0.done.notify_one();
+    }
+}
+
+impl PyFrameWriter {
+    fn state(&self) -> MutexGuard<'_, WriterState> {
+        // held only for a few instructions, never across a write
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wait (GIL released if needed) until no other thread writes, then
+    /// take the turn; None once closed.
+    fn turn(&self, py: Python<'_>) -> Option<Turn<'_>> {
+        let take = || {
+            let mut g = self.state();
+            while g.busy {
+                g = self.done.wait(g).unwrap_or_else(|e| e.into_inner());
+            }
+            if g.closed {
+                return false;
+            }
+            g.busy = true;
+            true
+        };
+        let quick = {
+            let mut g = self.state();
+            if g.busy {
+                None
+            } else if g.closed {
+                Some(false)
+            } else {
+                g.busy = true;
+                Some(true)
+            }
+        };
+        let taken = match quick {
+            Some(taken) => taken,
+            None => py.detach(take),
+        };
+        if taken {
+            Some(Turn(self))
+        } else {
+            None
+        }
+    }
+
+    fn write_locked(&self, py: Python<'_>, parts: &[&[u8]]) -> PyResult<()> {
+        let Some(_turn) = self.turn(py) else {
+            return Err(pyo3::exceptions::PyValueError::new_err("write to closed transport"));
+        };
+        write_parts(py, self.fd, parts)
+    }
+}
+
+#[pymethods]
+impl PyFrameWriter {
+    #[new]
+    fn new(fd: i32) -> Self {
+        PyFrameWriter {
+            fd,
+            state: Mutex::new(WriterState::default()),
+            done: Condvar::new(),
+        }
+    }
+
+    /// Write a message (`msgcode`, `channelid`, serialized `obj`, the
+    /// unversioned form); ValueError once closed, OSError if the write
+    /// fails. A `bytes` object is written straight from its buffer.
+    fn send(&self, py: Python<'_>, msgcode: u8, channelid: u32, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        if let Ok(b) = obj.cast_exact::<PyBytes>() {
+            let head = bytes_frame_head(py, msgcode, channelid, b.as_bytes().len())?;
+            return self.write_locked(py, &[&head, b.as_bytes(), &[opcode::STOP]]);
+        }
+        let frame = frame_dumps_vec(py, msgcode, channelid, obj)?;
+        self.write_locked(py, &[&frame])
+    }
+
+    /// Write all of `data` (an already framed message).
+    fn write(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
+        self.write_locked(py, &[data])
+    }
+
+    /// Refuse writes from now on (waiting for a write in progress); True if
+    /// this call closed it, so the caller closes the descriptor once.
+    fn close(&self, py: Python<'_>) -> bool {
+        let Some(turn) = self.turn(py) else {
+            return false;
+        };
+        self.state().closed = true;
+        drop(turn);
+        self.done.notify_all();
+        true
+    }
+}
+
 /// Register the transport on the compiled module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyFrameReader>()?;
-    m.add_function(wrap_pyfunction!(write_all, m)?)?;
-    m.add_function(wrap_pyfunction!(send_frame, m)?)?;
+    m.add_class::<PyFrameWriter>()?;
     m.add_function(wrap_pyfunction!(frame_dumps, m)?)?;
     Ok(())
 }

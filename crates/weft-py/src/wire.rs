@@ -9,7 +9,7 @@ use pyo3::types::{
     PyBool, PyBytes, PyComplex, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString,
     PyTuple, PyType,
 };
-use weft_wire::{LoadOptions, Value, MAX_DEPTH, MAX_INT_DIGITS};
+use weft_wire::{Emitter, LoadOptions, Value, MAX_DEPTH, MAX_INT_DIGITS};
 
 const ERRORS_MODULE: &str = "weft._bootstrap.wire";
 
@@ -49,18 +49,24 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
     }
 }
 
-/// Python object -> Value, mirroring `_save` in the Python twin.
-pub(crate) fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
+/// Serialize `obj` into `out` (after what it holds), mirroring `_save` in
+/// the Python twin: the same bytes, the same errors. Straight from the
+/// Python objects to bytes, through `weft_wire::Emitter`.
+pub(crate) fn dump_into(out: &mut Vec<u8>, obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<()> {
     let py = obj.py();
+    let wire = |r: Result<(), weft_wire::DumpError>| r.map_err(|e| dump_error(py, e.to_string()));
     if obj.is_none() {
-        return Ok(Value::None);
+        Emitter::new(out).none();
+        return Ok(());
     }
-    if obj.is_exact_instance_of::<PyBool>() {
-        return Ok(Value::Bool(obj.is_truthy()?));
+    if let Ok(b) = obj.cast_exact::<PyBool>() {
+        Emitter::new(out).bool(b.is_true());
+        return Ok(());
     }
     if obj.is_exact_instance_of::<PyInt>() {
         if let Ok(i) = obj.extract::<i64>() {
-            return Ok(Value::Int(i));
+            Emitter::new(out).int(i);
+            return Ok(());
         }
         let text = obj
             .str()
@@ -76,22 +82,24 @@ pub(crate) fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> 
                 ),
             ));
         }
-        return Ok(Value::BigInt(text));
+        return wire(Emitter::new(out).int_text(&text));
     }
-    if obj.is_exact_instance_of::<PyFloat>() {
-        return Ok(Value::Float(obj.extract::<f64>()?));
+    if let Ok(f) = obj.cast_exact::<PyFloat>() {
+        Emitter::new(out).float(f.value());
+        return Ok(());
     }
     if let Ok(c) = obj.cast_exact::<PyComplex>() {
-        return Ok(Value::Complex(c.real(), c.imag()));
+        Emitter::new(out).complex(c.real(), c.imag());
+        return Ok(());
     }
     if let Ok(b) = obj.cast_exact::<PyBytes>() {
-        return Ok(Value::Bytes(b.as_bytes().to_vec()));
+        return wire(Emitter::new(out).bytes(b.as_bytes()));
     }
     if let Ok(s) = obj.cast_exact::<PyString>() {
         let s = s
             .to_str()
             .map_err(|e| dump_error(py, format!("str is not UTF-8 encodable: {e}")))?;
-        return Ok(Value::Str(s.to_owned()));
+        return wire(Emitter::new(out).str(s));
     }
     let is_container = obj.is_exact_instance_of::<PyTuple>()
         || obj.is_exact_instance_of::<PyList>()
@@ -110,24 +118,36 @@ pub(crate) fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> 
             ));
         }
         if let Ok(d) = obj.cast_exact::<PyDict>() {
-            let mut pairs = Vec::with_capacity(d.len());
+            Emitter::new(out).dict_start();
             for (k, v) in d.iter() {
-                pairs.push((to_value(&k, depth)?, to_value(&v, depth)?));
+                dump_into(out, &k, depth)?;
+                dump_into(out, &v, depth)?;
+                Emitter::new(out).setitem();
             }
-            return Ok(Value::Dict(pairs));
+            return Ok(());
         }
-        let mut items = Vec::new();
+        if let Ok(l) = obj.cast_exact::<PyList>() {
+            // a list that changes size while it is written (a channel's
+            // _weft_channel_id property could do it) still ends well-formed
+            let items: Vec<Bound<'_, PyAny>> = l.iter().collect();
+            wire(Emitter::new(out).list_start(items.len()))?;
+            for (i, item) in items.iter().enumerate() {
+                Emitter::new(out).list_item(i);
+                dump_into(out, item, depth)?;
+                Emitter::new(out).setitem();
+            }
+            return Ok(());
+        }
+        let mut n = 0;
         for item in obj.try_iter()? {
-            items.push(to_value(&item?, depth)?);
+            dump_into(out, &item?, depth)?;
+            n += 1;
         }
-        return Ok(if obj.is_exact_instance_of::<PyTuple>() {
-            Value::Tuple(items)
-        } else if obj.is_exact_instance_of::<PyList>() {
-            Value::List(items)
-        } else if obj.is_exact_instance_of::<PySet>() {
-            Value::Set(items)
+        let mut e = Emitter::new(out);
+        return wire(if obj.is_exact_instance_of::<PyTuple>() {
+            e.tuple_end(n)
         } else {
-            Value::FrozenSet(items)
+            e.set_end(n, obj.is_exact_instance_of::<PyFrozenSet>())
         });
     }
     let cid = match obj.getattr(pyo3::intern!(py, "_weft_channel_id")) {
@@ -148,7 +168,7 @@ pub(crate) fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> 
         if cid.is_exact_instance_of::<PyInt>() {
             if let Ok(id) = cid.extract::<u32>() {
                 if id <= i32::MAX as u32 {
-                    return Ok(Value::Channel(id));
+                    return wire(Emitter::new(out).channel(id));
                 }
             }
         }
@@ -254,15 +274,13 @@ fn has_channel(v: &Value) -> bool {
 #[pyfunction]
 #[pyo3(signature = (obj, versioned = false))]
 pub fn wire_dumps<'py>(obj: &Bound<'py, PyAny>, versioned: bool) -> PyResult<Bound<'py, PyBytes>> {
-    let py = obj.py();
-    let value = to_value(obj, 0)?;
-    let bytes = if versioned {
-        weft_wire::encode_versioned(&value)
-    } else {
-        weft_wire::encode(&value)
+    let mut out = Vec::new();
+    if versioned {
+        out.push(weft_wire::DUMPFORMAT_VERSION);
     }
-    .map_err(|e| dump_error(py, e.to_string()))?;
-    Ok(PyBytes::new(py, &bytes))
+    dump_into(&mut out, obj, 0)?;
+    Emitter::new(&mut out).stop();
+    Ok(PyBytes::new(obj.py(), &out))
 }
 
 /// Deserialize one value exactly as `weft._bootstrap.wire.loads`.

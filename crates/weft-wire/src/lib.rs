@@ -29,7 +29,7 @@ pub mod opcode;
 mod value;
 
 pub use decode::{decode, decode_with, LoadOptions};
-pub use encode::{encode, encode_append, encode_versioned};
+pub use encode::{encode, encode_append, encode_versioned, Emitter};
 pub use error::{DataFormatError, DumpError, LoadError};
 pub use frame::{
     message_name, pack_header, pack_message, unpack_header, unpack_header_limited, Header,

@@ -83,8 +83,7 @@ def rust_codec(version=None):
     codec.rust_version = _weft.__version__
     # the Rust transport (crate weft-transport): FdIO/SocketIO use it
     # and a lighter Event for the item queues
-    for name in ("FrameReader", "send_frame", "write_all", "Event", "ItemQueue",
-                 "flush_wakeups"):
+    for name in ("FrameReader", "FrameWriter", "Event", "ItemQueue", "flush_wakeups"):
         setattr(codec, name, getattr(_weft, name, None))
     return codec
 
@@ -459,50 +458,49 @@ def _grow_pipe(fd):
             size //= 2
 
 
-class _RustFrames:
-    """The Rust transport on one pair of descriptors (weft-transport): the
-    receiver reads whole frames, the GIL released while it blocks, and a
-    channel item is serialized and written in one call.  Present only when
-    this side uses the Rust codec (``rust_codec``)."""
+class _PyWriter:
+    """``weft._weft.FrameWriter``'s pure-Python twin: whole writes, one
+    thread at a time, refused after ``close()``."""
 
-    def _init_fast(self, rfd, wfd):
+    def __init__(self, write_all):
+        self._write_all = write_all
+        self._lock = _Lock()
+        self._closed = False
+
+    def write(self, data):
+        with self._lock:
+            if self._closed:
+                raise ValueError("write to closed transport")
+            self._write_all(data)
+
+    def close(self):
+        """Refuse writes from now on; True if this call closed it."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._closed = True
+            return True
+
+
+class _Transport:
+    """What ``FdIO`` and ``SocketIO`` share.  With the Rust codec, the Rust
+    transport (weft-transport): the receiver reads whole frames, the GIL
+    released while it blocks (``read_frames``), and ``send(code, cid, item)``
+    serializes and writes a channel item in one call."""
+
+    _reader = None
+    _rfile = None
+
+    def _init_transport(self, rfd, wfd, write_all):
         reader = getattr(_wire, "FrameReader", None)
         if reader is None:
+            self._writer = _PyWriter(write_all)
             return False
         self._reader = reader(rfd, min(MAX_FRAME_SIZE, 2 ** 31 - 1))
         self.read_frames = self._reader.read_frames
-        self._send_frame = _wire.send_frame
-        self._write_all = _wire.write_all
-        self._fast_wfd = wfd
-        self.send = self._send_rust
+        self._writer = _wire.FrameWriter(wfd)
+        self.send = self._writer.send
         return True
-
-    def _send_rust(self, code, cid, item):
-        """``send(code, cid, item)``: write a message carrying serialized
-        ``item``; an attribute of the transport only with the Rust transport."""
-        with self._wlock:
-            if self._wclosed:
-                raise ValueError("write to closed transport")
-            self._send_frame(self._fast_wfd, code, cid, item)
-
-
-class FdIO(_RustFrames):
-    """Byte transport over a pair of file descriptors (pipes or a socket fd)."""
-
-    _reader = None
-
-    def __init__(self, rfd, wfd):
-        self._rfd = rfd
-        self._wfd = wfd
-        self._wlock = _Lock()
-        self._wclosed = False
-        self._rclosed = False
-        if self._init_fast(rfd, wfd):
-            self._rfile = None
-        else:
-            self._rfile = os.fdopen(rfd, "rb", 65536)
-        _grow_pipe(rfd)
-        _grow_pipe(wfd)
 
     def read(self, n):
         if self._reader is not None:
@@ -510,16 +508,28 @@ class FdIO(_RustFrames):
         return _read_exact(self._rfile, n)
 
     def write(self, data):
-        with self._wlock:
-            if self._wclosed:
-                raise ValueError("write to closed transport")
-            if self._reader is not None:
-                self._write_all(self._wfd, bytes(data))
-                return
-            view = memoryview(data)
-            while view:
-                written = os.write(self._wfd, view)
-                view = view[written:]
+        self._writer.write(data)
+
+
+def _fd_write_all(fd):
+    def write_all(data):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    return write_all
+
+
+class FdIO(_Transport):
+    """Byte transport over a pair of file descriptors (pipes or a socket fd)."""
+
+    def __init__(self, rfd, wfd):
+        self._rfd = rfd
+        self._wfd = wfd
+        self._rclosed = False
+        if not self._init_transport(rfd, wfd, _fd_write_all(wfd)):
+            self._rfile = os.fdopen(rfd, "rb", 65536)
+        _grow_pipe(rfd)
+        _grow_pipe(wfd)
 
     def close_read(self):
         if not self._rclosed:
@@ -533,37 +543,20 @@ class FdIO(_RustFrames):
                 pass
 
     def close_write(self):
-        with self._wlock:
-            if not self._wclosed:
-                self._wclosed = True
-                try:
-                    os.close(self._wfd)
-                except OSError:
-                    pass
+        if self._writer.close():
+            try:
+                os.close(self._wfd)
+            except OSError:
+                pass
 
 
-class SocketIO(_RustFrames):
+class SocketIO(_Transport):
     """Byte transport over a connected socket."""
-
-    _reader = None
 
     def __init__(self, sock):
         self.sock = sock
-        self._wlock = _Lock()
-        self._wclosed = False
-        if not self._init_fast(sock.fileno(), sock.fileno()):
+        if not self._init_transport(sock.fileno(), sock.fileno(), sock.sendall):
             self._rfile = sock.makefile("rb", 65536)
-
-    def read(self, n):
-        if self._reader is not None:
-            return self._reader.read_exact(n)
-        return _read_exact(self._rfile, n)
-
-    def write(self, data):
-        with self._wlock:
-            if self._wclosed:
-                raise ValueError("write to closed transport")
-            self.sock.sendall(data)
 
     def close_read(self):
         import socket
@@ -574,14 +567,11 @@ class SocketIO(_RustFrames):
 
     def close_write(self):
         import socket
-        with self._wlock:
-            if self._wclosed:
-                return
-            self._wclosed = True
-        try:
-            self.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+        if self._writer.close():
+            try:
+                self.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
 
 
 class Popen2IO:
@@ -850,7 +840,7 @@ class Channel:
 
     def send(self, item):
         """Send ``item`` (builtin types and channels) to the other side."""
-        if self.isclosed():
+        if self._closed:
             raise IOError("cannot send to %r" % (self,))
         self.gateway._send_item(self.id, item)
 
