@@ -54,6 +54,16 @@ pub struct PyFrameReader {
     direct_receives: AtomicU64,
 }
 
+/// Drops the read role and the direct-waiter flag of a waiting thread.
+struct GiveBack<'a>(&'a PyFrameReader, &'a PyItemQueue, u64);
+
+impl Drop for GiveBack<'_> {
+    fn drop(&mut self) {
+        self.1.set_direct_waiter(false);
+        self.0.role.release(Holder::User(self.2), false);
+    }
+}
+
 /// How `route_buffered` stopped.
 enum Routed {
     /// No complete frame is buffered.
@@ -138,9 +148,12 @@ impl PyFrameReader {
         deadline: Option<Instant>,
     ) -> PyResult<Direct> {
         let me = thread_id();
-        let outcome = self.read_for_holding(py, q, deadline, me);
-        q.set_direct_waiter(false);
-        self.role.release(Holder::User(me), false);
+        let outcome = {
+            // given back however this ends, a panic included: a role kept by
+            // a thread that left would starve the receiver thread
+            let _giveback = GiveBack(self, q, me);
+            self.read_for_holding(py, q, deadline, me)
+        };
         if let Ok(Direct::Item(_)) = outcome {
             self.direct_receives.fetch_add(1, Ordering::Relaxed);
         }
@@ -219,6 +232,10 @@ impl PyFrameReader {
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => {
+                    if self.role.is_closed() {
+                        // the receiver has finished (and closes the fd next)
+                        return Ok(Direct::Fallback);
+                    }
                     if main {
                         py.check_signals()?;
                     }
@@ -451,7 +468,8 @@ fn frame_dumps_vec(
     channelid: u32,
     obj: &Bound<'_, PyAny>,
 ) -> PyResult<Vec<u8>> {
-    let mut out = vec![0u8; HEADER_SIZE];
+    let mut out = Vec::with_capacity(256);
+    out.resize(HEADER_SIZE, 0);
     dump_into(&mut out, obj, 0)?;
     Emitter::new(&mut out).stop();
     let header = weft_wire::pack_header(msgcode, channelid, out.len() - HEADER_SIZE)

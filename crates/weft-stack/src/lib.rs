@@ -38,7 +38,7 @@ pub struct Slice {
 }
 
 /// Marks a slice that runs but has not switched away yet (it has no real `start`).
-const RUNNING_MARK: *mut u8 = 1 as *mut u8;
+const RUNNING_MARK: *mut u8 = std::ptr::dangling_mut::<u8>();
 
 impl Default for Slice {
     fn default() -> Self {

@@ -271,3 +271,103 @@ impl Drop for Role {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::thread;
+
+    const GRACE: Duration = Duration::from_millis(20);
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    #[test]
+    fn a_waiting_thread_takes_a_free_role_and_the_receiver_waits_out_the_grace() {
+        let role = Role::new().unwrap();
+        assert_eq!(role.user_acquire(1, &|| false, soon()), Acquire::Got);
+        assert_eq!(role.holder(), Holder::User(1));
+        // held by a user: the receiver cannot take it
+        assert!(!role.receiver_acquire(GRACE, Instant::now() + GRACE));
+        role.release(Holder::User(1), false);
+        let t0 = Instant::now();
+        assert!(role.receiver_acquire(GRACE, soon()));
+        assert!(t0.elapsed() >= GRACE / 2, "took the role back without a grace period");
+        assert_eq!(role.holder(), Holder::Receiver);
+    }
+
+    #[test]
+    fn handing_over_gives_the_receiver_the_role_at_once_and_refuses_users() {
+        let role = Role::new().unwrap();
+        assert_eq!(role.user_acquire(7, &|| false, soon()), Acquire::Got);
+        role.release(Holder::User(7), true);
+        assert_eq!(role.user_acquire(8, &|| false, soon()), Acquire::Refused);
+        let t0 = Instant::now();
+        assert!(role.receiver_acquire(Duration::from_secs(60), soon()));
+        assert!(t0.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_waiting_thread_kicks_the_receiver_out_of_poll() {
+        let role = Arc::new(Role::new().unwrap());
+        let (r, w) = {
+            let mut fds = [0; 2];
+            // SAFETY: a valid array for pipe to fill.
+            assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+            (fds[0], fds[1])
+        };
+        assert!(role.receiver_acquire(Duration::ZERO, soon()));
+        let receiver = {
+            let role = role.clone();
+            thread::spawn(move || {
+                // no data ever comes: only a kick ends the poll
+                assert_eq!(role.poll(r, None).unwrap(), Ready::Kick);
+                assert!(role.receiver_yield_if_wanted());
+            })
+        };
+        assert_eq!(role.user_acquire(2, &|| false, soon()), Acquire::Got);
+        receiver.join().unwrap();
+        // the holder sees data and times out as usual
+        // SAFETY: one byte from a valid buffer into our own pipe.
+        assert_eq!(unsafe { libc::write(w, [0u8].as_ptr().cast(), 1) }, 1);
+        assert_eq!(role.poll(r, Some(Duration::from_secs(5))).unwrap(), Ready::Data);
+        // SAFETY: closing the pipe this test opened.
+        unsafe {
+            libc::close(r);
+            libc::close(w);
+        }
+    }
+
+    #[test]
+    fn a_poke_wakes_a_thread_waiting_for_the_role() {
+        let role = Arc::new(Role::new().unwrap());
+        assert_eq!(role.user_acquire(1, &|| false, soon()), Acquire::Got);
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let waiter = {
+            let (role, flag) = (role.clone(), flag.clone());
+            thread::spawn(move || {
+                role.user_acquire(2, &|| flag.load(std::sync::atomic::Ordering::SeqCst), soon())
+            })
+        };
+        thread::sleep(Duration::from_millis(20));
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        role.poke();
+        assert_eq!(waiter.join().unwrap(), Acquire::Ready);
+        assert_eq!(role.holder(), Holder::User(1));
+    }
+
+    #[test]
+    fn a_closed_role_refuses_everyone_and_times_out_cleanly() {
+        let role = Role::new().unwrap();
+        assert!(role.receiver_acquire(Duration::ZERO, soon()));
+        let t0 = Instant::now();
+        let until = t0 + Duration::from_millis(30);
+        assert_eq!(role.user_acquire(3, &|| false, until), Acquire::Timeout);
+        assert!(t0.elapsed() >= Duration::from_millis(25));
+        role.close();
+        assert_eq!(role.user_acquire(3, &|| false, soon()), Acquire::Refused);
+        assert!(role.is_closed());
+    }
+}

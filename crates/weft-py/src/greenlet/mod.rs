@@ -56,8 +56,11 @@ pub(crate) struct Coro {
     /// than by the greenlet's C stack, so that a greenlet that never returns
     /// from it (its thread exited) still releases them, and the collector sees
     /// them.
-    pub call: Option<(Py<PyAny>, Py<PyTuple>, Option<Py<PyDict>>)>,
+    pub call: Option<RunCall>,
 }
+
+/// A `run` call: the callable, its args and its kwargs.
+pub type RunCall = (Py<PyAny>, Py<PyTuple>, Option<Py<PyDict>>);
 
 #[pyclass(module = "greenlet", name = "greenlet", subclass, weakref, dict, frozen)]
 pub struct Greenlet {
@@ -490,6 +493,8 @@ impl Greenlet {
         // refcounts untouched while the collector looks at them.
         for p in unsafe { c.state.refs() } {
             if !p.is_null() {
+                // SAFETY: a live object the blob references (see above); the
+                // collector calls tp_traverse with the GIL held.
                 let obj = std::mem::ManuallyDrop::new(unsafe { Bound::<PyAny>::from_owned_ptr(Python::assume_attached(), p.cast()) }.unbind());
                 visit.call(&*obj)?;
             }

@@ -131,6 +131,7 @@ unsafe fn arrived(py: Python<'_>) -> PyResult<Py<PyAny>> {
     let td = thread_data_if_any().expect("a switch ran without thread data");
     // SAFETY: this thread's live data.
     let passing = unsafe { (*td).passing.take() }.unwrap_or_else(|| Passing::Raise(error_new("switched to without a value")));
+    // SAFETY: `td` is this thread's live data, as trace_and_release needs.
     let passing = unsafe { trace_and_release(py, td, passing) };
     super::deliver(py, passing)
 }
@@ -139,13 +140,16 @@ unsafe fn arrived(py: Python<'_>) -> PyResult<Py<PyAny>> {
 unsafe fn trace_and_release(py: Python<'_>, td: *mut ThreadData, passing: Passing) -> Passing {
     // SAFETY: this thread's live data.
     let origin = unsafe { (*td).switching_from.take() };
+    // SAFETY: this thread's live data; the GIL is held.
     let tracer = unsafe { (*td).trace.as_ref().map(|t| t.clone_ref(py)) };
     let mut passing = passing;
     if let (Some(tracer), Some(origin)) = (tracer, origin.as_ref()) {
         let event = if matches!(passing, Passing::Raise(_)) { "throw" } else { "switch" };
+        // SAFETY: this thread's live data; the GIL is held.
         let target = unsafe { (*td).current.clone_ref(py) };
         if let Err(e) = tracer.call1(py, (PyString::new(py, event), (origin.clone_ref(py), target))) {
             // A failing tracer is removed and its error replaces the value.
+            // SAFETY: this thread's live data; the GIL is held.
             unsafe { (*td).trace = None };
             passing = Passing::Raise(e);
         }
@@ -249,6 +253,8 @@ unsafe extern "C-unwind" fn body_entry(arg: *mut c_void) {
     let me = arg as Obj;
     // The call of `run` happens in this small frame, which stays on the
     // greenlet's stack while it runs; setup and teardown are helpers.
+    // SAFETY: `me` is the greenlet this new stack was made for, alive while
+    // it runs; body_begin runs once, first thing on that stack.
     let (run, args, kwargs) = no_unwind(|| unsafe { body_begin(me) });
     let result = if run.is_null() {
         std::ptr::null_mut()
@@ -261,6 +267,8 @@ unsafe extern "C-unwind" fn body_entry(arg: *mut c_void) {
             r
         }
     };
+    // SAFETY: `me` is still alive (running), and `result` is the new
+    // reference (or null with an exception set) body_end expects.
     no_unwind(|| unsafe { body_end(me, result) });
     unreachable!("a finished greenlet was resumed");
 }
