@@ -364,3 +364,19 @@ def test_load_reads_one_value_at_a_time():
     assert execnet.load(f) == "second"
     with pytest.raises(execnet.LoadError):
         execnet.load(io.BytesIO(b"\x02F\x00"))
+
+
+def test_popen_makegateway_returns_once_the_worker_booted():
+    """As execnet: makegateway waits for the worker's boot acknowledgement, so
+    a worker that cannot start fails makegateway itself, saying how it ended."""
+    import weft.execnet as execnet
+    group = execnet.Group()
+    try:
+        with pytest.raises(EOFError) as info:
+            group.makegateway("popen//chdir=/proc/self/no/such/dir")
+        assert "failed to start" in str(info.value) and "exited with code 1" in str(info.value)
+        gw = group.makegateway("popen")
+        # booted: the worker process exists and answers at once
+        assert gw.remote_exec("channel.send(1)").receive(10) == 1
+    finally:
+        group.terminate(5)

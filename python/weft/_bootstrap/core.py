@@ -1341,6 +1341,9 @@ def worker_main(config, boot_fd=None):
         raise ValueError("unknown transport %r" % (kind,))
     gw = WorkerGateway(io, config.get("id", "worker"), config.get("execmodel", "thread"),
                        _startcount=2)
+    if config.get("ack"):
+        # the parent's makegateway returns once it reads this (as execnet's)
+        io.write(b"1")
     gw.serve()
     try:
         sys.stdout.flush()

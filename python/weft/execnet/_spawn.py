@@ -221,17 +221,30 @@ def popen_io(spec):
         raise
     os.close(to_child_r)
     os.close(from_child_w)
-    config = worker_config(spec, "fds", rfd=to_child_r, wfd=from_child_w)
+    config = worker_config(spec, "fds", rfd=to_child_r, wfd=from_child_w, ack=True)
     try:
         same = spec.python is None or os.path.realpath(spec.python) == os.path.realpath(
             sys.executable)
         popen.stdin.write(boot_payload(config, same_interpreter=same))
         popen.stdin.close()
     except OSError:
-        pass  # child died early; the receiver reports how
+        pass  # child died early: no acknowledgement comes
     os.set_inheritable(from_child_r, False)
     os.set_inheritable(to_child_w, False)
-    return ProcessIO(popen, from_child_r, to_child_w, "popen worker")
+    io = ProcessIO(popen, from_child_r, to_child_w, "popen worker")
+    # As execnet: return once the worker has booted (it writes b"1" before
+    # its first frame), so workers made one after another start in order.
+    try:
+        ack = os.read(from_child_r, 1)
+    except OSError:
+        ack = b""
+    if ack != b"1":
+        why = io.describe_death()
+        io.kill()
+        io.close_read()
+        io.close_write()
+        raise _core.GatewayDied("%s failed to start: %s" % (spec._spec, why))
+    return io
 
 
 def ssh_args(spec):
