@@ -27,6 +27,20 @@ fn os_error(e: std::io::Error) -> PyErr {
     PyOSError::new_err((e.raw_os_error().unwrap_or(0), e.to_string()))
 }
 
+/// The result of a blocking call made with the GIL released, for Python:
+/// `Some(value)`; None after `EINTR`, once the signal handlers have run (the
+/// caller tries again); OSError for any other failure.
+fn retry_or_raise<T>(py: Python<'_>, r: std::io::Result<T>) -> PyResult<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+            py.check_signals()?;
+            Ok(None)
+        }
+        Err(e) => Err(os_error(e)),
+    }
+}
+
 /// Reads whole frames from a file descriptor it does not own.
 ///
 /// Routes: `route(cid, queue)` names the `ItemQueue` of a channel that has
@@ -377,19 +391,14 @@ impl PyFrameReader {
                     Ready::Kick | Ready::Timeout => Ok(None),
                 }
             });
-            match polled {
-                Ok(None) => {} // kicked: a waiting thread may want the role
-                Ok(Some(0)) => {
-                    return Err(PyEOFError::new_err(match reader.buf.incomplete() {
-                        Some((want, got)) => {
-                            format!("connection closed inside a frame: expected {want} bytes, got {got}")
-                        }
-                        None => "connection closed".to_string(),
-                    }))
-                }
-                Ok(Some(_)) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => py.check_signals()?,
-                Err(e) => return Err(os_error(e)),
+            // None: kicked (a waiting thread may want the role) or EINTR
+            if let Some(Some(0)) = retry_or_raise(py, polled)? {
+                return Err(PyEOFError::new_err(match reader.buf.incomplete() {
+                    Some((want, got)) => {
+                        format!("connection closed inside a frame: expected {want} bytes, got {got}")
+                    }
+                    None => "connection closed".to_string(),
+                }));
             }
         }
     }
@@ -403,16 +412,11 @@ impl PyFrameReader {
                 return Ok(PyBytes::new(py, reader.buf.slice(r)));
             }
             let inner = &mut *reader;
-            match py.detach(|| inner.fill()) {
-                Ok(0) => {
-                    return Err(PyEOFError::new_err(format!(
-                        "expected {n} bytes, got {}",
-                        reader.buf.buffered()
-                    )))
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => py.check_signals()?,
-                Err(e) => return Err(os_error(e)),
+            if let Some(0) = retry_or_raise(py, py.detach(|| inner.fill()))? {
+                return Err(PyEOFError::new_err(format!(
+                    "expected {n} bytes, got {}",
+                    reader.buf.buffered()
+                )));
             }
         }
     }
@@ -441,10 +445,8 @@ fn write_parts(py: Python<'_>, fd: i32, parts: &[&[u8]]) -> PyResult<()> {
     let total: usize = parts.iter().map(|p| p.len()).sum();
     let mut done = 0;
     while done < total {
-        match py.detach(|| write_from(fd, parts, done)) {
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => py.check_signals()?,
-            Err(e) => return Err(os_error(e)),
+        if let Some(n) = retry_or_raise(py, py.detach(|| write_from(fd, parts, done)))? {
+            done += n;
         }
     }
     Ok(())

@@ -1192,16 +1192,19 @@ class BaseGateway:
         except DataFormatError:
             raise
         except (OSError, ValueError) as exc:
-            self._trace("failed to send frame: %r" % (exc,))
-            raise IOError("cannot send (already closed?) on %r" % (self,)) from exc
+            raise self._send_failed(exc) from exc
 
     def _send(self, code, cid=0, data=b""):
         frame = _wire.pack_message(code, cid, data)
         try:
             self._io.write(frame)
         except (OSError, ValueError) as exc:
-            self._trace("failed to send frame: %r" % (exc,))
-            raise IOError("cannot send (already closed?) on %r" % (self,)) from exc
+            raise self._send_failed(exc) from exc
+
+    def _send_failed(self, exc):
+        """The IOError a send raises when the transport refused it."""
+        self._trace("failed to send frame: %r" % (exc,))
+        return IOError("cannot send (already closed?) on %r" % (self,))
 
     def newchannel(self):
         """Return a new independent channel."""
