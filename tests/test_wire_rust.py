@@ -83,6 +83,27 @@ def test_channel_semantics():
         rloads(b"B\x00\x00\x00\x01Q", channel_factory=boom)
 
 
+def test_channels_are_made_as_the_python_twin_makes_them():
+    """Both decoders call the channel factory in the same order, as they meet
+    the references (a malformed payload may have made some before its error)."""
+    calls = {}
+
+    def factory_for(name):
+        def factory(cid):
+            calls[name].append(cid)
+            return Chan(cid)
+        return factory
+
+    good = pywire.dumps([Chan(3), {"x": (Chan(5), 1)}, Chan(3)])
+    bad = good[:-1] + b"\xff"
+    for name, loads in (("rust", rloads), ("python", pywire.loads)):
+        calls[name] = []
+        assert loads(good, channel_factory=factory_for(name)) == [Chan(3), {"x": (Chan(5), 1)}, Chan(3)]
+        with pytest.raises(pywire.LoadError):
+            loads(bad, channel_factory=factory_for(name))
+    assert calls["rust"] == calls["python"] == [3, 5, 3, 3, 5, 3]
+
+
 @given(values)
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_hypothesis_identical_bytes(v):

@@ -9,7 +9,7 @@ use pyo3::types::{
     PyBool, PyBytes, PyComplex, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString,
     PyTuple, PyType,
 };
-use weft_wire::{Emitter, LoadOptions, Value, MAX_DEPTH, MAX_INT_DIGITS};
+use weft_wire::{Emitter, LoadOptions, MAX_DEPTH, MAX_INT_DIGITS};
 
 const ERRORS_MODULE: &str = "weft._bootstrap.wire";
 
@@ -187,61 +187,126 @@ pub(crate) fn dump_into(out: &mut Vec<u8>, obj: &Bound<'_, PyAny>, depth: usize)
     ))
 }
 
-/// Value -> Python object.
-fn to_py<'py>(
+/// Makes Python objects straight from the wire (`weft_wire::decode_into`),
+/// without an intermediate `Value` tree. Channel references are made by
+/// `factory` as they come, as the Python twin does.
+struct PyBuilder<'a, 'py> {
     py: Python<'py>,
-    v: Value,
+    factory: Option<&'a Bound<'py, PyAny>>,
+    /// A Python error that stopped the decoding (it wins over the LoadError).
+    err: Option<PyErr>,
+}
+
+impl<'a, 'py> PyBuilder<'a, 'py> {
+    fn new(py: Python<'py>, factory: Option<&'a Bound<'py, PyAny>>) -> Self {
+        PyBuilder { py, factory, err: None }
+    }
+
+    /// Keep `e` to raise as it is; stop the decoding.
+    fn fail<T>(&mut self, e: PyErr) -> Result<T, String> {
+        let why = e.to_string();
+        self.err = Some(e);
+        Err(why)
+    }
+
+    fn made<T>(&mut self, r: PyResult<T>) -> Result<T, String> {
+        r.or_else(|e| self.fail(e))
+    }
+}
+
+type PyItem<'py> = Bound<'py, PyAny>;
+
+impl<'py> weft_wire::Builder for PyBuilder<'_, 'py> {
+    type Item = PyItem<'py>;
+    fn none(&mut self) -> Result<PyItem<'py>, String> {
+        Ok(self.py.None().into_bound(self.py))
+    }
+    fn bool(&mut self, b: bool) -> Result<PyItem<'py>, String> {
+        Ok(PyBool::new(self.py, b).to_owned().into_any())
+    }
+    fn int(&mut self, i: i64) -> Result<PyItem<'py>, String> {
+        let r = i.into_pyobject(self.py).map(|o| o.into_any());
+        self.made(r.map_err(PyErr::from))
+    }
+    fn big_int(&mut self, text: &str) -> Result<PyItem<'py>, String> {
+        match self.py.get_type::<PyInt>().call1((text,)) {
+            Ok(v) => Ok(v),
+            Err(e) => Err(format!("long int not convertible: {e}")),
+        }
+    }
+    fn float(&mut self, f: f64) -> Result<PyItem<'py>, String> {
+        Ok(PyFloat::new(self.py, f).into_any())
+    }
+    fn complex(&mut self, re: f64, im: f64) -> Result<PyItem<'py>, String> {
+        Ok(PyComplex::from_doubles(self.py, re, im).into_any())
+    }
+    fn bytes(&mut self, b: &[u8]) -> Result<PyItem<'py>, String> {
+        Ok(PyBytes::new(self.py, b).into_any())
+    }
+    fn str(&mut self, s: &str) -> Result<PyItem<'py>, String> {
+        Ok(PyString::new(self.py, s).into_any())
+    }
+    fn channel(&mut self, id: u32) -> Result<PyItem<'py>, String> {
+        match self.factory {
+            Some(f) => {
+                let r = f.call1((id,));
+                self.made(r)
+            }
+            None => Err(format!("channel reference {id} but no channel_factory was given")),
+        }
+    }
+    fn tuple(&mut self, items: Vec<PyItem<'py>>) -> Result<PyItem<'py>, String> {
+        let r = PyTuple::new(self.py, items).map(|t| t.into_any());
+        self.made(r)
+    }
+    fn list(&mut self, items: Vec<PyItem<'py>>) -> Result<PyItem<'py>, String> {
+        let r = PyList::new(self.py, items).map(|l| l.into_any());
+        self.made(r)
+    }
+    fn set(&mut self, items: Vec<PyItem<'py>>, frozen: bool) -> Result<PyItem<'py>, String> {
+        let made = if frozen {
+            PyFrozenSet::new(self.py, items).map(|s| s.into_any())
+        } else {
+            PySet::new(self.py, items).map(|s| s.into_any())
+        };
+        made.map_err(|_| format!("unhashable item in {}", if frozen { "frozenset" } else { "set" }))
+    }
+    fn new_dict(&mut self) -> Result<PyItem<'py>, String> {
+        Ok(PyDict::new(self.py).into_any())
+    }
+    fn dict_set(&mut self, dict: &mut PyItem<'py>, key: PyItem<'py>, value: PyItem<'py>) -> Result<(), String> {
+        let d = dict.cast::<PyDict>().map_err(|_| "SETITEM target is not a dict".to_string())?;
+        match d.set_item(&key, value) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyTypeError>(self.py) => {
+                Err(format!("unhashable dict key of type {}", type_name(&key)))
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+    fn is_index(&self, key: &PyItem<'py>, index: usize) -> bool {
+        key.is_exact_instance_of::<PyInt>() && key.extract::<usize>().is_ok_and(|i| i == index)
+    }
+    fn type_name(&self, item: &PyItem<'py>) -> String {
+        type_name(item)
+    }
+    fn describe(&self, item: &PyItem<'py>) -> String {
+        item.repr().map(|r| r.to_string()).unwrap_or_else(|_| type_name(item))
+    }
+}
+
+/// Decode `raw` into Python objects: LoadError for input that does not
+/// decode, or the Python error that stopped it (from the channel factory).
+fn loads_raw<'py>(
+    py: Python<'py>,
+    raw: &[u8],
+    opts: &LoadOptions,
     factory: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let collect = |items: Vec<Value>| -> PyResult<Vec<Bound<'py, PyAny>>> {
-        items.into_iter().map(|x| to_py(py, x, factory)).collect()
-    };
-    Ok(match v {
-        Value::None => py.None().into_bound(py),
-        Value::Bool(b) => PyBool::new(py, b).to_owned().into_any(),
-        Value::Int(i) => i.into_pyobject(py)?.into_any(),
-        Value::BigInt(s) => py
-            .get_type::<PyInt>()
-            .call1((s,))
-            .map_err(|e| load_error(py, format!("long int not convertible: {e}")))?,
-        Value::Float(f) => PyFloat::new(py, f).into_any(),
-        Value::Complex(re, im) => PyComplex::from_doubles(py, re, im).into_any(),
-        Value::Bytes(b) => PyBytes::new(py, &b).into_any(),
-        Value::Str(s) => PyString::new(py, &s).into_any(),
-        Value::Tuple(items) => PyTuple::new(py, collect(items)?)?.into_any(),
-        Value::List(items) => PyList::new(py, collect(items)?)?.into_any(),
-        Value::Set(items) => PySet::new(py, collect(items)?)
-            .map_err(|_| load_error(py, "unhashable item in set".into()))?
-            .into_any(),
-        Value::FrozenSet(items) => PyFrozenSet::new(py, collect(items)?)
-            .map_err(|_| load_error(py, "unhashable item in frozenset".into()))?
-            .into_any(),
-        Value::Dict(pairs) => {
-            let d = PyDict::new(py);
-            for (k, x) in pairs {
-                let k = to_py(py, k, factory)?;
-                let x = to_py(py, x, factory)?;
-                if let Err(e) = d.set_item(&k, x) {
-                    if e.is_instance_of::<pyo3::exceptions::PyTypeError>(py) {
-                        return Err(load_error(
-                            py,
-                            format!("unhashable dict key of type {}", type_name(&k)),
-                        ));
-                    }
-                    return Err(e);
-                }
-            }
-            d.into_any()
-        }
-        Value::Channel(id) => match factory {
-            Some(f) => f.call1((id,))?,
-            None => {
-                return Err(load_error(
-                    py,
-                    format!("channel reference {id} but no channel_factory was given"),
-                ))
-            }
-        },
+    let mut b = PyBuilder::new(py, factory);
+    weft_wire::decode_into(raw, opts, &mut b).map_err(|e| match b.err.take() {
+        Some(err) => err,
+        None => load_error(py, e.to_string()),
     })
 }
 
@@ -252,22 +317,8 @@ pub(crate) fn decode_plain<'py>(py: Python<'py>, raw: &[u8]) -> Option<Bound<'py
     if let Some(payload) = lone_bytes(raw, false) {
         return Some(PyBytes::new(py, payload).into_any());
     }
-    let value = weft_wire::decode_with(raw, &LoadOptions::default()).ok()?;
-    if has_channel(&value) {
-        return None;
-    }
-    to_py(py, value, None).ok()
-}
-
-fn has_channel(v: &Value) -> bool {
-    match v {
-        Value::Channel(_) => true,
-        Value::Tuple(items) | Value::List(items) | Value::Set(items) | Value::FrozenSet(items) => {
-            items.iter().any(has_channel)
-        }
-        Value::Dict(pairs) => pairs.iter().any(|(k, x)| has_channel(k) || has_channel(x)),
-        _ => false,
-    }
+    let mut b = PyBuilder::new(py, None);
+    weft_wire::decode_into(raw, &LoadOptions::default(), &mut b).ok()
 }
 
 /// Serialize `obj` exactly as `weft._bootstrap.wire.dumps`.
@@ -306,9 +357,7 @@ pub fn wire_loads<'py>(
         if let Some(payload) = lone_bytes(raw, versioned) {
             return Ok(PyBytes::new(py, payload).into_any());
         }
-        let value =
-            weft_wire::decode_with(raw, &opts).map_err(|e| load_error(py, e.to_string()))?;
-        return to_py(py, value, factory.as_ref());
+        return loads_raw(py, raw, &opts, factory.as_ref());
     }
     let raw: Vec<u8> = if data.is_instance_of::<pyo3::types::PyByteArray>()
         || data.is_instance_of::<pyo3::types::PyMemoryView>()
@@ -324,8 +373,7 @@ pub fn wire_loads<'py>(
             type_name(data)
         )));
     };
-    let value = weft_wire::decode_with(&raw, &opts).map_err(|e| load_error(py, e.to_string()))?;
-    to_py(py, value, factory.as_ref())
+    loads_raw(py, &raw, &opts, factory.as_ref())
 }
 
 /// The payload of an encoding that is exactly one bytes value (`A n raw Q`,

@@ -1,5 +1,5 @@
-//! Bytes -> Value, with the same acceptance rules as the Python twin's
-//! `loads`.
+//! Bytes -> Value (or, through a [`Builder`], any other kind of value),
+//! with the same acceptance rules as the Python twin's `loads`.
 //!
 //! The decoder is a loop over opcodes driving a value stack (no recursion).
 //! Resource bounds, each checked before the allocation it guards:
@@ -46,14 +46,128 @@ pub fn decode(data: &[u8]) -> Result<Value, LoadError> {
     decode_with(data, &LoadOptions::default())
 }
 
-enum Slot {
-    Done(Value),
-    /// A list whose items are still arriving: (items so far, announced size).
-    Partial(Vec<Value>, usize),
+/// What the decoder makes values with: [`Value`]s ([`decode_with`]), or,
+/// in the Python binding, Python objects straight away. The decoder owns
+/// every rule of the format (opcodes, lengths, limits, list order, depth);
+/// a builder only makes the values it is told to, and fails (with the reason
+/// as text) where its kind of value cannot be made: an unhashable set item
+/// or dict key, or a channel reference it cannot resolve.
+pub trait Builder {
+    /// One decoded value.
+    type Item;
+    /// `None`.
+    fn none(&mut self) -> Result<Self::Item, String>;
+    /// `True` / `False`.
+    fn bool(&mut self, b: bool) -> Result<Self::Item, String>;
+    /// An int that fits in an i64.
+    fn int(&mut self, i: i64) -> Result<Self::Item, String>;
+    /// A bigger int, as canonical decimal text.
+    fn big_int(&mut self, text: &str) -> Result<Self::Item, String>;
+    /// A float.
+    fn float(&mut self, f: f64) -> Result<Self::Item, String>;
+    /// A complex number.
+    fn complex(&mut self, re: f64, im: f64) -> Result<Self::Item, String>;
+    /// Bytes.
+    fn bytes(&mut self, b: &[u8]) -> Result<Self::Item, String>;
+    /// Text.
+    fn str(&mut self, s: &str) -> Result<Self::Item, String>;
+    /// A channel reference.
+    fn channel(&mut self, id: u32) -> Result<Self::Item, String>;
+    /// A tuple of `items`.
+    fn tuple(&mut self, items: Vec<Self::Item>) -> Result<Self::Item, String>;
+    /// A list of `items`.
+    fn list(&mut self, items: Vec<Self::Item>) -> Result<Self::Item, String>;
+    /// A set (`frozen`: a frozenset) of `items`.
+    fn set(&mut self, items: Vec<Self::Item>, frozen: bool) -> Result<Self::Item, String>;
+    /// An empty dict.
+    fn new_dict(&mut self) -> Result<Self::Item, String>;
+    /// Store `key: value` into `dict` (made by [`Builder::new_dict`]).
+    fn dict_set(&mut self, dict: &mut Self::Item, key: Self::Item, value: Self::Item) -> Result<(), String>;
+    /// Whether `key` is the int `index` (a list's next SETITEM index).
+    fn is_index(&self, key: &Self::Item, index: usize) -> bool;
+    /// The Python type name of `item`, for error messages.
+    fn type_name(&self, item: &Self::Item) -> String;
+    /// A short rendering of `item`, for error messages.
+    fn describe(&self, item: &Self::Item) -> String;
 }
 
-struct Entry {
-    slot: Slot,
+/// The builder of [`Value`] trees.
+struct ValueBuilder;
+
+impl Builder for ValueBuilder {
+    type Item = Value;
+    fn none(&mut self) -> Result<Value, String> {
+        Ok(Value::None)
+    }
+    fn bool(&mut self, b: bool) -> Result<Value, String> {
+        Ok(Value::Bool(b))
+    }
+    fn int(&mut self, i: i64) -> Result<Value, String> {
+        Ok(Value::Int(i))
+    }
+    fn big_int(&mut self, text: &str) -> Result<Value, String> {
+        Ok(Value::BigInt(text.to_owned()))
+    }
+    fn float(&mut self, f: f64) -> Result<Value, String> {
+        Ok(Value::Float(f))
+    }
+    fn complex(&mut self, re: f64, im: f64) -> Result<Value, String> {
+        Ok(Value::Complex(re, im))
+    }
+    fn bytes(&mut self, b: &[u8]) -> Result<Value, String> {
+        Ok(Value::Bytes(b.to_vec()))
+    }
+    fn str(&mut self, s: &str) -> Result<Value, String> {
+        Ok(Value::Str(s.to_owned()))
+    }
+    fn channel(&mut self, id: u32) -> Result<Value, String> {
+        Ok(Value::Channel(id))
+    }
+    fn tuple(&mut self, items: Vec<Value>) -> Result<Value, String> {
+        Ok(Value::Tuple(items))
+    }
+    fn list(&mut self, items: Vec<Value>) -> Result<Value, String> {
+        Ok(Value::List(items))
+    }
+    fn set(&mut self, items: Vec<Value>, frozen: bool) -> Result<Value, String> {
+        if items.iter().any(|i| !i.is_hashable()) {
+            return Err(format!("unhashable item in {}", if frozen { "frozenset" } else { "set" }));
+        }
+        Ok(if frozen { Value::FrozenSet(items) } else { Value::Set(items) })
+    }
+    fn new_dict(&mut self) -> Result<Value, String> {
+        Ok(Value::Dict(Vec::new()))
+    }
+    fn dict_set(&mut self, dict: &mut Value, key: Value, value: Value) -> Result<(), String> {
+        if !key.is_hashable() {
+            return Err(format!("unhashable dict key of type {}", key.type_name()));
+        }
+        if let Value::Dict(pairs) = dict {
+            pairs.push((key, value));
+        }
+        Ok(())
+    }
+    fn is_index(&self, key: &Value, index: usize) -> bool {
+        matches!(key, Value::Int(i) if *i == index as i64)
+    }
+    fn type_name(&self, item: &Value) -> String {
+        item.type_name().to_string()
+    }
+    fn describe(&self, item: &Value) -> String {
+        format!("{item:?}")
+    }
+}
+
+enum Slot<T> {
+    Done(T),
+    /// A dict (SETITEM stores into it).
+    Dict(T),
+    /// A list whose items are still arriving: (items so far, announced size).
+    Partial(Vec<T>, usize),
+}
+
+struct Entry<T> {
+    slot: Slot<T>,
     depth: usize,
 }
 
@@ -109,9 +223,9 @@ impl Reader<'_> {
     }
 }
 
-fn finished(slot: Slot, at: usize) -> Result<Value, LoadError> {
+fn finished<T>(slot: Slot<T>, at: usize) -> Result<T, LoadError> {
     match slot {
-        Slot::Done(v) => Ok(v),
+        Slot::Done(v) | Slot::Dict(v) => Ok(v),
         Slot::Partial(_, size) => Err(LoadError::new(
             format!("list used before its {size} items were all stored"),
             at,
@@ -125,6 +239,11 @@ fn too_deep(at: usize) -> LoadError {
 
 /// Decode one value with explicit options.
 pub fn decode_with(data: &[u8], opts: &LoadOptions) -> Result<Value, LoadError> {
+    decode_into(data, opts, &mut ValueBuilder)
+}
+
+/// Decode one value with explicit options, making it with `b`.
+pub fn decode_into<B: Builder>(data: &[u8], opts: &LoadOptions, b: &mut B) -> Result<B::Item, LoadError> {
     let mut r = Reader { data, pos: 0 };
     if opts.versioned {
         match data.first() {
@@ -137,7 +256,7 @@ pub fn decode_with(data: &[u8], opts: &LoadOptions) -> Result<Value, LoadError> 
             }
         }
     }
-    let mut stack: Vec<Entry> = Vec::new();
+    let mut stack: Vec<Entry<B::Item>> = Vec::new();
     let mut missing: usize = 0; // announced list items not yet stored
 
     loop {
@@ -146,17 +265,19 @@ pub fn decode_with(data: &[u8], opts: &LoadOptions) -> Result<Value, LoadError> 
             return Err(LoadError::new("truncated: no STOP opcode", at));
         };
         r.pos += 1;
-        let scalar = |v: Value| Entry {
-            slot: Slot::Done(v),
-            depth: 0,
+        let built = |v: Result<B::Item, String>| -> Result<Entry<B::Item>, LoadError> {
+            Ok(Entry {
+                slot: Slot::Done(v.map_err(|why| LoadError::new(why, at))?),
+                depth: 0,
+            })
         };
         match code {
-            op::NONE => stack.push(scalar(Value::None)),
-            op::TRUE => stack.push(scalar(Value::Bool(true))),
-            op::FALSE => stack.push(scalar(Value::Bool(false))),
+            op::NONE => stack.push(built(b.none())?),
+            op::TRUE => stack.push(built(b.bool(true))?),
+            op::FALSE => stack.push(built(b.bool(false))?),
             op::INT | op::LONG => {
                 let i = r.i32()?;
-                stack.push(scalar(Value::Int(i64::from(i))));
+                stack.push(built(b.int(i64::from(i)))?);
             }
             op::LONGINT | op::LONGLONG => {
                 let text = r.counted("long int")?;
@@ -168,14 +289,14 @@ pub fn decode_with(data: &[u8], opts: &LoadOptions) -> Result<Value, LoadError> 
                 let text = std::str::from_utf8(text)
                     .map_err(|_| LoadError::new("malformed long int", at))?;
                 let v = match text.parse::<i64>() {
-                    Ok(i) => Value::Int(i),
-                    Err(_) => Value::BigInt(text.to_owned()),
+                    Ok(i) => b.int(i),
+                    Err(_) => b.big_int(text),
                 };
-                stack.push(scalar(v));
+                stack.push(built(v)?);
             }
             op::FLOAT => {
                 let f = r.f64("float")?;
-                stack.push(scalar(Value::Float(f)));
+                stack.push(built(b.float(f))?);
             }
             op::COMPLEX => {
                 if r.remaining() < 16 {
@@ -183,30 +304,30 @@ pub fn decode_with(data: &[u8], opts: &LoadOptions) -> Result<Value, LoadError> 
                 }
                 let re = r.f64("complex")?;
                 let im = r.f64("complex")?;
-                stack.push(scalar(Value::Complex(re, im)));
+                stack.push(built(b.complex(re, im))?);
             }
             op::BYTES | op::PY3STRING | op::PY2STRING | op::UNICODE => {
                 let raw = r.counted("string")?;
                 let v = if code == op::BYTES || (code == op::PY3STRING && opts.py3str_as_py2str) {
-                    Value::Bytes(raw.to_vec())
+                    b.bytes(raw)
                 } else if code == op::PY2STRING {
                     if opts.py2str_as_py3str {
-                        Value::Str(raw.iter().map(|&b| char::from(b)).collect())
+                        b.str(&raw.iter().map(|&c| char::from(c)).collect::<String>())
                     } else {
-                        Value::Bytes(raw.to_vec())
+                        b.bytes(raw)
                     }
                 } else {
                     match std::str::from_utf8(raw) {
-                        Ok(s) => Value::Str(s.to_owned()),
+                        Ok(s) => b.str(s),
                         Err(e) => {
                             return Err(LoadError::new(format!("invalid UTF-8 in string: {e}"), at))
                         }
                     }
                 };
-                stack.push(scalar(v));
+                stack.push(built(v)?);
             }
             op::NEWDICT => stack.push(Entry {
-                slot: Slot::Done(Value::Dict(Vec::new())),
+                slot: Slot::Dict(b.new_dict().map_err(|why| LoadError::new(why, at))?),
                 depth: 1,
             }),
             op::NEWLIST => {
@@ -216,7 +337,7 @@ pub fn decode_with(data: &[u8], opts: &LoadOptions) -> Result<Value, LoadError> 
                 }
                 let n = n as usize;
                 let slot = if n == 0 {
-                    Slot::Done(Value::List(Vec::new()))
+                    Slot::Done(b.list(Vec::new()).map_err(|why| LoadError::new(why, at))?)
                 } else {
                     // Each of the n new items needs >= 7 bytes of its own, each
                     // item still missing from an enclosing list >= 1 (its SETITEM).
@@ -251,40 +372,32 @@ pub fn decode_with(data: &[u8], opts: &LoadOptions) -> Result<Value, LoadError> 
                     unreachable!("stack length checked above")
                 };
                 match &mut target.slot {
-                    Slot::Done(Value::Dict(pairs)) => {
-                        if !key.is_hashable() {
-                            return Err(LoadError::new(
-                                format!("unhashable dict key of type {}", key.type_name()),
-                                at,
-                            ));
-                        }
-                        pairs.push((key, value));
+                    Slot::Dict(dict) => {
+                        b.dict_set(dict, key, value).map_err(|why| LoadError::new(why, at))?;
                     }
                     Slot::Partial(items, size) => {
-                        match key {
-                            Value::Int(i) if i == items.len() as i64 => {}
-                            other => {
-                                return Err(LoadError::new(
-                                    format!(
-                                        "list index {other:?} out of order, expected {}",
-                                        items.len()
-                                    ),
-                                    at,
-                                ))
-                            }
+                        if !b.is_index(&key, items.len()) {
+                            return Err(LoadError::new(
+                                format!(
+                                    "list index {} out of order, expected {}",
+                                    b.describe(&key),
+                                    items.len()
+                                ),
+                                at,
+                            ));
                         }
                         items.push(value);
                         missing -= 1;
                         if items.len() == *size {
                             let full = std::mem::take(items);
-                            target.slot = Slot::Done(Value::List(full));
+                            target.slot = Slot::Done(b.list(full).map_err(|why| LoadError::new(why, at))?);
                         }
                     }
                     Slot::Done(other) => {
                         return Err(LoadError::new(
                             format!(
                                 "SETITEM target is a {}, not a dict or an unfilled list",
-                                other.type_name()
+                                b.type_name(other)
                             ),
                             at,
                         ))
@@ -317,22 +430,15 @@ pub fn decode_with(data: &[u8], opts: &LoadOptions) -> Result<Value, LoadError> 
                 }
                 let mut items = Vec::with_capacity(entries.len());
                 for e in entries {
-                    let item = finished(e.slot, at)?;
-                    if code != op::BUILDTUPLE && !item.is_hashable() {
-                        return Err(LoadError::new(
-                            format!("unhashable item in {}", name.to_ascii_lowercase()),
-                            at,
-                        ));
-                    }
-                    items.push(item);
+                    items.push(finished(e.slot, at)?);
                 }
                 let v = match code {
-                    op::BUILDTUPLE => Value::Tuple(items),
-                    op::SET => Value::Set(items),
-                    _ => Value::FrozenSet(items),
+                    op::BUILDTUPLE => b.tuple(items),
+                    op::SET => b.set(items, false),
+                    _ => b.set(items, true),
                 };
                 stack.push(Entry {
-                    slot: Slot::Done(v),
+                    slot: Slot::Done(v.map_err(|why| LoadError::new(why, at))?),
                     depth,
                 });
             }
@@ -341,7 +447,7 @@ pub fn decode_with(data: &[u8], opts: &LoadOptions) -> Result<Value, LoadError> 
                 if id < 0 {
                     return Err(LoadError::new(format!("negative channel id {id}"), at));
                 }
-                stack.push(scalar(Value::Channel(id as u32)));
+                stack.push(built(b.channel(id as u32))?);
             }
             op::STOP => {
                 if stack.len() != 1 {

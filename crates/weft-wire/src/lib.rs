@@ -28,7 +28,7 @@ mod frame;
 pub mod opcode;
 mod value;
 
-pub use decode::{decode, decode_with, LoadOptions};
+pub use decode::{decode, decode_into, decode_with, Builder, LoadOptions};
 pub use encode::{encode, encode_append, encode_versioned, Emitter};
 pub use error::{DataFormatError, DumpError, LoadError};
 pub use frame::{
