@@ -226,6 +226,7 @@ impl PyFrameReader {
             }
             q.set_direct_waiter(true);
             if q.ready().is_set() {
+                q.set_direct_waiter(false);
                 continue; // put by another thread since the look above
             }
             let fd = self.fd;
@@ -237,14 +238,7 @@ impl PyFrameReader {
             });
             q.set_direct_waiter(false);
             match polled {
-                Ok(Some(0)) => {
-                    // end of stream: the receiver thread sees it too and ends
-                    // the channels
-                    drop(reader);
-                    self.role.release(Holder::User(me), true);
-                    return Ok(Direct::Fallback);
-                }
-                Ok(Some(_)) => {}
+                Ok(Some(n)) if n > 0 => {}
                 Ok(None) => {
                     if self.role.is_closed() {
                         // the receiver has finished (and closes the fd next)
@@ -255,7 +249,9 @@ impl PyFrameReader {
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => py.check_signals()?,
-                Err(_) => {
+                Ok(Some(_)) | Err(_) => {
+                    // end of stream or an error: the receiver thread meets it
+                    // too, and ends the channels
                     drop(reader);
                     self.role.release(Holder::User(me), true);
                     return Ok(Direct::Fallback);
@@ -496,9 +492,9 @@ pub fn frame_dumps<'py>(
 /// The sending half of a transport: frames written whole, one writer at a
 /// time, to a file descriptor it does not own. `send` and `write` are what
 /// `FdIO`/`SocketIO` do under their write lock, in one call: the lock is a
-/// Rust mutex, taken with the GIL released if another thread holds it, and
-/// kept while the frame is written (GIL released) so frames never
-/// interleave.
+/// turn (a flag under a Rust mutex), waited for with the GIL released if
+/// another thread has it, and kept while the frame is written (GIL released)
+/// so frames never interleave.
 #[pyclass(module = "weft._weft", name = "FrameWriter", frozen)]
 pub struct PyFrameWriter {
     fd: i32,
@@ -534,31 +530,28 @@ impl PyFrameWriter {
     /// Wait (GIL released if needed) until no other thread writes, then
     /// take the turn; None once closed.
     fn turn(&self, py: Python<'_>) -> Option<Turn<'_>> {
-        let take = || {
-            let mut g = self.state();
-            while g.busy {
-                g = self.done.wait(g).unwrap_or_else(|e| e.into_inner());
-            }
-            if g.closed {
-                return false;
-            }
-            g.busy = true;
-            true
-        };
-        let quick = {
-            let mut g = self.state();
+        // Under the state lock: None while another thread writes, else
+        // whether the turn was taken (false: closed).
+        let try_take = |g: &mut WriterState| {
             if g.busy {
                 None
-            } else if g.closed {
-                Some(false)
             } else {
-                g.busy = true;
-                Some(true)
+                g.busy = !g.closed;
+                Some(g.busy)
             }
         };
+        let quick = try_take(&mut self.state());
         let taken = match quick {
             Some(taken) => taken,
-            None => py.detach(take),
+            None => py.detach(|| {
+                let mut g = self.state();
+                loop {
+                    if let Some(taken) = try_take(&mut g) {
+                        return taken;
+                    }
+                    g = self.done.wait(g).unwrap_or_else(|e| e.into_inner());
+                }
+            }),
         };
         if taken {
             Some(Turn(self))

@@ -888,15 +888,11 @@ class ChannelFactory:
         self._list = list  # for cleanup during interpreter shutdown
         # the Rust transport puts items of routed channels into their queues
         # itself (FrameReader.route); a channel is routed while it has a queue
-        reader = getattr(getattr(gateway, "_io", None), "_reader", None)
-        self._route = getattr(reader, "route", None)
+        self._reader = getattr(getattr(gateway, "_io", None), "_reader", None)
         # ... and a thread waiting in receive() may read frames itself
         # (docs/gateways.md, "Direct read"); WEFT_EXECNET_DIRECT_READ=0: never
-        self._direct_reader = None
-        if reader is not None and os.environ.get("WEFT_EXECNET_DIRECT_READ", "1") != "0":
-            self._direct_reader = reader
-        self._unroute = getattr(reader, "unroute", None) or (lambda id, queue=None: None)
-        self._unroute_all = getattr(reader, "unroute_all", None) or (lambda: None)
+        self._direct_read = (self._reader is not None
+                             and os.environ.get("WEFT_EXECNET_DIRECT_READ", "1") != "0")
 
     def new(self, id=None):
         """A new channel, or the one with ``id`` (made if needed)."""
@@ -910,11 +906,16 @@ class ChannelFactory:
                 channel = self._channels[id]
             except KeyError:
                 channel = self._channels[id] = Channel(self.gateway, id)
-                if self._route is not None and not isinstance(channel._items, _ItemQueue):
-                    self._route(id, channel._items)
-                    if self._direct_reader is not None:
-                        channel._items.attach(self._direct_reader)
+                if self._reader is not None and not isinstance(channel._items, _ItemQueue):
+                    self._reader.route(id, channel._items)
+                    if self._direct_read:
+                        channel._items.attach(self._reader)
             return channel
+
+    def _unroute(self, id, queue=None):
+        """Stop routing channel ``id`` (only from ``queue``, if given)."""
+        if self._reader is not None:
+            self._reader.unroute(id, queue)
 
     def channels(self):
         return self._list(self._channels.values())
@@ -981,7 +982,8 @@ class ChannelFactory:
     def _finished_receiving(self, error=None):
         with self._writelock:
             self.finished = True
-        self._unroute_all()
+        if self._reader is not None:
+            self._reader.unroute_all()
         for id in self._list(self._channels):
             self._local_close(id, error, sendonly=error is None)
         for id in self._list(self._callbacks):
