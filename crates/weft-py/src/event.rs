@@ -129,7 +129,11 @@ impl Inner {
             // every waiter re-checks each slice (a held-back wake-up); the
             // main thread also runs signal handlers between slices
             let slice = Instant::now() + SIGNAL_SLICE;
-            let until = Some(if forever { slice } else { deadline.map_or(slice, |d| d.min(slice)) });
+            let until = Some(if forever {
+                slice
+            } else {
+                deadline.map_or(slice, |d| d.min(slice))
+            });
             if py.detach(|| self.wait_until(until)) {
                 return Ok(true);
             }
@@ -183,7 +187,9 @@ pub(crate) fn in_main_thread() -> bool {
 impl PyEvent {
     #[new]
     fn new() -> Self {
-        PyEvent { inner: Inner::new() }
+        PyEvent {
+            inner: Inner::new(),
+        }
     }
 
     fn is_set(&self) -> bool {

@@ -3,9 +3,10 @@
 //! chosen in `python/weft/`.
 use pyo3::prelude::*;
 
-mod greenlet;
 mod event;
+mod greenlet;
 mod queue;
+mod stackless;
 mod transport;
 mod wire;
 
@@ -13,6 +14,7 @@ mod wire;
 fn _weft(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     greenlet::register(m)?;
+    stackless::register(m)?;
     wire::register(m)?;
     transport::register(m)?;
     event::register(m)?;

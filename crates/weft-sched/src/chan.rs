@@ -53,7 +53,12 @@ pub enum Next {
 }
 
 /// Stackless's rule for who runs after a hand-off in direction `dir`.
-pub fn after_pairing(dir: Dir, preference: i8, schedule_all: bool, partner_elsewhere: bool) -> Next {
+pub fn after_pairing(
+    dir: Dir,
+    preference: i8,
+    schedule_all: bool,
+    partner_elsewhere: bool,
+) -> Next {
     if partner_elsewhere {
         // Another thread's tasklet is only made runnable there.
         Next::Caller
@@ -74,7 +79,10 @@ pub struct Waiters<T> {
 
 impl<T> Default for Waiters<T> {
     fn default() -> Self {
-        Waiters { senders: Ring::new(), receivers: Ring::new() }
+        Waiters {
+            senders: Ring::new(),
+            receivers: Ring::new(),
+        }
     }
 }
 
@@ -142,17 +150,28 @@ impl<T> Waiters<T> {
 
     /// Every waiter, senders first, each queue in order.
     pub fn iter(&self) -> impl Iterator<Item = (Dir, &T)> + '_ {
-        self.senders.iter().map(|v| (Dir::Send, v)).chain(self.receivers.iter().map(|v| (Dir::Recv, v)))
+        self.senders
+            .iter()
+            .map(|v| (Dir::Send, v))
+            .chain(self.receivers.iter().map(|v| (Dir::Recv, v)))
     }
 
     /// The first waiter of the fuller queue (Stackless's `queue` attribute).
     pub fn first(&self) -> Option<(Dir, &T)> {
-        self.senders.head_value().map(|v| (Dir::Send, v)).or_else(|| self.receivers.head_value().map(|v| (Dir::Recv, v)))
+        self.senders
+            .head_value()
+            .map(|v| (Dir::Send, v))
+            .or_else(|| self.receivers.head_value().map(|v| (Dir::Recv, v)))
     }
 
     /// Takes every waiter out, senders first.
     pub fn drain(&mut self) -> Vec<(Dir, T)> {
-        let mut out: Vec<(Dir, T)> = self.senders.drain().into_iter().map(|v| (Dir::Send, v)).collect();
+        let mut out: Vec<(Dir, T)> = self
+            .senders
+            .drain()
+            .into_iter()
+            .map(|v| (Dir::Send, v))
+            .collect();
         out.extend(self.receivers.drain().into_iter().map(|v| (Dir::Recv, v)));
         out
     }

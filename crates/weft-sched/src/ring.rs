@@ -30,7 +30,12 @@ pub struct Ring<T> {
 
 impl<T> Default for Ring<T> {
     fn default() -> Self {
-        Ring { nodes: Vec::new(), free: Vec::new(), head: None, len: 0 }
+        Ring {
+            nodes: Vec::new(),
+            free: Vec::new(),
+            head: None,
+            len: 0,
+        }
     }
 }
 
@@ -51,11 +56,16 @@ impl<T> Ring<T> {
     }
 
     fn key_of(&self, idx: u32) -> Key {
-        Key { idx, gen: self.nodes[idx as usize].gen }
+        Key {
+            idx,
+            gen: self.nodes[idx as usize].gen,
+        }
     }
 
     fn valid(&self, k: Key) -> bool {
-        self.nodes.get(k.idx as usize).is_some_and(|n| n.gen == k.gen && n.val.is_some())
+        self.nodes
+            .get(k.idx as usize)
+            .is_some_and(|n| n.gen == k.gen && n.val.is_some())
     }
 
     /// True if `k` names a node linked in this ring now.
@@ -84,12 +94,14 @@ impl<T> Ring<T> {
 
     /// The node after `k` (the head's successor for the last node).
     pub fn next(&self, k: Key) -> Option<Key> {
-        self.valid(k).then(|| self.key_of(self.nodes[k.idx as usize].next))
+        self.valid(k)
+            .then(|| self.key_of(self.nodes[k.idx as usize].next))
     }
 
     /// The node before `k`.
     pub fn prev(&self, k: Key) -> Option<Key> {
-        self.valid(k).then(|| self.key_of(self.nodes[k.idx as usize].prev))
+        self.valid(k)
+            .then(|| self.key_of(self.nodes[k.idx as usize].prev))
     }
 
     fn alloc(&mut self, val: T) -> u32 {
@@ -101,7 +113,12 @@ impl<T> Ring<T> {
             }
             None => {
                 let i = u32::try_from(self.nodes.len()).expect("more than 2^32 nodes in one ring");
-                self.nodes.push(Node { val: Some(val), gen: 0, prev: i, next: i });
+                self.nodes.push(Node {
+                    val: Some(val),
+                    gen: 0,
+                    prev: i,
+                    next: i,
+                });
                 i
             }
         }
@@ -334,7 +351,10 @@ mod tests {
                 _ => {}
             }
             assert_eq!(r.len(), model.len());
-            assert_eq!(r.iter().copied().collect::<Vec<_>>(), model.iter().map(|m| m.0).collect::<Vec<_>>());
+            assert_eq!(
+                r.iter().copied().collect::<Vec<_>>(),
+                model.iter().map(|m| m.0).collect::<Vec<_>>()
+            );
         }
     }
 }

@@ -7,14 +7,14 @@ use std::ffi::c_void;
 
 use std::sync::Arc;
 
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
-use pyo3::ffi;
 
 use weft_stack::{Arrival, Slice};
 
 use super::thread::{thread_data, thread_data_if_any, Passing, ThreadData};
-use super::{error_new, Coro, Greenlet, GreenletExit, Status};
+use super::{error_new, Coro, Finish, Greenlet, GreenletExit, Status};
 
 fn ts() -> *mut weft_pystate::ThreadState {
     // SAFETY: callers hold the GIL.
@@ -28,7 +28,11 @@ fn ts() -> *mut weft_pystate::ThreadState {
 /// needs room (errors, the parent walk, starting) happens in helpers that have
 /// returned before the switch: fewer bytes to copy per switch and per
 /// suspended greenlet.
-pub(crate) fn switch_to(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: Passing) -> PyResult<Py<PyAny>> {
+pub(crate) fn switch_to(
+    py: Python<'_>,
+    target: &Bound<'_, Greenlet>,
+    passing: Passing,
+) -> PyResult<Py<PyAny>> {
     // SAFETY: `prepare_switch` returns a live target of this thread; it is kept
     // alive by `target`'s parent chain or by `target` itself.
     unsafe {
@@ -53,7 +57,11 @@ enum Prepared {
 }
 
 #[inline(never)]
-fn prepare_switch(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: Passing) -> PyResult<Prepared> {
+fn prepare_switch(
+    py: Python<'_>,
+    target: &Bound<'_, Greenlet>,
+    passing: Passing,
+) -> PyResult<Prepared> {
     let td = thread_data(py)?;
     // SAFETY: this thread's live data; see module docs on in-flight values.
     unsafe {
@@ -69,7 +77,11 @@ fn prepare_switch(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: Passing
                         owned = p.bind(py).clone();
                         t = &*(&owned as *const Bound<'_, Greenlet>);
                     }
-                    None => return Err(error_new("cannot switch to a dead greenlet that has no parent")),
+                    None => {
+                        return Err(error_new(
+                            "cannot switch to a dead greenlet that has no parent",
+                        ))
+                    }
                 },
             }
         }
@@ -81,13 +93,17 @@ fn prepare_switch(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: Passing
         if tp.get().coro().status == Status::Unstarted {
             // Looking up `run` may run Python code that switches or reparents
             // the greenlet: done before anything is put in flight.
-            if let Err(e) = prepare_start(py, td, tp.bind(py)).and_then(|_| check_same_thread(py, td, &tp)) {
+            if let Err(e) =
+                prepare_start(py, td, tp.bind(py)).and_then(|_| check_same_thread(py, td, &tp))
+            {
                 (*td).starting_run = None;
                 return Err(e);
             }
         }
         if tp.get().coro().status == Status::Dead {
-            return Err(error_new("the greenlet finished while its run attribute was looked up"));
+            return Err(error_new(
+                "the greenlet finished while its run attribute was looked up",
+            ));
         }
         (*td).passing = Some(passing);
         // The target stays referenced: by the caller's `target`, or by the
@@ -104,7 +120,9 @@ fn check_same_thread(py: Python<'_>, td: *mut ThreadData, t: &Py<Greenlet>) -> P
         return Ok(());
     }
     if !tc.thread.alive.load(std::sync::atomic::Ordering::Acquire) {
-        return Err(error_new("cannot switch to a different thread (which happens to have exited)"));
+        return Err(error_new(
+            "cannot switch to a different thread (which happens to have exited)",
+        ));
     }
     Err(error_new(&format!(
         "Cannot switch to a different thread\n\tCurrent:  {}\n\tExpected: {}",
@@ -114,7 +132,11 @@ fn check_same_thread(py: Python<'_>, td: *mut ThreadData, t: &Py<Greenlet>) -> P
 }
 
 /// Looks up `run` before the stack moves, so a missing one fails in the caller.
-unsafe fn prepare_start(py: Python<'_>, td: *mut ThreadData, t: &Bound<'_, Greenlet>) -> PyResult<()> {
+unsafe fn prepare_start(
+    py: Python<'_>,
+    td: *mut ThreadData,
+    t: &Bound<'_, Greenlet>,
+) -> PyResult<()> {
     let run = t.getattr(pyo3::intern!(py, "run"))?;
     if t.get().coro().status == Status::Unstarted {
         // SAFETY: this thread's live data.
@@ -130,7 +152,8 @@ unsafe fn prepare_start(py: Python<'_>, td: *mut ThreadData, t: &Bound<'_, Green
 unsafe fn arrived(py: Python<'_>) -> PyResult<Py<PyAny>> {
     let td = thread_data_if_any().expect("a switch ran without thread data");
     // SAFETY: this thread's live data.
-    let passing = unsafe { (*td).passing.take() }.unwrap_or_else(|| Passing::Raise(error_new("switched to without a value")));
+    let passing = unsafe { (*td).passing.take() }
+        .unwrap_or_else(|| Passing::Raise(error_new("switched to without a value")));
     // SAFETY: `td` is this thread's live data, as trace_and_release needs.
     let passing = unsafe { trace_and_release(py, td, passing) };
     super::deliver(py, passing)
@@ -144,10 +167,17 @@ unsafe fn trace_and_release(py: Python<'_>, td: *mut ThreadData, passing: Passin
     let tracer = unsafe { (*td).trace.as_ref().map(|t| t.clone_ref(py)) };
     let mut passing = passing;
     if let (Some(tracer), Some(origin)) = (tracer, origin.as_ref()) {
-        let event = if matches!(passing, Passing::Raise(_)) { "throw" } else { "switch" };
+        let event = if matches!(passing, Passing::Raise(_)) {
+            "throw"
+        } else {
+            "switch"
+        };
         // SAFETY: this thread's live data; the GIL is held.
         let target = unsafe { (*td).current.clone_ref(py) };
-        if let Err(e) = tracer.call1(py, (PyString::new(py, event), (origin.clone_ref(py), target))) {
+        if let Err(e) = tracer.call1(
+            py,
+            (PyString::new(py, event), (origin.clone_ref(py), target)),
+        ) {
             // A failing tracer is removed and its error replaces the value.
             // SAFETY: this thread's live data; the GIL is held.
             unsafe { (*td).trace = None };
@@ -191,9 +221,13 @@ unsafe fn make_current(td: *mut ThreadData, target: Obj) {
     // and the origin's is kept until `trace_and_release`.
     unsafe {
         let py = Python::assume_attached();
-        let new: Py<Greenlet> = Bound::from_borrowed_ptr(py, target).cast_into_unchecked::<Greenlet>().unbind();
+        let new: Py<Greenlet> = Bound::from_borrowed_ptr(py, target)
+            .cast_into_unchecked::<Greenlet>()
+            .unbind();
         let record = &(*td).record;
-        record.current.store(target, std::sync::atomic::Ordering::Release);
+        record
+            .current
+            .store(target, std::sync::atomic::Ordering::Release);
         let old = std::mem::replace(&mut (*td).current, new);
         (*td).switching_from = Some(old);
     }
@@ -220,7 +254,10 @@ unsafe fn start(td: *mut ThreadData, target: Obj) {
     // origin is suspended in `initial_stub` below (invariant S4 of weft-stack).
     unsafe {
         let tc = payload(target).coro();
-        tc.slice.begin(&marker as *const usize as *mut u8, &mut (*td).current.get().coro().slice);
+        tc.slice.begin(
+            &marker as *const usize as *mut u8,
+            &mut (*td).current.get().coro().slice,
+        );
         tc.status = Status::Active;
         initial_stub(td, target);
     }
@@ -294,14 +331,21 @@ unsafe fn body_begin(me: Obj) -> (Obj, Obj, Obj) {
         let py = Python::assume_attached();
         let td = thread_data_if_any().expect("thread data in a new greenlet");
         make_current(td, me);
-        let passing = (*td).passing.take().unwrap_or_else(|| Passing::Raise(error_new("started without a value")));
+        let passing = (*td)
+            .passing
+            .take()
+            .unwrap_or_else(|| Passing::Raise(error_new("started without a value")));
         let run = (*td).starting_run.take();
         let passing = trace_and_release(py, td, passing);
         payload(me).coro().run = None;
         let null = std::ptr::null_mut();
         match (passing, run) {
             (Passing::Args(a, k), Some(run)) => {
-                let ptrs = (run.as_ptr(), a.as_ptr(), k.as_ref().map_or(null, |k| k.as_ptr()));
+                let ptrs = (
+                    run.as_ptr(),
+                    a.as_ptr(),
+                    k.as_ref().map_or(null, |k| k.as_ptr()),
+                );
                 payload(me).coro().call = Some((run, a, k));
                 ptrs
             }
@@ -311,6 +355,10 @@ unsafe fn body_begin(me: Obj) -> (Obj, Obj, Obj) {
             }
             (Passing::Raise(e), _) => {
                 e.restore(py);
+                (null, null, null)
+            }
+            (Passing::Empty, _) => {
+                error_new("greenlet started without arguments").restore(py);
                 (null, null, null)
             }
         }
@@ -326,6 +374,9 @@ unsafe fn body_end(me: Obj, result: Obj) {
         let py = Python::assume_attached();
         let td = thread_data_if_any().expect("thread data in a finishing greenlet");
         let result = Bound::from_owned_ptr_or_err(py, result).map(|b| b.unbind());
+        if payload(me).coro().finish == Finish::Scheduler {
+            crate::stackless::body_done(py, td, result);
+        }
         let outcome = match handle_exit(py, result) {
             Ok(v) => Passing::Args(PyTuple::new(py, [v]).expect("1-tuple").unbind(), None),
             Err(e) => Passing::Raise(e),
@@ -342,14 +393,17 @@ pub(crate) fn handle_exit(py: Python<'_>, r: PyResult<Py<PyAny>>) -> PyResult<Py
     }
 }
 
-unsafe fn die_and_switch_to_parent(py: Python<'_>, td: *mut ThreadData, me: Obj, outcome: Passing) -> ! {
+unsafe fn die_and_switch_to_parent(
+    py: Python<'_>,
+    td: *mut ThreadData,
+    me: Obj,
+    outcome: Passing,
+) -> ! {
     // SAFETY: we are `me`, running, with the GIL; after the switch below this
     // stack is never used again.
     unsafe {
+        die(me);
         let mc = payload(me).coro();
-        mc.state.finish(ts());
-        mc.status = Status::Dead;
-        mc.slice.mark_dead();
         // Walk up the parents: the first live one gets the outcome; an unstarted
         // one that cannot start passes its failure on to the next.
         let mut outcome = outcome;
@@ -382,16 +436,93 @@ unsafe fn die_and_switch_to_parent(py: Python<'_>, td: *mut ThreadData, me: Obj,
         let main = (*td).main.as_ptr();
         (*td).passing = Some(match outcome {
             Passing::Raise(e) => Passing::Raise(e),
-            Passing::Args(..) => Passing::Raise(error_new("a finished greenlet's parents are all in other threads or dead")),
+            Passing::Args(..) | Passing::Empty => Passing::Raise(error_new(
+                "a finished greenlet's parents are all in other threads or dead",
+            )),
         });
         switch_stack(td, main);
         ffi::Py_FatalError(c"weft: a finished greenlet has no live parent to return to".as_ptr())
     }
 }
 
+/// Mechanism shared by every policy: the running coroutine `me` ends; its
+/// interpreter state is finished and its stack is never switched back to.
+unsafe fn die(me: Obj) {
+    // SAFETY: `me` is the running coroutine, with the GIL.
+    unsafe {
+        let mc = payload(me).coro();
+        mc.state.finish(ts());
+        mc.status = Status::Dead;
+        mc.slice.mark_dead();
+    }
+}
+
+/// A scheduler's switch: from the running coroutine to `target`, a live
+/// (started or unstarted) coroutine of this thread other than the running
+/// one, carrying `passing`. An unstarted target is started with `run`
+/// called with the arguments in `passing` (which must then be `Args`).
+/// The caller has checked the thread and the target's state: nothing here
+/// can fail before the stack moves.
+///
+/// # Safety
+/// GIL held; `td` is this thread's live data; `target` is a greenlet object
+/// kept alive by the caller until it runs (by the scheduler's queues).
+pub(crate) unsafe fn switch_to_coroutine(
+    py: Python<'_>,
+    td: *mut ThreadData,
+    target: Obj,
+    passing: Passing,
+    run: Option<Py<PyAny>>,
+) -> PyResult<Py<PyAny>> {
+    // SAFETY: forwarded contract; the value carried lives in `td`.
+    unsafe {
+        (*td).passing = Some(passing);
+        if payload(target).coro().status == Status::Unstarted {
+            (*td).starting_run = run;
+            start(td, target);
+        } else {
+            switch_stack(td, target);
+        }
+        arrived(py)
+    }
+}
+
+/// A scheduler's exit: the running coroutine `me` has finished and `target`
+/// (as for `switch_to_coroutine`) runs next. Never returns.
+///
+/// # Safety
+/// As for `switch_to_coroutine`, and the caller's frame owns nothing: this
+/// stack is never used again.
+pub(crate) unsafe fn exit_to_coroutine(
+    td: *mut ThreadData,
+    me: Obj,
+    target: Obj,
+    passing: Passing,
+    run: Option<Py<PyAny>>,
+) -> ! {
+    // SAFETY: forwarded contract.
+    unsafe {
+        die(me);
+        (*td).passing = Some(passing);
+        if payload(target).coro().status == Status::Unstarted {
+            (*td).starting_run = run;
+            start(td, target);
+        } else {
+            switch_stack(td, target);
+        }
+        ffi::Py_FatalError(c"weft: a finished tasklet was resumed".as_ptr())
+    }
+}
+
 /// For a dying greenlet's parent walk: an unstarted parent must be startable
 /// here; if not, its failure becomes the outcome passed further up.
-unsafe fn prepare_ok(py: Python<'_>, td: *mut ThreadData, g: &Py<Greenlet>, status: Status, outcome: &mut Passing) -> bool {
+unsafe fn prepare_ok(
+    py: Python<'_>,
+    td: *mut ThreadData,
+    g: &Py<Greenlet>,
+    status: Status,
+    outcome: &mut Passing,
+) -> bool {
     if status == Status::Active {
         return true;
     }
@@ -412,7 +543,19 @@ pub(crate) unsafe fn drain_pending_kills(py: Python<'_>, td: *mut ThreadData) {
     // SAFETY: this thread's live data.
     let pending: Vec<Py<Greenlet>> = unsafe {
         let record = &(*td).record;
-        let mut q = record.pending_kills.lock().unwrap_or_else(|e| e.into_inner());
+        if !record
+            .has_pending_kills
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return;
+        }
+        let mut q = record
+            .pending_kills
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        record
+            .has_pending_kills
+            .store(false, std::sync::atomic::Ordering::Release);
         if q.is_empty() {
             return;
         }
@@ -426,13 +569,23 @@ pub(crate) unsafe fn drain_pending_kills(py: Python<'_>, td: *mut ThreadData) {
 /// Raises GreenletExit in a suspended greenlet of this thread, with the running
 /// greenlet as its parent so that it comes back here when it exits.
 pub(crate) fn kill(py: Python<'_>, g: &Bound<'_, Greenlet>) {
+    kill_with(py, g, GreenletExit::new_err(()))
+}
+
+/// `kill`, raising `err` (GreenletExit or a subclass, so that greenlet's
+/// rules turn it into a quiet return). A scheduler's coroutine falls back to
+/// greenlet's policy: it comes back here when it exits.
+pub(crate) fn kill_with(py: Python<'_>, g: &Bound<'_, Greenlet>, err: PyErr) {
     let c = g.get().coro();
+    c.finish = Finish::Parent;
     if c.status != Status::Active || c.is_main {
         return;
     }
-    let Ok(cur) = super::getcurrent_py(py) else { return };
+    let Ok(cur) = super::getcurrent_py(py) else {
+        return;
+    };
     let old_parent = c.parent.replace(cur);
-    let r = switch_to(py, g, Passing::Raise(GreenletExit::new_err(())));
+    let r = switch_to(py, g, Passing::Raise(err));
     if let Err(e) = r {
         e.write_unraisable(py, Some(g.as_any()));
     }

@@ -17,6 +17,9 @@ pub struct ThreadRecord {
     /// Suspended greenlets whose last reference was dropped by another thread:
     /// killed by their own thread at its next switch.
     pub pending_kills: Mutex<Vec<Py<Greenlet>>>,
+    /// Set whenever `pending_kills` may be non-empty: a switch reads this
+    /// flag instead of taking the lock.
+    pub has_pending_kills: AtomicBool,
     /// The greenlet object running in that thread (for checks from others).
     pub current: AtomicPtr<pyo3::ffi::PyObject>,
 }
@@ -34,6 +37,9 @@ impl ThreadRecord {
 pub enum Passing {
     Args(Py<PyTuple>, Option<Py<PyDict>>),
     Raise(PyErr),
+    /// Nothing: the switch itself is the message (a tasklet resumed by its
+    /// scheduler finds what it was sent in its own state). Delivered as None.
+    Empty,
 }
 
 pub struct ThreadData {
@@ -65,7 +71,11 @@ impl Drop for Slot {
             // Under the kill queue's lock, so that another thread queueing a
             // kill either sees `alive` false or has its kill handed on below.
             let pending: Vec<Py<Greenlet>> = {
-                let mut queue = td.record.pending_kills.lock().unwrap_or_else(|e| e.into_inner());
+                let mut queue = td
+                    .record
+                    .pending_kills
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 td.record.alive.store(false, Ordering::Release);
                 std::mem::take(&mut *queue)
             };
@@ -104,7 +114,9 @@ pub fn release_orphans(_py: Python<'_>) {
 /// This thread's data, created with its main greenlet on first use. The
 /// pointer stays valid until the thread exits; the GIL serialises all access.
 pub fn thread_data(py: Python<'_>) -> PyResult<*mut ThreadData> {
-    let p = SLOT.try_with(|s| s.0.get()).map_err(|_| super::error_new("weft: thread is exiting"))?;
+    let p = SLOT
+        .try_with(|s| s.0.get())
+        .map_err(|_| super::error_new("weft: thread is exiting"))?;
     // SAFETY: this thread's own slot; the GIL is held and nobody else reaches it.
     unsafe {
         if let Some(td) = (*p).as_mut() {
@@ -117,6 +129,7 @@ pub fn thread_data(py: Python<'_>) -> PyResult<*mut ThreadData> {
         let record = Arc::new(ThreadRecord {
             alive: AtomicBool::new(true),
             pending_kills: Mutex::new(Vec::new()),
+            has_pending_kills: AtomicBool::new(false),
             current: AtomicPtr::new(ptr::null_mut()),
         });
         let main = Greenlet::new_main(py, record.clone())?;
@@ -139,5 +152,7 @@ pub fn thread_data(py: Python<'_>) -> PyResult<*mut ThreadData> {
 /// This thread's data if it exists already.
 pub fn thread_data_if_any() -> Option<*mut ThreadData> {
     // SAFETY: as in `thread_data`.
-    SLOT.try_with(|s| unsafe { (*s.0.get()).as_mut().map(|t| t as *mut ThreadData) }).ok().flatten()
+    SLOT.try_with(|s| unsafe { (*s.0.get()).as_mut().map(|t| t as *mut ThreadData) })
+        .ok()
+        .flatten()
 }

@@ -1,0 +1,398 @@
+//! `channel`: Stackless's unbuffered rendezvous between tasklets, of one
+//! thread or of several. The pairing rules are `weft_sched::chan`'s; this
+//! file moves the values and does the switching.
+use std::cell::RefCell;
+
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use pyo3::{PyTraverseError, PyVisit};
+
+use weft_sched::chan::{after_pairing, Dir, Next, Waiters};
+use weft_sched::Key;
+
+use crate::greenlet::Passing;
+
+use super::sched;
+use super::tasklet::{make_runnable, Place, Tasklet, Temp};
+use super::{callbacks, exits, make_exception};
+
+pub(crate) struct CState {
+    waiters: Waiters<Py<Tasklet>>,
+    preference: i8,
+    schedule_all: bool,
+    closing: bool,
+}
+
+#[pyclass(
+    module = "weft.stackless",
+    name = "channel",
+    subclass,
+    weakref,
+    dict,
+    frozen
+)]
+pub struct Channel {
+    st: RefCell<CState>,
+}
+
+// SAFETY: as for Tasklet: GIL-serialised, re-entry caught by the RefCell.
+unsafe impl Sync for Channel {}
+// SAFETY: as above.
+unsafe impl Send for Channel {}
+
+impl Channel {
+    /// Takes a waiter out again (kill, throw, deadlock, interrupt).
+    pub(crate) fn cancel(&self, d: Dir, k: Key) -> Option<Py<Tasklet>> {
+        self.st.borrow_mut().waiters.cancel(d, k)
+    }
+
+    pub(crate) fn neighbour(
+        &self,
+        py: Python<'_>,
+        d: Dir,
+        k: Key,
+        forward: bool,
+    ) -> Option<Py<Tasklet>> {
+        let st = self.st.borrow();
+        let (n, p) = st.waiters.neighbours(d, k)?;
+        st.waiters
+            .get(d, if forward { n } else { p })
+            .map(|t| t.clone_ref(py))
+    }
+}
+
+/// What a receive hands back: the value, or the exception sent.
+fn deliver(py: Python<'_>, t: Temp) -> PyResult<Py<PyAny>> {
+    match t {
+        Temp::Value(v) => {
+            if exits::is_bomb(py, v.bind(py)) {
+                return Err(exits::bomb_error(py, v.bind(py)));
+            }
+            Ok(v)
+        }
+        Temp::Exc(e) => Err(e),
+        Temp::Empty => Ok(py.None()),
+    }
+}
+
+/// One channel operation by the running tasklet: `send` with `out` the value
+/// or exception to hand over, or `receive` (`out` Empty).
+fn action(slf: &Bound<'_, Channel>, dir: Dir, out: Temp) -> PyResult<Py<PyAny>> {
+    let py = slf.py();
+    let (td, me) = sched::current_checked(py)?;
+    let ch = slf.get();
+    if callbacks::channel_hook_set() {
+        let will_block = !ch.st.borrow().waiters.can_pair(dir);
+        callbacks::call_channel_hook(
+            py,
+            slf.as_any(),
+            me.bind(py).as_any(),
+            dir == Dir::Send,
+            will_block,
+        )?;
+    }
+    let here = sched::with(py, |s| s.shared.clone())?;
+    let paired = {
+        let mut st = ch.st.borrow_mut();
+        st.waiters
+            .take_partner(dir)
+            .map(|p| (p, st.preference, st.schedule_all))
+    };
+    let Some((partner, preference, schedule_all)) = paired else {
+        return block(slf, td, me, dir, out);
+    };
+    // The hand-over: a sender's value to the receiver.
+    let pt = partner.get();
+    pt.state().blocked_on = None;
+    pt.set_place(Place::Nowhere);
+    let got = match dir {
+        Dir::Send => {
+            let stale = pt.set_temp(out);
+            drop(stale);
+            Temp::Empty
+        }
+        Dir::Recv => pt.take_temp(),
+    };
+    let elsewhere = !pt.same_thread(&here);
+    match after_pairing(dir, preference, schedule_all, elsewhere) {
+        Next::Caller => make_runnable(py, partner)?,
+        Next::Partner => {
+            sched::with(py, |s| sched::make_head(s, &partner, me.get(), true))?;
+            sched::switch_to(py, td, partner, Passing::Empty)?;
+        }
+        Next::Away => {
+            make_runnable(py, partner)?;
+            super::schedule_current(py, td, &me, false)?;
+        }
+    }
+    drop(me);
+    deliver(py, got)
+}
+
+/// The running tasklet waits on the channel until a partner comes.
+fn block(
+    slf: &Bound<'_, Channel>,
+    td: *mut crate::greenlet::ThreadData,
+    me: Py<Tasklet>,
+    dir: Dir,
+    out: Temp,
+) -> PyResult<Py<PyAny>> {
+    let py = slf.py();
+    let ch = slf.get();
+    let mt = me.get();
+    if ch.st.borrow().closing {
+        return Err(PyValueError::new_err(
+            "Send/receive operation on a closed channel",
+        ));
+    }
+    if mt.state().block_trap {
+        return Err(PyRuntimeError::new_err(
+            "this tasklet does not like to be blocked (its block_trap is set)",
+        ));
+    }
+    let key = ch.st.borrow_mut().waiters.wait(dir, me.clone_ref(py));
+    {
+        let mut st = mt.state();
+        st.blocked_on = Some(slf.as_ptr());
+        let stale = std::mem::replace(&mut st.temp, out);
+        drop(st);
+        drop(stale);
+    }
+    let left_ring = sched::with(py, |s| sched::unlink(s, mt))?;
+    mt.set_place(Place::Chan(dir, key));
+    drop(left_ring);
+    loop {
+        let next = sched::with(py, |s| sched::pick_next(s, py))?;
+        let r = if next.as_ptr() == me.as_ptr() {
+            // Nothing else can run in this thread: wait for another thread
+            // to hand something over, or fail instead of hanging.
+            drop(next);
+            match sched::idle_wait(py) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(PyRuntimeError::new_err(
+                    "Deadlock: the last runnable tasklet cannot be blocked (nothing else in this thread can run, and no other thread could wake it)",
+                )),
+                Err(e) => Err(e),
+            }
+        } else {
+            sched::switch_to(py, td, next, Passing::Empty).map(|_| ())
+        };
+        let still_blocked = matches!(mt.place(), Place::Chan(..));
+        match r {
+            Err(e) => {
+                if still_blocked {
+                    // Interrupted (Ctrl-C, deadlock) while waiting: leave the
+                    // channel and become the running tasklet again.
+                    let (gone, stale) = {
+                        let gone = super::tasklet::unblock(py, mt);
+                        (gone, mt.take_temp())
+                    };
+                    drop((gone, stale));
+                    sched::with(py, |s| sched::make_head(s, &me, mt, false))?;
+                }
+                return Err(e);
+            }
+            Ok(()) if still_blocked => continue,
+            Ok(()) => break,
+        }
+    }
+    // Woken: the run queue holds us again (we are running).
+    let got = mt.take_temp();
+    match dir {
+        Dir::Send => match got {
+            Temp::Exc(e) => Err(e),
+            _ => Ok(py.None()),
+        },
+        Dir::Recv => deliver(py, got),
+    }
+}
+
+#[pymethods]
+impl Channel {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn py_new(
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
+    ) -> Self {
+        Channel {
+            st: RefCell::new(CState {
+                waiters: Waiters::new(),
+                preference: -1,
+                schedule_all: false,
+                closing: false,
+            }),
+        }
+    }
+
+    /// Sends `value` to a receiver, blocking until one takes it.
+    fn send(slf: &Bound<'_, Self>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        action(slf, Dir::Send, Temp::Value(value))
+    }
+
+    /// Receives a value, blocking until a sender comes.
+    fn receive(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        action(slf, Dir::Recv, Temp::Empty)
+    }
+
+    /// Sends an exception `exc(*args)`: the receiver raises it.
+    #[pyo3(signature = (exc, *args))]
+    fn send_exception(
+        slf: &Bound<'_, Self>,
+        exc: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let none = py.None().into_bound(py);
+        let err = make_exception(py, &exc, args.as_any(), &none)?;
+        action(slf, Dir::Send, Temp::Exc(err))
+    }
+
+    /// Sends an exception as `raise exc(val)` with traceback `tb` would.
+    #[pyo3(signature = (exc, val=None, tb=None))]
+    fn send_throw(
+        slf: &Bound<'_, Self>,
+        exc: Bound<'_, PyAny>,
+        val: Option<Bound<'_, PyAny>>,
+        tb: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let none = py.None().into_bound(py);
+        let err = make_exception(
+            py,
+            &exc,
+            val.as_ref().unwrap_or(&none),
+            tb.as_ref().unwrap_or(&none),
+        )?;
+        action(slf, Dir::Send, Temp::Exc(err))
+    }
+
+    /// Sends every item of `seq`; returns how many were sent.
+    fn send_sequence(slf: &Bound<'_, Self>, seq: Bound<'_, PyAny>) -> PyResult<usize> {
+        let mut n = 0;
+        for item in seq.try_iter()? {
+            action(slf, Dir::Send, Temp::Value(item?.unbind()))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __next__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let closed = {
+            let st = slf.get().st.borrow();
+            st.closing && st.waiters.balance() == 0
+        };
+        if closed {
+            return Err(PyStopIteration::new_err(()));
+        }
+        action(slf, Dir::Recv, Temp::Empty)
+    }
+
+    /// No new waiters from now on; `closed` once the queue is empty.
+    fn close(&self) {
+        self.st.borrow_mut().closing = true;
+    }
+
+    /// Reopens a closing or closed channel.
+    fn open(&self) {
+        self.st.borrow_mut().closing = false;
+    }
+
+    #[getter]
+    fn balance(&self) -> isize {
+        self.st.borrow().waiters.balance()
+    }
+
+    /// The first waiting tasklet, or None.
+    #[getter]
+    fn queue(&self, py: Python<'_>) -> Option<Py<Tasklet>> {
+        self.st
+            .borrow()
+            .waiters
+            .first()
+            .map(|(_, t)| t.clone_ref(py))
+    }
+
+    #[getter]
+    fn closing(&self) -> bool {
+        self.st.borrow().closing
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        let st = self.st.borrow();
+        st.closing && st.waiters.balance() == 0
+    }
+
+    #[getter]
+    fn get_preference(&self) -> i8 {
+        self.st.borrow().preference
+    }
+
+    #[setter]
+    fn set_preference(&self, v: i64) {
+        self.st.borrow_mut().preference = v.clamp(-1, 1) as i8;
+    }
+
+    #[getter]
+    fn get_schedule_all(&self) -> bool {
+        self.st.borrow().schedule_all
+    }
+
+    #[setter]
+    fn set_schedule_all(&self, v: bool) {
+        self.st.borrow_mut().schedule_all = v;
+    }
+
+    /// The waiting tasklets in order (senders, then receivers).
+    fn _waiters(&self, py: Python<'_>) -> Vec<(i8, Py<Tasklet>)> {
+        self.st
+            .borrow()
+            .waiters
+            .iter()
+            .map(|(d, t)| (d.sign(), t.clone_ref(py)))
+            .collect()
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let Ok(st) = self.st.try_borrow() else {
+            return Ok(());
+        };
+        for (_, t) in st.waiters.iter() {
+            visit.call(t)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let taken = match self.st.try_borrow_mut() {
+            Ok(mut st) => st.waiters.drain(),
+            Err(_) => return,
+        };
+        for (_, t) in &taken {
+            let mut s = t.get().state();
+            s.place = Place::Nowhere;
+            s.blocked_on = None;
+        }
+        drop(taken);
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        // Waiters left behind become paused tasklets; unreferenced ones are
+        // collected (and killed) as they are dropped here.
+        let taken = self.st.get_mut().waiters.drain();
+        for (_, t) in &taken {
+            let mut s = t.get().state();
+            s.place = Place::Nowhere;
+            s.blocked_on = None;
+        }
+        drop(taken);
+    }
+}

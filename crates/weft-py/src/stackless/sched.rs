@@ -1,0 +1,349 @@
+//! One tasklet scheduler per OS thread: the ring of runnable tasklets, the
+//! main tasklet, the running one, and the mailbox through which other
+//! threads make this thread's tasklets runnable.
+//!
+//! The scheduler state lives in a thread-local `RefCell` and is borrowed only
+//! inside short closures that never call Python code and never switch: a
+//! switch moves to another coroutine of the same thread, which borrows the
+//! state again. Whatever a closure takes out that may run Python code when
+//! dropped (a tasklet reference) is handed back and dropped outside.
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+
+use weft_sched::Ring;
+
+use crate::event::Inner as Wakeup;
+use crate::greenlet::switch::switch_to_coroutine;
+use crate::greenlet::{thread_data, Passing, ThreadData};
+
+use super::tasklet::{Place, Tasklet};
+use super::watchdog::Watch;
+
+/// The part of a thread's scheduler that other threads reach: its mailbox.
+pub(crate) struct Shared {
+    /// `threading.get_ident()` of the thread.
+    pub thread_id: u64,
+    /// False once the thread has exited.
+    pub alive: AtomicBool,
+    /// Tasklets another thread made runnable here, in the order it did.
+    inbox: Mutex<Vec<Py<Tasklet>>>,
+    has_mail: AtomicBool,
+    /// Set when mail arrives; the idle thread waits on it.
+    wakeup: Arc<Wakeup>,
+    /// The running tasklet there (for `is_current` asked from elsewhere).
+    pub current: std::sync::atomic::AtomicPtr<pyo3::ffi::PyObject>,
+}
+
+impl Shared {
+    /// Hands `t` to this thread's scheduler and wakes it if it idles.
+    pub fn post(&self, t: Py<Tasklet>) {
+        self.inbox.lock().unwrap_or_else(|e| e.into_inner()).push(t);
+        self.has_mail.store(true, Ordering::Release);
+        self.wakeup.set();
+    }
+}
+
+/// Every live scheduler's mailbox, for `getthreads()` and cross-thread sends.
+static THREADS: Mutex<Vec<std::sync::Weak<Shared>>> = Mutex::new(Vec::new());
+
+pub(crate) struct Sched {
+    pub ring: Ring<Py<Tasklet>>,
+    pub main: Py<Tasklet>,
+    pub current: Py<Tasklet>,
+    pub shared: Arc<Shared>,
+    /// A tasklet that has just finished, and the one a switch came from:
+    /// released by the tasklet that runs next, once the stack has moved (a
+    /// paused tasklet nobody references is then collected, and killed).
+    pub dying: Option<Py<Tasklet>>,
+    pub leaving: Option<Py<Tasklet>>,
+    /// Tasklets paused in `run()`, innermost last: the ring's owner when it
+    /// runs empty.
+    pub watchers: Vec<Watch>,
+    /// `switch_trap` level: while positive, every switch is refused.
+    pub switch_trap: i64,
+}
+
+thread_local! {
+    static SCHED: RefCell<Option<Sched>> = const { RefCell::new(None) };
+}
+
+/// Drops the thread's scheduler when the thread ends: its tasklets go with it.
+struct ThreadEnd;
+impl Drop for ThreadEnd {
+    fn drop(&mut self) {
+        let _ = SCHED.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                if let Some(s) = s.take() {
+                    s.shared.alive.store(false, Ordering::Release);
+                    // The tasklets are released without the GIL guarantee
+                    // here: leak them rather than touch refcounts.
+                    std::mem::forget(s);
+                }
+            }
+        });
+    }
+}
+thread_local! {
+    static END: ThreadEnd = const { ThreadEnd };
+}
+
+/// Runs `f` on this thread's scheduler, creating it on first use.
+pub(crate) fn with<R>(py: Python<'_>, f: impl FnOnce(&mut Sched) -> R) -> PyResult<R> {
+    let ready = SCHED.with(|s| s.borrow().is_some());
+    if !ready {
+        create(py)?;
+    }
+    SCHED.with(|s| {
+        let mut b = s.try_borrow_mut().map_err(|_| PyRuntimeError::new_err("weft.stackless: the scheduler was re-entered from a finalizer; move that code out of __del__"))?;
+        Ok(f(b.as_mut().expect("created above")))
+    })
+}
+
+/// `with`, for callers that know the scheduler exists (they hold a tasklet
+/// of this thread that is running).
+pub(crate) fn with_existing<R>(f: impl FnOnce(&mut Sched) -> R) -> R {
+    SCHED.with(|s| {
+        f(s.borrow_mut()
+            .as_mut()
+            .expect("a scheduler exists in this thread"))
+    })
+}
+
+/// This thread's scheduler exists.
+pub(crate) fn exists() -> bool {
+    SCHED
+        .try_with(|s| s.try_borrow().map(|b| b.is_some()).unwrap_or(true))
+        .unwrap_or(false)
+}
+
+fn create(py: Python<'_>) -> PyResult<()> {
+    let td = thread_data(py)?;
+    // SAFETY: this thread's live data.
+    let coro = unsafe { (*td).current.clone_ref(py) };
+    let shared = Arc::new(Shared {
+        // SAFETY: pthread_self has no preconditions.
+        thread_id: unsafe { libc::pthread_self() } as u64,
+        alive: AtomicBool::new(true),
+        inbox: Mutex::new(Vec::new()),
+        has_mail: AtomicBool::new(false),
+        wakeup: Wakeup::new(),
+        current: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
+    });
+    let main = Py::new(py, Tasklet::new_main(coro, shared.clone()))?;
+    let mut ring = Ring::new();
+    let key = ring.push_back(main.clone_ref(py));
+    main.get().set_place(Place::Run(key));
+    {
+        let mut all = THREADS.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|w| w.strong_count() > 0);
+        all.push(Arc::downgrade(&shared));
+    }
+    END.with(|_| ());
+    SCHED.with(|s| {
+        *s.borrow_mut() = Some(Sched {
+            ring,
+            current: main.clone_ref(py),
+            main,
+            shared,
+            dying: None,
+            leaving: None,
+            watchers: Vec::new(),
+            switch_trap: 0,
+        })
+    });
+    Ok(())
+}
+
+/// Thread ids of the threads that have a scheduler.
+pub(crate) fn thread_ids() -> Vec<u64> {
+    let all = THREADS.lock().unwrap_or_else(|e| e.into_inner());
+    all.iter()
+        .filter_map(|w| w.upgrade())
+        .filter(|s| s.alive.load(Ordering::Acquire))
+        .map(|s| s.thread_id)
+        .collect()
+}
+
+/// The running tasklet, after checking that the running coroutine is its
+/// (a greenlet switch inside a tasklet would otherwise confuse the two).
+pub(crate) fn current_checked(py: Python<'_>) -> PyResult<(*mut ThreadData, Py<Tasklet>)> {
+    let td = thread_data(py)?;
+    let cur = with(py, |s| s.current.clone_ref(py))?;
+    // SAFETY: this thread's live data.
+    let running = unsafe { (*td).current.as_ptr() };
+    if cur.get().coro_ptr() != running {
+        return Err(PyRuntimeError::new_err(
+            "weft.stackless: this code runs in a greenlet that is not the current tasklet's; \
+             switch back to the tasklet's own greenlet before using tasklets or channels",
+        ));
+    }
+    Ok((td, cur))
+}
+
+/// Moves tasklets other threads made runnable here into the ring.
+pub(crate) fn take_mail(s: &mut Sched) {
+    if !s.shared.has_mail.swap(false, Ordering::AcqRel) {
+        return;
+    }
+    let mail = std::mem::take(&mut *s.shared.inbox.lock().unwrap_or_else(|e| e.into_inner()));
+    for t in mail {
+        insert_back(s, t);
+    }
+}
+
+/// Appends `t` at the end of the round.
+pub(crate) fn insert_back(s: &mut Sched, t: Py<Tasklet>) {
+    let key = s.ring.push_back(t);
+    let t = s.ring.get(key).expect("just linked");
+    t.get().set_place(Place::Run(key));
+}
+
+/// Takes `t` out of the ring if it is in it.
+pub(crate) fn unlink(s: &mut Sched, t: &Tasklet) -> Option<Py<Tasklet>> {
+    if let Place::Run(k) = t.place() {
+        t.set_place(Place::Nowhere);
+        return s.ring.remove(k);
+    }
+    None
+}
+
+/// Makes `t` the head of the ring, linking it right before `anchor` (the
+/// end of the round when `anchor` is the head) if it is not in the ring.
+/// With `after` it is linked right after `anchor` instead.
+pub(crate) fn make_head(s: &mut Sched, t: &Py<Tasklet>, anchor: &Tasklet, after: bool) {
+    let key = match t.get().place() {
+        Place::Run(k) => k,
+        _ => {
+            let k = match anchor.place() {
+                Place::Run(a) if after => s.ring.insert_after(a, t.clone_ref(unsafe_py())),
+                Place::Run(a) => s.ring.insert_before(a, t.clone_ref(unsafe_py())),
+                _ => s.ring.push_back(t.clone_ref(unsafe_py())),
+            };
+            t.get().set_place(Place::Run(k));
+            k
+        }
+    };
+    s.ring.set_head(key);
+}
+
+fn unsafe_py() -> Python<'static> {
+    // SAFETY: scheduler state is only touched with the GIL held (every entry
+    // point is a Python call into weft).
+    unsafe { Python::assume_attached() }
+}
+
+/// Who runs when the running tasklet stops running: the head of the ring,
+/// else the innermost tasklet paused in `run()`, else the main tasklet.
+pub(crate) fn pick_next(s: &mut Sched, py: Python<'_>) -> Py<Tasklet> {
+    take_mail(s);
+    if let Some(w) = s.watchers.last_mut() {
+        if w.soft_exit_due() {
+            return w.owner.clone_ref(py);
+        }
+    }
+    if let Some(h) = s.ring.head_value() {
+        return h.clone_ref(py);
+    }
+    match s.watchers.last() {
+        Some(w) => w.owner.clone_ref(py),
+        None => s.main.clone_ref(py),
+    }
+}
+
+/// Switches from the running tasklet to `target` (of this thread, alive,
+/// not the running one), carrying `passing`. Returns what the switch back
+/// carries: `Ok(None)`, or an exception thrown into this tasklet.
+pub(crate) fn switch_to(
+    py: Python<'_>,
+    td: *mut ThreadData,
+    target: Py<Tasklet>,
+    passing: Passing,
+) -> PyResult<Py<PyAny>> {
+    if super::callbacks::schedule_hook_set() {
+        let prev = with(py, |s| s.current.clone_ref(py))?;
+        super::callbacks::call_schedule_hook(py, prev.bind(py).as_any(), target.bind(py).as_any())?;
+    }
+    let trap = with(py, |s| s.switch_trap)?;
+    if trap > 0 {
+        return Err(PyRuntimeError::new_err(
+            "switch_trap: a tasklet switch was attempted while stackless.switch_trap is set",
+        ));
+    }
+    if super::tracing::in_use() {
+        let me = with(py, |s| s.current.clone_ref(py))?;
+        super::tracing::on_switch(py, me.get(), target.get())?;
+    }
+    let (coro, run, passing) = target.get().prepare_to_run(py, td, passing)?;
+    let stale = with(py, |s| {
+        if let Some(w) = s.watchers.last_mut() {
+            w.arrived();
+        }
+        s.shared.current.store(target.as_ptr(), Ordering::Relaxed);
+        let me = std::mem::replace(&mut s.current, target);
+        s.leaving.replace(me)
+    })?;
+    drop(stale);
+    // SAFETY: the GIL is held, `td` is this thread's data, and `coro` is the
+    // target tasklet's coroutine, checked by `prepare_to_run` to be of this
+    // thread and live; the target is kept alive by `current` until it runs.
+    let r = unsafe { switch_to_coroutine(py, td, coro, passing, run) };
+    release_after_switch(py);
+    r
+}
+
+/// What the tasklet that ran before us left to release (see `dying`).
+pub(crate) fn release_after_switch(py: Python<'_>) {
+    if let Ok(released) = with(py, |s| (s.dying.take(), s.leaving.take())) {
+        drop(released);
+    }
+}
+
+/// True if another Python thread is alive that may still wake this one.
+pub(crate) fn others_may_wake(py: Python<'_>) -> PyResult<bool> {
+    let threading = py.import("threading")?;
+    Ok(threading.call_method0("active_count")?.extract::<usize>()? > 1)
+}
+
+/// Waits (GIL released) until mail arrives or a slice passes. Returns
+/// false at once if no other thread could ever send mail.
+pub(crate) fn idle_wait(py: Python<'_>) -> PyResult<bool> {
+    let wake = with(py, |s| {
+        take_mail(s);
+        if s.ring.is_empty() {
+            s.shared.wakeup.clear();
+            // Re-checked after clearing: mail posted before the clear is seen.
+            take_mail(s);
+        }
+        (!s.ring.is_empty(), s.shared.wakeup.clone())
+    })?;
+    if wake.0 {
+        return Ok(true);
+    }
+    if !others_may_wake(py)? {
+        return Ok(false);
+    }
+    wake.1.wait(py, Some(0.05))?;
+    Ok(true)
+}
+
+/// The mailbox of the thread with `threading.get_ident()` `id`.
+pub(crate) fn shared_of(id: u64) -> Option<Arc<Shared>> {
+    let all = THREADS.lock().unwrap_or_else(|e| e.into_inner());
+    all.iter()
+        .filter_map(|w| w.upgrade())
+        .find(|s| s.thread_id == id && s.alive.load(Ordering::Acquire))
+}
+
+/// Another thread's runnable count is not reachable from here.
+pub(crate) fn runcount_of(_id: u64) -> usize {
+    0
+}
+
+/// True if `obj` is the running tasklet of `thread` (another thread).
+pub(crate) fn is_current_elsewhere(obj: *mut pyo3::ffi::PyObject, thread: &Arc<Shared>) -> bool {
+    !obj.is_null() && thread.current.load(Ordering::Acquire) == obj
+}
