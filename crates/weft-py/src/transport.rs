@@ -232,11 +232,9 @@ impl PyFrameReader {
             let fd = self.fd;
             let role = &self.role;
             let inner = &mut *reader;
-            let polled = py.detach(move || {
-                match role.poll(fd, Some(until.saturating_duration_since(Instant::now())))? {
-                    Ready::Data => inner.fill().map(Some),
-                    Ready::Kick | Ready::Timeout => Ok(None),
-                }
+            let polled = py.detach(move || match role.poll(fd, Some(until.saturating_duration_since(Instant::now())))? {
+                Ready::Data => inner.fill().map(Some),
+                Ready::Kick | Ready::Timeout => Ok(None),
             });
             q.set_direct_waiter(false);
             match polled {
@@ -263,12 +261,7 @@ impl PyFrameReader {
     }
 
     /// Append the buffered frames (up to a batch) to `out` as tuples.
-    fn collect_frames(
-        &self,
-        py: Python<'_>,
-        r: &mut FdReader,
-        out: &Bound<'_, PyList>,
-    ) -> PyResult<()> {
+    fn collect_frames(&self, py: Python<'_>, r: &mut FdReader, out: &Bound<'_, PyList>) -> PyResult<()> {
         let mut bytes = 0;
         while out.len() < BATCH_FRAMES && bytes < BATCH_BYTES {
             let (h, range) = match r.buf.next_frame() {
@@ -398,9 +391,7 @@ impl PyFrameReader {
             if let Some(Some(0)) = retry_or_raise(py, polled)? {
                 return Err(PyEOFError::new_err(match reader.buf.incomplete() {
                     Some((want, got)) => {
-                        format!(
-                            "connection closed inside a frame: expected {want} bytes, got {got}"
-                        )
+                        format!("connection closed inside a frame: expected {want} bytes, got {got}")
                     }
                     None => "connection closed".to_string(),
                 }));
@@ -459,17 +450,10 @@ fn write_parts(py: Python<'_>, fd: i32, parts: &[&[u8]]) -> PyResult<()> {
 
 /// What goes before the bytes of a message that carries one `bytes` object
 /// of `len` bytes: the header, the BYTES opcode and the length (STOP after).
-fn bytes_frame_head(
-    py: Python<'_>,
-    msgcode: u8,
-    channelid: u32,
-    len: usize,
-) -> PyResult<[u8; HEADER_SIZE + 5]> {
+fn bytes_frame_head(py: Python<'_>, msgcode: u8, channelid: u32, len: usize) -> PyResult<[u8; HEADER_SIZE + 5]> {
     let mut head = [0u8; HEADER_SIZE + 5];
-    let n = i32::try_from(len)
-        .map_err(|_| dump_error(py, format!("bytes of {len} bytes exceed 2**31-1")))?;
-    let header = weft_wire::pack_header(msgcode, channelid, len + 6)
-        .map_err(|e| dump_error(py, e.to_string()))?;
+    let n = i32::try_from(len).map_err(|_| dump_error(py, format!("bytes of {len} bytes exceed 2**31-1")))?;
+    let header = weft_wire::pack_header(msgcode, channelid, len + 6).map_err(|e| dump_error(py, e.to_string()))?;
     head[..HEADER_SIZE].copy_from_slice(&header);
     head[HEADER_SIZE] = opcode::BYTES;
     head[HEADER_SIZE + 1..].copy_from_slice(&n.to_be_bytes());
@@ -578,9 +562,7 @@ impl PyFrameWriter {
 
     fn write_locked(&self, py: Python<'_>, parts: &[&[u8]]) -> PyResult<()> {
         let Some(_turn) = self.turn(py) else {
-            return Err(pyo3::exceptions::PyValueError::new_err(
-                "write to closed transport",
-            ));
+            return Err(pyo3::exceptions::PyValueError::new_err("write to closed transport"));
         };
         write_parts(py, self.fd, parts)
     }
@@ -600,13 +582,7 @@ impl PyFrameWriter {
     /// Write a message (`msgcode`, `channelid`, serialized `obj`, the
     /// unversioned form); ValueError once closed, OSError if the write
     /// fails. A `bytes` object is written straight from its buffer.
-    fn send(
-        &self,
-        py: Python<'_>,
-        msgcode: u8,
-        channelid: u32,
-        obj: &Bound<'_, PyAny>,
-    ) -> PyResult<()> {
+    fn send(&self, py: Python<'_>, msgcode: u8, channelid: u32, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         if let Ok(b) = obj.cast_exact::<PyBytes>() {
             let head = bytes_frame_head(py, msgcode, channelid, b.as_bytes().len())?;
             return self.write_locked(py, &[&head, b.as_bytes(), &[opcode::STOP]]);

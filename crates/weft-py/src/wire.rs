@@ -199,11 +199,7 @@ struct PyBuilder<'a, 'py> {
 
 impl<'a, 'py> PyBuilder<'a, 'py> {
     fn new(py: Python<'py>, factory: Option<&'a Bound<'py, PyAny>>) -> Self {
-        PyBuilder {
-            py,
-            factory,
-            err: None,
-        }
+        PyBuilder { py, factory, err: None }
     }
 
     /// Keep `e` to raise as it is; stop the decoding.
@@ -256,9 +252,7 @@ impl<'py> weft_wire::Builder for PyBuilder<'_, 'py> {
                 let r = f.call1((id,));
                 self.made(r)
             }
-            None => Err(format!(
-                "channel reference {id} but no channel_factory was given"
-            )),
+            None => Err(format!("channel reference {id} but no channel_factory was given")),
         }
     }
     fn tuple(&mut self, items: Vec<PyItem<'py>>) -> Result<PyItem<'py>, String> {
@@ -275,25 +269,13 @@ impl<'py> weft_wire::Builder for PyBuilder<'_, 'py> {
         } else {
             PySet::new(self.py, items).map(|s| s.into_any())
         };
-        made.map_err(|_| {
-            format!(
-                "unhashable item in {}",
-                if frozen { "frozenset" } else { "set" }
-            )
-        })
+        made.map_err(|_| format!("unhashable item in {}", if frozen { "frozenset" } else { "set" }))
     }
     fn new_dict(&mut self) -> Result<PyItem<'py>, String> {
         Ok(PyDict::new(self.py).into_any())
     }
-    fn dict_set(
-        &mut self,
-        dict: &mut PyItem<'py>,
-        key: PyItem<'py>,
-        value: PyItem<'py>,
-    ) -> Result<(), String> {
-        let d = dict
-            .cast::<PyDict>()
-            .map_err(|_| "SETITEM target is not a dict".to_string())?;
+    fn dict_set(&mut self, dict: &mut PyItem<'py>, key: PyItem<'py>, value: PyItem<'py>) -> Result<(), String> {
+        let d = dict.cast::<PyDict>().map_err(|_| "SETITEM target is not a dict".to_string())?;
         match d.set_item(&key, value) {
             Ok(()) => Ok(()),
             Err(e) if e.is_instance_of::<pyo3::exceptions::PyTypeError>(self.py) => {
@@ -309,9 +291,7 @@ impl<'py> weft_wire::Builder for PyBuilder<'_, 'py> {
         type_name(item)
     }
     fn describe(&self, item: &PyItem<'py>) -> String {
-        item.repr()
-            .map(|r| r.to_string())
-            .unwrap_or_else(|_| type_name(item))
+        item.repr().map(|r| r.to_string()).unwrap_or_else(|_| type_name(item))
     }
 }
 
@@ -405,10 +385,7 @@ fn lone_bytes(raw: &[u8], versioned: bool) -> Option<&[u8]> {
     } else {
         raw
     };
-    if raw.len() < 6
-        || raw[0] != weft_wire::opcode::BYTES
-        || raw[raw.len() - 1] != weft_wire::opcode::STOP
-    {
+    if raw.len() < 6 || raw[0] != weft_wire::opcode::BYTES || raw[raw.len() - 1] != weft_wire::opcode::STOP {
         return None;
     }
     let n = i32::from_be_bytes([raw[1], raw[2], raw[3], raw[4]]);

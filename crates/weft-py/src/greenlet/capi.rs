@@ -31,17 +31,12 @@ fn guarded<R>(err_value: R, f: impl FnOnce(Python<'_>) -> PyResult<R>) -> R {
 
 fn as_greenlet<'py>(py: Python<'py>, g: Obj) -> PyResult<Bound<'py, Greenlet>> {
     if g.is_null() {
-        return Err(pyo3::exceptions::PyTypeError::new_err(
-            "expected a greenlet, got NULL",
-        ));
+        return Err(pyo3::exceptions::PyTypeError::new_err("expected a greenlet, got NULL"));
     }
     // SAFETY: a borrowed, non-null object pointer from the caller.
     let any = unsafe { Bound::from_borrowed_ptr(py, g) };
     any.cast_into::<Greenlet>().map_err(|e| {
-        pyo3::exceptions::PyTypeError::new_err(format!(
-            "expected a greenlet, not {}",
-            e.into_inner().get_type()
-        ))
+        pyo3::exceptions::PyTypeError::new_err(format!("expected a greenlet, not {}", e.into_inner().get_type()))
     })
 }
 
@@ -61,9 +56,7 @@ unsafe extern "C" fn new_greenlet(run: Obj, parent: Obj) -> Obj {
 }
 
 unsafe extern "C" fn get_current() -> Obj {
-    guarded(std::ptr::null_mut(), |py| {
-        Ok(super::getcurrent_unless_finalizing(py)?.into_ptr())
-    })
+    guarded(std::ptr::null_mut(), |py| Ok(super::getcurrent_unless_finalizing(py)?.into_ptr()))
 }
 
 unsafe extern "C" fn throw(g: Obj, typ: Obj, val: Obj, tb: Obj) -> Obj {
@@ -71,20 +64,9 @@ unsafe extern "C" fn throw(g: Obj, typ: Obj, val: Obj, tb: Obj) -> Obj {
         let g = as_greenlet(py, g)?;
         let none = py.None().into_bound(py);
         // SAFETY: borrowed (possibly null) pointers from the caller.
-        let opt = |p: Obj| {
-            if p.is_null() {
-                None
-            } else {
-                Some(unsafe { Bound::from_borrowed_ptr(py, p) })
-            }
-        };
+        let opt = |p: Obj| if p.is_null() { None } else { Some(unsafe { Bound::from_borrowed_ptr(py, p) }) };
         let typ = opt(typ).unwrap_or_else(|| py.get_type::<GreenletExit>().into_any());
-        let err = super::make_throw(
-            py,
-            &typ,
-            opt(val).as_ref().unwrap_or(&none),
-            opt(tb).as_ref().unwrap_or(&none),
-        )?;
+        let err = super::make_throw(py, &typ, opt(val).as_ref().unwrap_or(&none), opt(tb).as_ref().unwrap_or(&none))?;
         Ok(super::switch::switch_to(py, &g, Passing::Raise(err))?.into_ptr())
     })
 }
@@ -96,19 +78,13 @@ unsafe extern "C" fn switch(g: Obj, args: Obj, kwargs: Obj) -> Obj {
             PyTuple::empty(py).unbind()
         } else {
             // SAFETY: borrowed from the caller.
-            unsafe { Bound::from_borrowed_ptr(py, args) }
-                .cast_into::<PyTuple>()?
-                .unbind()
+            unsafe { Bound::from_borrowed_ptr(py, args) }.cast_into::<PyTuple>()?.unbind()
         };
         let kwargs = if kwargs.is_null() {
             None
         } else {
             // SAFETY: borrowed from the caller.
-            Some(
-                unsafe { Bound::from_borrowed_ptr(py, kwargs) }
-                    .cast_into::<PyDict>()?
-                    .unbind(),
-            )
+            Some(unsafe { Bound::from_borrowed_ptr(py, kwargs) }.cast_into::<PyDict>()?.unbind())
         };
         Ok(super::switch::switch_to(py, &g, Passing::Args(args, kwargs))?.into_ptr())
     })
@@ -124,15 +100,11 @@ unsafe extern "C" fn set_parent(g: Obj, parent: Obj) -> c_int {
 }
 
 unsafe extern "C" fn is_main(g: Obj) -> c_int {
-    guarded(-1, |py| {
-        Ok(as_greenlet(py, g)?.get().coro().is_main as c_int)
-    })
+    guarded(-1, |py| Ok(as_greenlet(py, g)?.get().coro().is_main as c_int))
 }
 
 unsafe extern "C" fn is_started(g: Obj) -> c_int {
-    guarded(-1, |py| {
-        Ok((as_greenlet(py, g)?.get().coro().status != Status::Unstarted) as c_int)
-    })
+    guarded(-1, |py| Ok((as_greenlet(py, g)?.get().coro().status != Status::Unstarted) as c_int))
 }
 
 unsafe extern "C" fn is_active(g: Obj) -> c_int {
@@ -142,9 +114,7 @@ unsafe extern "C" fn is_active(g: Obj) -> c_int {
 unsafe extern "C" fn get_parent(g: Obj) -> Obj {
     guarded(std::ptr::null_mut(), |py| {
         let g = as_greenlet(py, g)?;
-        Ok(g.get()
-            .get_parent(py)
-            .map_or(std::ptr::null_mut(), |p| p.into_ptr()))
+        Ok(g.get().get_parent(py).map_or(std::ptr::null_mut(), |p| p.into_ptr()))
     })
 }
 
@@ -180,11 +150,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let capsule = unsafe {
         Bound::from_owned_ptr_or_err(
             py,
-            ffi::PyCapsule_New(
-                table.0.as_ptr() as *mut c_void,
-                c"greenlet._C_API".as_ptr(),
-                None,
-            ),
+            ffi::PyCapsule_New(table.0.as_ptr() as *mut c_void, c"greenlet._C_API".as_ptr(), None),
         )?
     };
     m.add("_C_API", capsule)

@@ -19,20 +19,10 @@ use weft_stack::Slice;
 
 pub(crate) use thread::{thread_data, Passing, ThreadData, ThreadRecord};
 
-pyo3::create_exception!(
-    greenlet,
-    GreenletExit,
-    pyo3::exceptions::PyBaseException,
-    "Raised in a greenlet to kill it; a greenlet that does not catch it exits quietly."
-);
+pyo3::create_exception!(greenlet, GreenletExit, pyo3::exceptions::PyBaseException, "Raised in a greenlet to kill it; a greenlet that does not catch it exits quietly.");
 #[allow(non_camel_case_types)]
 mod errtype {
-    pyo3::create_exception!(
-        greenlet,
-        error,
-        pyo3::exceptions::PyException,
-        "A switch that cannot be done: another thread's greenlet, or a corrupted state."
-    );
+    pyo3::create_exception!(greenlet, error, pyo3::exceptions::PyException, "A switch that cannot be done: another thread's greenlet, or a corrupted state.");
 }
 pub(crate) use errtype::error;
 
@@ -84,14 +74,7 @@ pub(crate) struct Coro {
 /// A `run` call: the callable, its args and its kwargs.
 pub type RunCall = (Py<PyAny>, Py<PyTuple>, Option<Py<PyDict>>);
 
-#[pyclass(
-    module = "greenlet",
-    name = "greenlet",
-    subclass,
-    weakref,
-    dict,
-    frozen
-)]
+#[pyclass(module = "greenlet", name = "greenlet", subclass, weakref, dict, frozen)]
 pub struct Greenlet {
     c: UnsafeCell<Coro>,
 }
@@ -111,20 +94,12 @@ impl Greenlet {
     }
 
     fn with_thread(thread: Arc<ThreadRecord>, is_main: bool, parent: Option<Py<Greenlet>>) -> Self {
-        let slice = if is_main {
-            Slice::new_main()
-        } else {
-            Slice::new()
-        };
+        let slice = if is_main { Slice::new_main() } else { Slice::new() };
         Greenlet {
             c: UnsafeCell::new(Coro {
                 slice,
                 state: Blob::default(),
-                status: if is_main {
-                    Status::Active
-                } else {
-                    Status::Unstarted
-                },
+                status: if is_main { Status::Active } else { Status::Unstarted },
                 is_main,
                 parent,
                 run: None,
@@ -165,12 +140,7 @@ pub(crate) fn getcurrent_py(py: Python<'_>) -> PyResult<Py<Greenlet>> {
 fn is_current(py: Python<'_>, g: &Greenlet) -> bool {
     match thread::thread_data_if_any() {
         // SAFETY: this thread's live data.
-        Some(td) => {
-            std::ptr::eq(unsafe { (*td).current.get() }, g) && {
-                let _ = py;
-                true
-            }
-        }
+        Some(td) => std::ptr::eq(unsafe { (*td).current.get() }, g) && { let _ = py; true },
         None => false,
     }
 }
@@ -201,10 +171,7 @@ fn single_result(py: Python<'_>, args: Py<PyTuple>, kwargs: Option<Py<PyDict>>) 
         (1, None) => a.get_item(0).expect("len 1").unbind(),
         (_, None) => args.into_any(),
         (0, Some(k)) => k.into_any(),
-        (_, Some(k)) => PyTuple::new(py, [args.into_any(), k.into_any()])
-            .expect("pair")
-            .into_any()
-            .unbind(),
+        (_, Some(k)) => PyTuple::new(py, [args.into_any(), k.into_any()]).expect("pair").into_any().unbind(),
     }
 }
 
@@ -217,23 +184,13 @@ fn deliver(py: Python<'_>, passing: Passing) -> PyResult<Py<PyAny>> {
 }
 
 /// Builds the exception `throw(typ, val, tb)` raises, with greenlet's checks.
-pub(crate) fn make_throw(
-    py: Python<'_>,
-    typ: &Bound<'_, PyAny>,
-    val: &Bound<'_, PyAny>,
-    tb: &Bound<'_, PyAny>,
-) -> PyResult<PyErr> {
+pub(crate) fn make_throw(py: Python<'_>, typ: &Bound<'_, PyAny>, val: &Bound<'_, PyAny>, tb: &Bound<'_, PyAny>) -> PyResult<PyErr> {
     if !tb.is_none() && !tb.is_instance_of::<pyo3::types::PyTraceback>() {
-        return Err(PyTypeError::new_err(
-            "throw() third argument must be a traceback object",
-        ));
+        return Err(PyTypeError::new_err("throw() third argument must be a traceback object"));
     }
     let exc = if let Ok(t) = typ.cast::<PyType>() {
         if !t.is_subclass_of::<pyo3::exceptions::PyBaseException>()? {
-            return Err(PyTypeError::new_err(format!(
-                "exceptions must be classes, or instances, not {}",
-                t.name()?
-            )));
+            return Err(PyTypeError::new_err(format!("exceptions must be classes, or instances, not {}", t.name()?)));
         }
         if val.is_instance(t)? {
             val.clone()
@@ -246,9 +203,7 @@ pub(crate) fn make_throw(
         }
     } else if typ.is_instance_of::<pyo3::exceptions::PyBaseException>() {
         if !val.is_none() {
-            return Err(PyTypeError::new_err(
-                "instance exception may not have a separate value",
-            ));
+            return Err(PyTypeError::new_err("instance exception may not have a separate value"));
         }
         typ.clone()
     } else {
@@ -264,11 +219,7 @@ pub(crate) fn make_throw(
     Ok(err)
 }
 
-fn check_parent(
-    py: Python<'_>,
-    slf: &Bound<'_, Greenlet>,
-    p: &Bound<'_, Greenlet>,
-) -> PyResult<()> {
+fn check_parent(py: Python<'_>, slf: &Bound<'_, Greenlet>, p: &Bound<'_, Greenlet>) -> PyResult<()> {
     let mut cur = Some(p.clone().unbind());
     while let Some(g) = cur {
         if g.is(slf) {
@@ -281,9 +232,7 @@ fn check_parent(
         // Not bound to a thread until it starts: it will run in its parent's.
         c.thread = p.get().coro().thread.clone();
     } else if !Arc::ptr_eq(&p.get().coro().thread, &c.thread) {
-        return Err(PyValueError::new_err(
-            "parent cannot be on a different thread",
-        ));
+        return Err(PyValueError::new_err("parent cannot be on a different thread"));
     }
     Ok(())
 }
@@ -292,11 +241,7 @@ fn check_parent(
 impl Greenlet {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
-    fn py_new(
-        py: Python<'_>,
-        _args: &Bound<'_, PyTuple>,
-        _kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<Self> {
+    fn py_new(py: Python<'_>, _args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
         let td = thread_data(py)?;
         // SAFETY: this thread's live data. As in greenlet, creating a greenlet
         // is one of the points where this thread kills the greenlets whose
@@ -309,18 +254,11 @@ impl Greenlet {
     }
 
     #[pyo3(signature = (*args, **kwargs))]
-    fn __init__(
-        slf: &Bound<'_, Self>,
-        args: &Bound<'_, PyTuple>,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<()> {
+    fn __init__(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
         // Parsed by hand so that an explicit `run=None` is kept (greenlet
         // then reports `g.run` as None) while an omitted one is not.
         if args.len() > 2 {
-            return Err(PyTypeError::new_err(format!(
-                "greenlet() takes at most 2 arguments ({} given)",
-                args.len()
-            )));
+            return Err(PyTypeError::new_err(format!("greenlet() takes at most 2 arguments ({} given)", args.len())));
         }
         let mut run = args.get_item(0).ok();
         let mut parent = args.get_item(1).ok();
@@ -330,15 +268,9 @@ impl Greenlet {
                     "run" if run.is_none() => run = Some(v),
                     "parent" if parent.is_none() => parent = Some(v),
                     "run" | "parent" => {
-                        return Err(PyTypeError::new_err(format!(
-                            "argument for greenlet() given by name ('{k}') and position"
-                        )))
+                        return Err(PyTypeError::new_err(format!("argument for greenlet() given by name ('{k}') and position")))
                     }
-                    other => {
-                        return Err(PyTypeError::new_err(format!(
-                            "'{other}' is an invalid keyword argument for greenlet()"
-                        )))
-                    }
+                    other => return Err(PyTypeError::new_err(format!("'{other}' is an invalid keyword argument for greenlet()"))),
                 }
             }
         }
@@ -372,11 +304,7 @@ impl Greenlet {
     /// Switches to this greenlet, passing the arguments; returns what is passed
     /// back when something switches to the caller again.
     #[pyo3(signature = (*args, **kwargs))]
-    fn switch(
-        slf: &Bound<'_, Self>,
-        args: Bound<'_, PyTuple>,
-        kwargs: Option<Bound<'_, PyDict>>,
-    ) -> PyResult<Py<PyAny>> {
+    fn switch(slf: &Bound<'_, Self>, args: Bound<'_, PyTuple>, kwargs: Option<Bound<'_, PyDict>>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let passing = Passing::Args(args.unbind(), kwargs.map(|k| k.unbind()));
         switch::switch_to(py, slf, passing)
@@ -384,21 +312,11 @@ impl Greenlet {
 
     /// Switches to this greenlet and raises `typ(val)` there (GreenletExit by default).
     #[pyo3(signature = (typ=None, val=None, tb=None))]
-    fn throw(
-        slf: &Bound<'_, Self>,
-        typ: Option<Bound<'_, PyAny>>,
-        val: Option<Bound<'_, PyAny>>,
-        tb: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
+    fn throw(slf: &Bound<'_, Self>, typ: Option<Bound<'_, PyAny>>, val: Option<Bound<'_, PyAny>>, tb: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let none = py.None().into_bound(py);
         let typ = typ.unwrap_or_else(|| py.get_type::<GreenletExit>().into_any());
-        let err = make_throw(
-            py,
-            &typ,
-            val.as_ref().unwrap_or(&none),
-            tb.as_ref().unwrap_or(&none),
-        )?;
+        let err = make_throw(py, &typ, val.as_ref().unwrap_or(&none), tb.as_ref().unwrap_or(&none))?;
         let was_dead = slf.get().coro().status == Status::Dead;
         let r = switch::switch_to(py, slf, Passing::Raise(err));
         if was_dead {
@@ -414,9 +332,7 @@ impl Greenlet {
         let g = slf.get();
         switch::retire_orphan(g, slf.as_ptr());
         let c = g.coro();
-        c.status == Status::Dead
-            || (c.status == Status::Active
-                && !c.thread.alive.load(std::sync::atomic::Ordering::Acquire))
+        c.status == Status::Dead || (c.status == Status::Active && !c.thread.alive.load(std::sync::atomic::Ordering::Acquire))
     }
 
     pub(crate) fn __bool__(&self) -> bool {
@@ -437,9 +353,7 @@ impl Greenlet {
     fn set_run(slf: &Bound<'_, Self>, run: Bound<'_, PyAny>) -> PyResult<()> {
         let c = slf.get().coro();
         if c.status != Status::Unstarted {
-            return Err(PyAttributeError::new_err(
-                "run cannot be set after the start of the greenlet",
-            ));
+            return Err(PyAttributeError::new_err("run cannot be set after the start of the greenlet"));
         }
         c.run = Some(run.unbind());
         Ok(())
@@ -454,9 +368,7 @@ impl Greenlet {
     fn del_run(&self) -> PyResult<()> {
         let c = self.coro();
         if c.status != Status::Unstarted {
-            return Err(PyAttributeError::new_err(
-                "run cannot be set after the start of the greenlet",
-            ));
+            return Err(PyAttributeError::new_err("run cannot be set after the start of the greenlet"));
         }
         c.run = None;
         Ok(())
@@ -478,17 +390,11 @@ impl Greenlet {
         let p = parent.cast::<Greenlet>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "GreenletChecker: Expected any type of greenlet, not {}",
-                parent
-                    .get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default()
+                parent.get_type().name().map(|n| n.to_string()).unwrap_or_default()
             ))
         })?;
         if slf.get().coro().is_main {
-            return Err(PyAttributeError::new_err(
-                "cannot set the parent of a main greenlet",
-            ));
+            return Err(PyAttributeError::new_err("cannot set the parent of a main greenlet"));
         }
         check_parent(py, slf, p)?;
         let old = slf.get().coro().parent.replace(p.clone().unbind());
@@ -522,17 +428,13 @@ impl Greenlet {
             unsafe { weft_pystate::thread_context(ffi::PyThreadState_Get().cast()) }
         } else {
             if running_elsewhere(slf) {
-                return Err(PyValueError::new_err(
-                    "cannot get context of a greenlet that is running in a different thread",
-                ));
+                return Err(PyValueError::new_err("cannot get context of a greenlet that is running in a different thread"));
             }
             // SAFETY: GIL held.
             unsafe { c.state.context() }
         };
         // SAFETY: a borrowed reference (or null) from the thread state or blob.
-        Ok(unsafe { Bound::from_borrowed_ptr_or_opt(py, ptr.cast()) }
-            .map(|b| b.unbind())
-            .unwrap_or_else(|| py.None()))
+        Ok(unsafe { Bound::from_borrowed_ptr_or_opt(py, ptr.cast()) }.map(|b| b.unbind()).unwrap_or_else(|| py.None()))
     }
 
     #[setter]
@@ -543,9 +445,7 @@ impl Greenlet {
         } else {
             // SAFETY: type check on a live object.
             if unsafe { ffi::PyContext_CheckExact(ctx.as_ptr()) } == 0 {
-                return Err(PyTypeError::new_err(
-                    "greenlet context must be a contextvars.Context or None",
-                ));
+                return Err(PyTypeError::new_err("greenlet context must be a contextvars.Context or None"));
             }
             ctx.as_ptr()
         };
@@ -553,13 +453,9 @@ impl Greenlet {
         let c = g.coro();
         if is_current(py, g) {
             // SAFETY: GIL held, our own thread state.
-            unsafe {
-                weft_pystate::set_thread_context(ffi::PyThreadState_Get().cast(), ptr.cast())
-            };
+            unsafe { weft_pystate::set_thread_context(ffi::PyThreadState_Get().cast(), ptr.cast()) };
         } else if running_elsewhere(slf) {
-            return Err(PyValueError::new_err(
-                "cannot set context of a greenlet that is running in a different thread",
-            ));
+            return Err(PyValueError::new_err("cannot set context of a greenlet that is running in a different thread"));
         } else {
             // SAFETY: GIL held.
             unsafe { c.state.set_context(ptr.cast()) };
@@ -581,18 +477,12 @@ impl Greenlet {
         let name = format!("{}.{}", tp.module()?, tp.qualname()?);
         let otid = Arc::as_ptr(&c.thread) as usize;
         let mut flags = String::new();
-        if (c.status == Status::Active || c.orphaned)
-            && !c.thread.alive.load(std::sync::atomic::Ordering::Acquire)
-        {
+        if (c.status == Status::Active || c.orphaned) && !c.thread.alive.load(std::sync::atomic::Ordering::Acquire) {
             flags.push_str(" (thread exited) dead");
         } else {
             match c.status {
                 Status::Active => {
-                    flags.push_str(if is_current(py, g) {
-                        " current"
-                    } else {
-                        " suspended"
-                    });
+                    flags.push_str(if is_current(py, g) { " current" } else { " suspended" });
                     flags.push_str(" active started");
                     if c.is_main {
                         flags.push_str(" main");
@@ -602,17 +492,11 @@ impl Greenlet {
                 Status::Dead => flags.push_str(" dead"),
             }
         }
-        Ok(format!(
-            "<{name} object at {:#x} (otid={otid:#x}){flags}>",
-            slf.as_ptr() as usize
-        ))
+        Ok(format!("<{name} object at {:#x} (otid={otid:#x}){flags}>", slf.as_ptr() as usize))
     }
 
     fn __getstate__(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Err(PyTypeError::new_err(format!(
-            "cannot serialize '{}' object",
-            slf.get_type().name()?
-        )))
+        Err(PyTypeError::new_err(format!("cannot serialize '{}' object", slf.get_type().name()?)))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -636,10 +520,7 @@ impl Greenlet {
             if !p.is_null() {
                 // SAFETY: a live object the blob references (see above); the
                 // collector calls tp_traverse with the GIL held.
-                let obj = std::mem::ManuallyDrop::new(
-                    unsafe { Bound::<PyAny>::from_owned_ptr(Python::assume_attached(), p.cast()) }
-                        .unbind(),
-                );
+                let obj = std::mem::ManuallyDrop::new(unsafe { Bound::<PyAny>::from_owned_ptr(Python::assume_attached(), p.cast()) }.unbind());
                 visit.call(&*obj)?;
             }
         }
@@ -649,8 +530,7 @@ impl Greenlet {
     fn __clear__(&self) {
         let c = self.coro();
         // Only greenlets that cannot run again are cleared (see typeslots::is_gc).
-        if c.status != Status::Active || !c.thread.alive.load(std::sync::atomic::Ordering::Acquire)
-        {
+        if c.status != Status::Active || !c.thread.alive.load(std::sync::atomic::Ordering::Acquire) {
             c.run = None;
             if !c.is_main {
                 c.parent = None;
@@ -680,9 +560,7 @@ fn getcurrent(py: Python<'_>) -> PyResult<Py<Greenlet>> {
 /// The message is greenlet's own, which programs may look for.
 pub(crate) fn getcurrent_unless_finalizing(py: Python<'_>) -> PyResult<Py<Greenlet>> {
     if weft_pystate::is_finalizing() {
-        return Err(pyo3::exceptions::PyRuntimeError::new_err(
-            "greenlet is being finalized",
-        ));
+        return Err(pyo3::exceptions::PyRuntimeError::new_err("greenlet is being finalized"));
     }
     getcurrent_py(py)
 }
@@ -691,11 +569,7 @@ pub(crate) fn getcurrent_unless_finalizing(py: Python<'_>) -> PyResult<Py<Greenl
 #[pyfunction]
 fn settrace(py: Python<'_>, callback: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
     let td = thread_data(py)?;
-    let new = if callback.is_none() {
-        None
-    } else {
-        Some(callback.unbind())
-    };
+    let new = if callback.is_none() { None } else { Some(callback.unbind()) };
     // SAFETY: this thread's live data.
     let old = unsafe { std::mem::replace(&mut (*td).trace, new) };
     Ok(old.unwrap_or_else(|| py.None()))
@@ -733,9 +607,7 @@ fn _set_root_chunk_bytes(n: usize) {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     if !weft_pystate::layout_ok() {
-        return Err(pyo3::exceptions::PyImportError::new_err(
-            "weft: pystate layout mismatch between Rust and C",
-        ));
+        return Err(pyo3::exceptions::PyImportError::new_err("weft: pystate layout mismatch between Rust and C"));
     }
     // SAFETY: reading the running interpreter's version constant.
     let running = unsafe { ffi::Py_Version } as u32;

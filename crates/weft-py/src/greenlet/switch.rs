@@ -7,9 +7,9 @@ use std::ffi::c_void;
 
 use std::sync::Arc;
 
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
+use pyo3::ffi;
 
 use weft_stack::{Arrival, Slice};
 
@@ -28,11 +28,7 @@ fn ts() -> *mut weft_pystate::ThreadState {
 /// needs room (errors, the parent walk, starting) happens in helpers that have
 /// returned before the switch: fewer bytes to copy per switch and per
 /// suspended greenlet.
-pub(crate) fn switch_to(
-    py: Python<'_>,
-    target: &Bound<'_, Greenlet>,
-    passing: Passing,
-) -> PyResult<Py<PyAny>> {
+pub(crate) fn switch_to(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: Passing) -> PyResult<Py<PyAny>> {
     // SAFETY: `prepare_switch` returns a live target of this thread; it is kept
     // alive by `target`'s parent chain or by `target` itself.
     unsafe {
@@ -57,11 +53,7 @@ enum Prepared {
 }
 
 #[inline(never)]
-fn prepare_switch(
-    py: Python<'_>,
-    target: &Bound<'_, Greenlet>,
-    passing: Passing,
-) -> PyResult<Prepared> {
+fn prepare_switch(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: Passing) -> PyResult<Prepared> {
     let td = thread_data(py)?;
     // SAFETY: this thread's live data; see module docs on in-flight values.
     unsafe {
@@ -77,11 +69,7 @@ fn prepare_switch(
                         owned = p.bind(py).clone();
                         t = &*(&owned as *const Bound<'_, Greenlet>);
                     }
-                    None => {
-                        return Err(error_new(
-                            "cannot switch to a dead greenlet that has no parent",
-                        ))
-                    }
+                    None => return Err(error_new("cannot switch to a dead greenlet that has no parent")),
                 },
             }
         }
@@ -93,17 +81,13 @@ fn prepare_switch(
         if tp.get().coro().status == Status::Unstarted {
             // Looking up `run` may run Python code that switches or reparents
             // the greenlet: done before anything is put in flight.
-            if let Err(e) =
-                prepare_start(py, td, tp.bind(py)).and_then(|_| check_same_thread(py, td, &tp))
-            {
+            if let Err(e) = prepare_start(py, td, tp.bind(py)).and_then(|_| check_same_thread(py, td, &tp)) {
                 (*td).starting_run = None;
                 return Err(e);
             }
         }
         if tp.get().coro().status == Status::Dead {
-            return Err(error_new(
-                "the greenlet finished while its run attribute was looked up",
-            ));
+            return Err(error_new("the greenlet finished while its run attribute was looked up"));
         }
         (*td).passing = Some(passing);
         // The target stays referenced: by the caller's `target`, or by the
@@ -120,9 +104,7 @@ fn check_same_thread(py: Python<'_>, td: *mut ThreadData, t: &Py<Greenlet>) -> P
         return Ok(());
     }
     if !tc.thread.alive.load(std::sync::atomic::Ordering::Acquire) {
-        return Err(error_new(
-            "cannot switch to a different thread (which happens to have exited)",
-        ));
+        return Err(error_new("cannot switch to a different thread (which happens to have exited)"));
     }
     Err(error_new(&format!(
         "Cannot switch to a different thread\n\tCurrent:  {}\n\tExpected: {}",
@@ -132,11 +114,7 @@ fn check_same_thread(py: Python<'_>, td: *mut ThreadData, t: &Py<Greenlet>) -> P
 }
 
 /// Looks up `run` before the stack moves, so a missing one fails in the caller.
-unsafe fn prepare_start(
-    py: Python<'_>,
-    td: *mut ThreadData,
-    t: &Bound<'_, Greenlet>,
-) -> PyResult<()> {
+unsafe fn prepare_start(py: Python<'_>, td: *mut ThreadData, t: &Bound<'_, Greenlet>) -> PyResult<()> {
     let run = t.getattr(pyo3::intern!(py, "run"))?;
     if t.get().coro().status == Status::Unstarted {
         // SAFETY: this thread's live data.
@@ -152,8 +130,7 @@ unsafe fn prepare_start(
 unsafe fn arrived(py: Python<'_>) -> PyResult<Py<PyAny>> {
     let td = thread_data_if_any().expect("a switch ran without thread data");
     // SAFETY: this thread's live data.
-    let passing = unsafe { (*td).passing.take() }
-        .unwrap_or_else(|| Passing::Raise(error_new("switched to without a value")));
+    let passing = unsafe { (*td).passing.take() }.unwrap_or_else(|| Passing::Raise(error_new("switched to without a value")));
     // SAFETY: `td` is this thread's live data, as trace_and_release needs.
     let passing = unsafe { trace_and_release(py, td, passing) };
     super::deliver(py, passing)
@@ -167,17 +144,10 @@ unsafe fn trace_and_release(py: Python<'_>, td: *mut ThreadData, passing: Passin
     let tracer = unsafe { (*td).trace.as_ref().map(|t| t.clone_ref(py)) };
     let mut passing = passing;
     if let (Some(tracer), Some(origin)) = (tracer, origin.as_ref()) {
-        let event = if matches!(passing, Passing::Raise(_)) {
-            "throw"
-        } else {
-            "switch"
-        };
+        let event = if matches!(passing, Passing::Raise(_)) { "throw" } else { "switch" };
         // SAFETY: this thread's live data; the GIL is held.
         let target = unsafe { (*td).current.clone_ref(py) };
-        if let Err(e) = tracer.call1(
-            py,
-            (PyString::new(py, event), (origin.clone_ref(py), target)),
-        ) {
+        if let Err(e) = tracer.call1(py, (PyString::new(py, event), (origin.clone_ref(py), target))) {
             // A failing tracer is removed and its error replaces the value.
             // SAFETY: this thread's live data; the GIL is held.
             unsafe { (*td).trace = None };
@@ -221,13 +191,9 @@ unsafe fn make_current(td: *mut ThreadData, target: Obj) {
     // and the origin's is kept until `trace_and_release`.
     unsafe {
         let py = Python::assume_attached();
-        let new: Py<Greenlet> = Bound::from_borrowed_ptr(py, target)
-            .cast_into_unchecked::<Greenlet>()
-            .unbind();
+        let new: Py<Greenlet> = Bound::from_borrowed_ptr(py, target).cast_into_unchecked::<Greenlet>().unbind();
         let record = &(*td).record;
-        record
-            .current
-            .store(target, std::sync::atomic::Ordering::Release);
+        record.current.store(target, std::sync::atomic::Ordering::Release);
         let old = std::mem::replace(&mut (*td).current, new);
         (*td).switching_from = Some(old);
     }
@@ -254,10 +220,7 @@ unsafe fn start(td: *mut ThreadData, target: Obj) {
     // origin is suspended in `initial_stub` below (invariant S4 of weft-stack).
     unsafe {
         let tc = payload(target).coro();
-        tc.slice.begin(
-            &marker as *const usize as *mut u8,
-            &mut (*td).current.get().coro().slice,
-        );
+        tc.slice.begin(&marker as *const usize as *mut u8, &mut (*td).current.get().coro().slice);
         tc.status = Status::Active;
         initial_stub(td, target);
     }
@@ -331,21 +294,14 @@ unsafe fn body_begin(me: Obj) -> (Obj, Obj, Obj) {
         let py = Python::assume_attached();
         let td = thread_data_if_any().expect("thread data in a new greenlet");
         make_current(td, me);
-        let passing = (*td)
-            .passing
-            .take()
-            .unwrap_or_else(|| Passing::Raise(error_new("started without a value")));
+        let passing = (*td).passing.take().unwrap_or_else(|| Passing::Raise(error_new("started without a value")));
         let run = (*td).starting_run.take();
         let passing = trace_and_release(py, td, passing);
         payload(me).coro().run = None;
         let null = std::ptr::null_mut();
         match (passing, run) {
             (Passing::Args(a, k), Some(run)) => {
-                let ptrs = (
-                    run.as_ptr(),
-                    a.as_ptr(),
-                    k.as_ref().map_or(null, |k| k.as_ptr()),
-                );
+                let ptrs = (run.as_ptr(), a.as_ptr(), k.as_ref().map_or(null, |k| k.as_ptr()));
                 payload(me).coro().call = Some((run, a, k));
                 ptrs
             }
@@ -393,12 +349,7 @@ pub(crate) fn handle_exit(py: Python<'_>, r: PyResult<Py<PyAny>>) -> PyResult<Py
     }
 }
 
-unsafe fn die_and_switch_to_parent(
-    py: Python<'_>,
-    td: *mut ThreadData,
-    me: Obj,
-    outcome: Passing,
-) -> ! {
+unsafe fn die_and_switch_to_parent(py: Python<'_>, td: *mut ThreadData, me: Obj, outcome: Passing) -> ! {
     // SAFETY: we are `me`, running, with the GIL; after the switch below this
     // stack is never used again.
     unsafe {
@@ -436,9 +387,7 @@ unsafe fn die_and_switch_to_parent(
         let main = (*td).main.as_ptr();
         (*td).passing = Some(match outcome {
             Passing::Raise(e) => Passing::Raise(e),
-            Passing::Args(..) | Passing::Empty => Passing::Raise(error_new(
-                "a finished greenlet's parents are all in other threads or dead",
-            )),
+            Passing::Args(..) | Passing::Empty => Passing::Raise(error_new("a finished greenlet's parents are all in other threads or dead")),
         });
         switch_stack(td, main);
         ffi::Py_FatalError(c"weft: a finished greenlet has no live parent to return to".as_ptr())
@@ -467,13 +416,7 @@ unsafe fn die(me: Obj) {
 /// # Safety
 /// GIL held; `td` is this thread's live data; `target` is a greenlet object
 /// kept alive by the caller until it runs (by the scheduler's queues).
-pub(crate) unsafe fn switch_to_coroutine(
-    py: Python<'_>,
-    td: *mut ThreadData,
-    target: Obj,
-    passing: Passing,
-    run: Option<Py<PyAny>>,
-) -> PyResult<Py<PyAny>> {
+pub(crate) unsafe fn switch_to_coroutine(py: Python<'_>, td: *mut ThreadData, target: Obj, passing: Passing, run: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
     // SAFETY: forwarded contract; the value carried lives in `td`.
     unsafe {
         (*td).passing = Some(passing);
@@ -493,13 +436,7 @@ pub(crate) unsafe fn switch_to_coroutine(
 /// # Safety
 /// As for `switch_to_coroutine`, and the caller's frame owns nothing: this
 /// stack is never used again.
-pub(crate) unsafe fn exit_to_coroutine(
-    td: *mut ThreadData,
-    me: Obj,
-    target: Obj,
-    passing: Passing,
-    run: Option<Py<PyAny>>,
-) -> ! {
+pub(crate) unsafe fn exit_to_coroutine(td: *mut ThreadData, me: Obj, target: Obj, passing: Passing, run: Option<Py<PyAny>>) -> ! {
     // SAFETY: forwarded contract.
     unsafe {
         die(me);
@@ -516,13 +453,7 @@ pub(crate) unsafe fn exit_to_coroutine(
 
 /// For a dying greenlet's parent walk: an unstarted parent must be startable
 /// here; if not, its failure becomes the outcome passed further up.
-unsafe fn prepare_ok(
-    py: Python<'_>,
-    td: *mut ThreadData,
-    g: &Py<Greenlet>,
-    status: Status,
-    outcome: &mut Passing,
-) -> bool {
+unsafe fn prepare_ok(py: Python<'_>, td: *mut ThreadData, g: &Py<Greenlet>, status: Status, outcome: &mut Passing) -> bool {
     if status == Status::Active {
         return true;
     }
@@ -543,19 +474,11 @@ pub(crate) unsafe fn drain_pending_kills(py: Python<'_>, td: *mut ThreadData) {
     // SAFETY: this thread's live data.
     let pending: Vec<Py<Greenlet>> = unsafe {
         let record = &(*td).record;
-        if !record
-            .has_pending_kills
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
+        if !record.has_pending_kills.load(std::sync::atomic::Ordering::Acquire) {
             return;
         }
-        let mut q = record
-            .pending_kills
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        record
-            .has_pending_kills
-            .store(false, std::sync::atomic::Ordering::Release);
+        let mut q = record.pending_kills.lock().unwrap_or_else(|e| e.into_inner());
+        record.has_pending_kills.store(false, std::sync::atomic::Ordering::Release);
         if q.is_empty() {
             return;
         }
@@ -581,9 +504,7 @@ pub(crate) fn kill_with(py: Python<'_>, g: &Bound<'_, Greenlet>, err: PyErr) {
     if c.status != Status::Active || c.is_main {
         return;
     }
-    let Ok(cur) = super::getcurrent_py(py) else {
-        return;
-    };
+    let Ok(cur) = super::getcurrent_py(py) else { return };
     let old_parent = c.parent.replace(cur);
     let r = switch_to(py, g, Passing::Raise(err));
     if let Err(e) = r {

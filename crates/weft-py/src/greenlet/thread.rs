@@ -71,11 +71,7 @@ impl Drop for Slot {
             // Under the kill queue's lock, so that another thread queueing a
             // kill either sees `alive` false or has its kill handed on below.
             let pending: Vec<Py<Greenlet>> = {
-                let mut queue = td
-                    .record
-                    .pending_kills
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
+                let mut queue = td.record.pending_kills.lock().unwrap_or_else(|e| e.into_inner());
                 td.record.alive.store(false, Ordering::Release);
                 std::mem::take(&mut *queue)
             };
@@ -114,9 +110,7 @@ pub fn release_orphans(_py: Python<'_>) {
 /// This thread's data, created with its main greenlet on first use. The
 /// pointer stays valid until the thread exits; the GIL serialises all access.
 pub fn thread_data(py: Python<'_>) -> PyResult<*mut ThreadData> {
-    let p = SLOT
-        .try_with(|s| s.0.get())
-        .map_err(|_| super::error_new("weft: thread is exiting"))?;
+    let p = SLOT.try_with(|s| s.0.get()).map_err(|_| super::error_new("weft: thread is exiting"))?;
     // SAFETY: this thread's own slot; the GIL is held and nobody else reaches it.
     unsafe {
         if let Some(td) = (*p).as_mut() {
@@ -152,7 +146,5 @@ pub fn thread_data(py: Python<'_>) -> PyResult<*mut ThreadData> {
 /// This thread's data if it exists already.
 pub fn thread_data_if_any() -> Option<*mut ThreadData> {
     // SAFETY: as in `thread_data`.
-    SLOT.try_with(|s| unsafe { (*s.0.get()).as_mut().map(|t| t as *mut ThreadData) })
-        .ok()
-        .flatten()
+    SLOT.try_with(|s| unsafe { (*s.0.get()).as_mut().map(|t| t as *mut ThreadData) }).ok().flatten()
 }

@@ -31,27 +31,19 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
     // PyType_Modified invalidates any cached slot lookups.
     unsafe {
         let Some(orig) = (*tp).tp_dealloc else {
-            return Err(pyo3::exceptions::PyImportError::new_err(
-                "weft: greenlet type has no tp_dealloc",
-            ));
+            return Err(pyo3::exceptions::PyImportError::new_err("weft: greenlet type has no tp_dealloc"));
         };
         if PYO3_DEALLOC.set(orig).is_err() && PYO3_DEALLOC.get() != Some(&orig) {
-            return Err(pyo3::exceptions::PyImportError::new_err(
-                "weft: greenlet type created twice",
-            ));
+            return Err(pyo3::exceptions::PyImportError::new_err("weft: greenlet type created twice"));
         }
         (*tp).tp_dealloc = Some(dealloc);
         (*tp).tp_finalize = Some(finalize);
         if weft_pystate::frames_traversable() {
             let Some(orig) = (*tp).tp_traverse else {
-                return Err(pyo3::exceptions::PyImportError::new_err(
-                    "weft: greenlet type has no tp_traverse",
-                ));
+                return Err(pyo3::exceptions::PyImportError::new_err("weft: greenlet type has no tp_traverse"));
             };
             if PYO3_TRAVERSE.set(orig).is_err() && PYO3_TRAVERSE.get() != Some(&orig) {
-                return Err(pyo3::exceptions::PyImportError::new_err(
-                    "weft: greenlet type created twice",
-                ));
+                return Err(pyo3::exceptions::PyImportError::new_err("weft: greenlet type created twice"));
             }
             (*tp).tp_traverse = Some(traverse);
         } else {
@@ -147,11 +139,7 @@ fn finalize_attached(py: Python<'_>, obj: *mut ffi::PyObject) {
             // exit holds while it clears `alive` and hands the queue on: a kill
             // queued as the thread exits is never stranded. If it has exited
             // meanwhile, the dealloc that follows retires the greenlet.
-            let mut queue = c
-                .thread
-                .pending_kills
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut queue = c.thread.pending_kills.lock().unwrap_or_else(|e| e.into_inner());
             if c.thread.alive.load(Ordering::Acquire) {
                 queue.push(bound.unbind());
                 c.thread.has_pending_kills.store(true, Ordering::Release);
@@ -163,11 +151,7 @@ fn finalize_attached(py: Python<'_>, obj: *mut ffi::PyObject) {
     }
 }
 
-unsafe extern "C" fn traverse(
-    obj: *mut ffi::PyObject,
-    visit: ffi::visitproc,
-    arg: *mut std::os::raw::c_void,
-) -> c_int {
+unsafe extern "C" fn traverse(obj: *mut ffi::PyObject, visit: ffi::visitproc, arg: *mut std::os::raw::c_void) -> c_int {
     // SAFETY: called by the GC as tp_traverse, with the GIL.
     let r = unsafe { (PYO3_TRAVERSE.get().expect("installed"))(obj, visit, arg) };
     if r != 0 {
@@ -192,7 +176,6 @@ unsafe extern "C" fn traverse(
 
 unsafe extern "C" fn is_gc(obj: *mut ffi::PyObject) -> c_int {
     let c = payload(&obj).coro();
-    let suspended =
-        c.status == Status::Active && !c.is_main && c.thread.alive.load(Ordering::Acquire);
+    let suspended = c.status == Status::Active && !c.is_main && c.thread.alive.load(Ordering::Acquire);
     (!suspended) as c_int
 }

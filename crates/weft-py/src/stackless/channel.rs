@@ -116,17 +116,20 @@ fn action(slf: &Bound<'_, Channel>, dir: Dir, out: Temp) -> PyResult<Py<PyAny>> 
     };
     let elsewhere = !pt.same_thread(&here);
     match after_pairing(dir, preference, schedule_all, elsewhere) {
-        Next::Caller => make_runnable(py, partner)?,
+        Next::Caller => {
+            drop(me);
+            make_runnable(py, partner)?
+        }
         Next::Partner => {
             sched::with(py, |s| sched::make_head(s, &partner, me.get(), true))?;
+            drop(me);
             sched::switch_to(py, td, partner, Passing::Empty)?;
         }
         Next::Away => {
             make_runnable(py, partner)?;
-            super::schedule_current(py, td, &me, false)?;
+            super::schedule_current(py, td, me, false)?;
         }
     }
-    drop(me);
     deliver(py, got)
 }
 

@@ -103,6 +103,11 @@ fn finish_current(
                 e.write_unraisable(py, None);
             }
         }
+        if tracing::in_use() {
+            if let Err(e) = tracing::on_switch(py, me.get(), next.get()) {
+                e.write_unraisable(py, None);
+            }
+        }
         match next.get().prepare_to_run(py, td, passing) {
             Ok((coro, run, passing)) => {
                 let me_coro = me.get().coro_ptr();
@@ -125,7 +130,7 @@ fn finish_current(
 pub(crate) fn schedule_current(
     py: Python<'_>,
     td: *mut ThreadData,
-    me: &Py<Tasklet>,
+    me: Py<Tasklet>,
     remove: bool,
 ) -> PyResult<()> {
     let (next, gone) = sched::with(py, |s| {
@@ -146,6 +151,7 @@ pub(crate) fn schedule_current(
     if next.as_ptr() == me.as_ptr() {
         return Ok(());
     }
+    drop(me);
     sched::switch_to(py, td, next, Passing::Empty).map(|_| ())
 }
 
@@ -153,16 +159,22 @@ pub(crate) fn schedule_current(
 #[pyo3(signature = (retval=None))]
 fn schedule(py: Python<'_>, retval: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
     let (td, me) = sched::current_checked(py)?;
-    schedule_current(py, td, &me, false)?;
-    Ok(retval.unwrap_or_else(|| me.into_any()))
+    schedule_current(py, td, me, false)?;
+    match retval {
+        Some(r) => Ok(r),
+        None => Ok(getcurrent(py)?.into_any()),
+    }
 }
 
 #[pyfunction]
 #[pyo3(signature = (retval=None))]
 fn schedule_remove(py: Python<'_>, retval: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
     let (td, me) = sched::current_checked(py)?;
-    schedule_current(py, td, &me, true)?;
-    Ok(retval.unwrap_or_else(|| me.into_any()))
+    schedule_current(py, td, me, true)?;
+    match retval {
+        Some(r) => Ok(r),
+        None => Ok(getcurrent(py)?.into_any()),
+    }
 }
 
 /// Runs the tasklets of this thread until none is runnable (or, with

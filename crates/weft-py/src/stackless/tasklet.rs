@@ -58,6 +58,9 @@ pub(crate) struct TState {
     pub block_trap: bool,
     pub trace: Option<Py<PyAny>>,
     pub profile: Option<Py<PyAny>>,
+    /// The contextvars.Context it runs in: its creator's, shared (as in
+    /// Stackless 3.7.6+), taken when a function is bound.
+    pub context: Option<Py<PyAny>>,
 }
 
 #[pyclass(
@@ -105,6 +108,7 @@ impl Tasklet {
                 block_trap: false,
                 trace: None,
                 profile: None,
+                context: None,
             }),
         }
     }
@@ -190,6 +194,10 @@ impl Tasklet {
         };
         if need_coro {
             let c = Greenlet::new_for_scheduler(py, td)?;
+            let ctx = self.st.borrow().context.as_ref().map_or(std::ptr::null_mut(), |c| c.as_ptr());
+            // SAFETY: GIL held; the coroutine has not started, so its blob
+            // holds the context it will start with (borrowed pointer).
+            unsafe { c.get().coro().state.set_context(ctx.cast()) };
             self.st.borrow_mut().coro = Some(c);
         }
         let mut st = self.st.borrow_mut();
@@ -265,6 +273,24 @@ impl Drop for Tasklet {
         }
         drop(coro);
     }
+}
+
+/// The running context, made first if the thread has none yet (so that it
+/// can be shared).
+pub(crate) fn current_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    // SAFETY: GIL held, our own thread state.
+    let ts = unsafe { ffi::PyThreadState_Get() };
+    // SAFETY: as above; a borrowed pointer or null.
+    let cur = unsafe { weft_pystate::thread_context(ts.cast()) };
+    if !cur.is_null() {
+        // SAFETY: a live borrowed context object.
+        return Ok(unsafe { Bound::from_borrowed_ptr(py, cur.cast()) }.unbind());
+    }
+    // SAFETY: GIL held; a new reference or null with an exception set.
+    let ctx = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_New()) }?;
+    // SAFETY: GIL held, our own thread state; the context is borrowed.
+    unsafe { weft_pystate::set_thread_context(ts.cast(), ctx.as_ptr().cast()) };
+    Ok(ctx.unbind())
 }
 
 /// Makes `t` runnable from the current thread: in the ring here, or through
@@ -412,6 +438,10 @@ impl Tasklet {
             } else {
                 if let Some(f) = func {
                     st.func = Some(f.unbind());
+                    drop(st);
+                    let ctx = current_context(py)?;
+                    st = t.st.borrow_mut();
+                    st.context = Some(ctx);
                 }
                 if st.func.is_none() {
                     return Err(rt(
@@ -768,6 +798,53 @@ impl Tasklet {
         super::tracing::set_function(slf, f, true)
     }
 
+    /// Sets the contextvars.Context the tasklet runs in.
+    fn set_context<'py>(slf: &Bound<'py, Self>, context: Bound<'py, PyAny>) -> PyResult<Bound<'py, Self>> {
+        let py = slf.py();
+        // SAFETY: type check on a live object.
+        if unsafe { ffi::PyContext_CheckExact(context.as_ptr()) } == 0 {
+            return Err(PyTypeError::new_err("set_context() needs a contextvars.Context"));
+        }
+        let t = slf.get();
+        let is_current = sched::with(py, |s| s.current.as_ptr() == slf.as_ptr())?;
+        if is_current {
+            // SAFETY: GIL held, our own thread state; borrowed context.
+            unsafe { weft_pystate::set_thread_context(ffi::PyThreadState_Get().cast(), context.as_ptr().cast()) };
+        } else if let Some(c) = t.st.borrow().coro.as_ref() {
+            if !t.same_thread(&sched::with(py, |s| s.shared.clone())?) && t.st.borrow().place != Place::Nowhere {
+                return Err(rt("cannot set the context of a scheduled tasklet of another thread"));
+            }
+            // SAFETY: GIL held; the coroutine is not running (not current
+            // here, and not running elsewhere: checked above).
+            unsafe { c.get().coro().state.set_context(context.as_ptr().cast()) };
+        }
+        let old = t.st.borrow_mut().context.replace(context.unbind());
+        drop(old);
+        Ok(slf.clone())
+    }
+
+    /// Runs `callable(*args, **kwargs)` in the tasklet's context.
+    #[pyo3(signature = (callable, *args, **kwargs))]
+    fn context_run(slf: &Bound<'_, Self>, callable: Bound<'_, PyAny>, args: Bound<'_, PyTuple>, kwargs: Option<Bound<'_, PyDict>>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let ctx = tasklet_context(slf)?;
+        // SAFETY: GIL held, our own thread state.
+        let ts = unsafe { ffi::PyThreadState_Get() };
+        let saved = current_context(py)?;
+        // SAFETY: as above; borrowed contexts kept alive by `ctx`/`saved`.
+        unsafe { weft_pystate::set_thread_context(ts.cast(), ctx.as_ptr().cast()) };
+        let r = callable.call(args, kwargs.as_ref());
+        // SAFETY: as above.
+        unsafe { weft_pystate::set_thread_context(ts.cast(), saved.as_ptr().cast()) };
+        r.map(|v| v.unbind())
+    }
+
+    /// `id()` of the context the tasklet runs in.
+    #[getter]
+    fn context_id(slf: &Bound<'_, Self>) -> PyResult<usize> {
+        Ok(tasklet_context(slf)?.as_ptr() as usize)
+    }
+
     /// The coroutine the tasklet runs on (a weft.greenlet.greenlet), or None.
     #[getter]
     fn _greenlet(&self, py: Python<'_>) -> Option<Py<Greenlet>> {
@@ -832,6 +909,23 @@ impl Tasklet {
     }
 }
 
+/// The context a tasklet runs in (made and shared on first use).
+fn tasklet_context(slf: &Bound<'_, Tasklet>) -> PyResult<Py<PyAny>> {
+    let py = slf.py();
+    let is_current = sched::with(py, |s| s.current.as_ptr() == slf.as_ptr())?;
+    if is_current {
+        return current_context(py);
+    }
+    let t = slf.get();
+    if let Some(c) = t.st.borrow().context.as_ref() {
+        return Ok(c.clone_ref(py));
+    }
+    // SAFETY: GIL held; a new reference or null with an exception set.
+    let ctx = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_New()) }?.unbind();
+    t.st.borrow_mut().context = Some(ctx.clone_ref(py));
+    Ok(ctx)
+}
+
 fn neighbour(slf: &Bound<'_, Tasklet>, forward: bool) -> PyResult<Option<Py<Tasklet>>> {
     let py = slf.py();
     let t = slf.get();
@@ -890,7 +984,7 @@ fn run_or_switch(slf: &Bound<'_, Tasklet>, pause_me: bool) -> PyResult<()> {
             None
         }
     })?;
-    drop(gone);
+    drop((gone, me));
     sched::switch_to(py, td, target, Passing::Empty).map(|_| ())
 }
 
@@ -932,5 +1026,6 @@ fn throw_into(slf: &Bound<'_, Tasklet>, err: PyErr, pending: bool) -> PyResult<(
         return Ok(());
     }
     sched::with(py, |s| sched::make_head(s, &target, me.get(), false))?;
+    drop(me);
     sched::switch_to(py, td, target, Passing::Raise(err)).map(|_| ())
 }
