@@ -19,6 +19,7 @@ use weft_stack::Slice;
 
 pub(crate) use thread::{thread_data, Passing, ThreadData, ThreadRecord};
 
+
 pyo3::create_exception!(greenlet, GreenletExit, pyo3::exceptions::PyBaseException, "Raised in a greenlet to kill it; a greenlet that does not catch it exits quietly.");
 #[allow(non_camel_case_types)]
 mod errtype {

@@ -92,7 +92,6 @@ fn action(slf: &Bound<'_, Channel>, dir: Dir, out: Temp) -> PyResult<Py<PyAny>> 
             will_block,
         )?;
     }
-    let here = sched::with(py, |s| s.shared.clone())?;
     let paired = {
         let mut st = ch.st.borrow_mut();
         st.waiters
@@ -114,8 +113,12 @@ fn action(slf: &Bound<'_, Channel>, dir: Dir, out: Temp) -> PyResult<Py<PyAny>> 
         }
         Dir::Recv => pt.take_temp(),
     };
-    let elsewhere = !pt.same_thread(&here);
+    let elsewhere = !pt.same_thread_as(me.get());
     match after_pairing(dir, preference, schedule_all, elsewhere) {
+        Next::Caller if !elsewhere => {
+            drop(me);
+            sched::with(py, |s| sched::insert_back(s, partner))?;
+        }
         Next::Caller => {
             drop(me);
             make_runnable(py, partner)?

@@ -108,7 +108,7 @@ fn finish_current(
                 e.write_unraisable(py, None);
             }
         }
-        match next.get().prepare_to_run(py, td, passing) {
+        match next.get().prepare_to_run(py, td, passing).and_then(|(c, r, p)| sched::launch_site(py, td, c, r, p)) {
             Ok((coro, run, passing)) => {
                 let me_coro = me.get().coro_ptr();
                 let stale = sched::with_existing(|s| {
@@ -205,6 +205,16 @@ fn run(
         ignore_nesting,
         totaltimeout,
     )
+}
+
+/// The launcher coroutine's `run` (see `sched::Launcher`).
+#[pyfunction]
+fn _launcher_loop(py: Python<'_>) -> PyResult<()> {
+    sched::launcher_loop(py)
+}
+
+pub(crate) fn launcher_loop_fn(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    Ok(wrap_pyfunction!(_launcher_loop, py)?.into_any().unbind())
 }
 
 #[pyfunction]

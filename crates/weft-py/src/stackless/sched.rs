@@ -18,7 +18,7 @@ use weft_sched::Ring;
 
 use crate::event::Inner as Wakeup;
 use crate::greenlet::switch::switch_to_coroutine;
-use crate::greenlet::{thread_data, Passing, ThreadData};
+use crate::greenlet::{thread_data, Greenlet, Passing, ThreadData};
 
 use super::tasklet::{Place, Tasklet};
 use super::watchdog::Watch;
@@ -65,7 +65,33 @@ pub(crate) struct Sched {
     pub watchers: Vec<Watch>,
     /// `switch_trap` level: while positive, every switch is refused.
     pub switch_trap: i64,
+    /// The launcher: see `launch`.
+    pub launcher: Option<Launcher>,
+    /// The engine's data of this thread (valid until the thread exits).
+    pub td: *mut ThreadData,
 }
+
+/// A coroutine that starts tasklets at a fixed depth of the C stack.
+///
+/// A coroutine starts where its starter's stack ends (weft copies stacks in
+/// and out of one region). A tasklet that starts the next one from deep in
+/// its own call stack (blocking or finishing) would make every next tasklet
+/// start deeper, and a long chain of them would overflow the C stack. So a
+/// start from more than `LAUNCH_DEPTH` bytes below the launcher goes through
+/// it: one switch there, and the launcher starts the tasklet from its own
+/// shallow frame.
+pub(crate) struct Launcher {
+    coro: Py<Greenlet>,
+    /// Stack address of the launcher's loop frame.
+    sp: usize,
+    /// The start it is to make when next switched to.
+    request: Option<(*mut pyo3::ffi::PyObject, Option<Py<PyAny>>, Passing)>,
+    /// The coroutine to go back to once it has been set up.
+    creator: *mut pyo3::ffi::PyObject,
+}
+
+/// Starts from deeper than this below the launcher go through it.
+const LAUNCH_DEPTH: usize = 64 * 1024;
 
 thread_local! {
     static SCHED: RefCell<Option<Sched>> = const { RefCell::new(None) };
@@ -93,14 +119,24 @@ thread_local! {
 
 /// Runs `f` on this thread's scheduler, creating it on first use.
 pub(crate) fn with<R>(py: Python<'_>, f: impl FnOnce(&mut Sched) -> R) -> PyResult<R> {
-    let ready = SCHED.with(|s| s.borrow().is_some());
-    if !ready {
-        create(py)?;
+    // One thread-local access on the common path (the scheduler exists).
+    let mut f = Some(f);
+    let r = SCHED.with(|s| {
+        let mut b = s.try_borrow_mut().map_err(|_| reentered())?;
+        Ok::<_, PyErr>(b.as_mut().map(|sc| (f.take().expect("called once"))(sc)))
+    })?;
+    if let Some(r) = r {
+        return Ok(r);
     }
+    create(py)?;
     SCHED.with(|s| {
-        let mut b = s.try_borrow_mut().map_err(|_| PyRuntimeError::new_err("weft.stackless: the scheduler was re-entered from a finalizer; move that code out of __del__"))?;
-        Ok(f(b.as_mut().expect("created above")))
+        let mut b = s.try_borrow_mut().map_err(|_| reentered())?;
+        Ok((f.take().expect("not called yet"))(b.as_mut().expect("created above")))
     })
+}
+
+fn reentered() -> PyErr {
+    PyRuntimeError::new_err("weft.stackless: the scheduler was re-entered from a finalizer; move that code out of __del__")
 }
 
 /// `with`, for callers that know the scheduler exists (they hold a tasklet
@@ -153,6 +189,8 @@ fn create(py: Python<'_>) -> PyResult<()> {
             leaving: None,
             watchers: Vec::new(),
             switch_trap: 0,
+            launcher: None,
+            td,
         })
     });
     Ok(())
@@ -171,8 +209,7 @@ pub(crate) fn thread_ids() -> Vec<u64> {
 /// The running tasklet, after checking that the running coroutine is its
 /// (a greenlet switch inside a tasklet would otherwise confuse the two).
 pub(crate) fn current_checked(py: Python<'_>) -> PyResult<(*mut ThreadData, Py<Tasklet>)> {
-    let td = thread_data(py)?;
-    let cur = with(py, |s| s.current.clone_ref(py))?;
+    let (td, cur) = with(py, |s| (s.td, s.current.clone_ref(py)))?;
     // SAFETY: this thread's live data.
     let running = unsafe { (*td).current.as_ptr() };
     if cur.get().coro_ptr() != running {
@@ -263,36 +300,112 @@ pub(crate) fn switch_to(
     target: Py<Tasklet>,
     passing: Passing,
 ) -> PyResult<Py<PyAny>> {
-    if super::callbacks::schedule_hook_set() {
-        let prev = with(py, |s| s.current.clone_ref(py))?;
-        super::callbacks::call_schedule_hook(py, prev.bind(py).as_any(), target.bind(py).as_any())?;
-    }
-    let trap = with(py, |s| s.switch_trap)?;
-    if trap > 0 {
-        return Err(PyRuntimeError::new_err(
-            "switch_trap: a tasklet switch was attempted while stackless.switch_trap is set",
-        ));
-    }
-    if super::tracing::in_use() {
-        let me = with(py, |s| s.current.clone_ref(py))?;
-        super::tracing::on_switch(py, me.get(), target.get())?;
+    if super::callbacks::schedule_hook_set() || super::tracing::in_use() {
+        switch_hooks(py, &target)?;
     }
     let (coro, run, passing) = target.get().prepare_to_run(py, td, passing)?;
+    let (coro, run, passing) = if run.is_some() { launch_site(py, td, coro, run, passing)? } else { (coro, run, passing) };
     let stale = with(py, |s| {
+        if s.switch_trap > 0 {
+            return Err(target);
+        }
         if let Some(w) = s.watchers.last_mut() {
             w.arrived();
         }
         s.shared.current.store(target.as_ptr(), Ordering::Relaxed);
         let me = std::mem::replace(&mut s.current, target);
-        s.leaving.replace(me)
+        Ok(s.leaving.replace(me))
     })?;
+    let stale = stale.map_err(|_| PyRuntimeError::new_err("switch_trap: a tasklet switch was attempted while stackless.switch_trap is set"))?;
     drop(stale);
     // SAFETY: the GIL is held, `td` is this thread's data, and `coro` is the
     // target tasklet's coroutine, checked by `prepare_to_run` to be of this
-    // thread and live; the target is kept alive by `current` until it runs.
+    // thread and live (or the launcher, which starts it); the target is kept
+    // alive by `current` until it runs, the launcher by the scheduler.
     let r = unsafe { switch_to_coroutine(py, td, coro, passing, run) };
     release_after_switch(py);
     r
+}
+
+/// The schedule callback and per-tasklet tracing, when either is in use.
+#[inline(never)]
+fn switch_hooks(py: Python<'_>, target: &Py<Tasklet>) -> PyResult<()> {
+    let me = with(py, |s| s.current.clone_ref(py))?;
+    if super::callbacks::schedule_hook_set() {
+        super::callbacks::call_schedule_hook(py, me.bind(py).as_any(), target.bind(py).as_any())?;
+    }
+    if super::tracing::in_use() {
+        super::tracing::on_switch(py, me.get(), target.get())?;
+    }
+    Ok(())
+}
+
+fn stack_here() -> usize {
+    let marker = 0u8;
+    std::hint::black_box(&marker) as *const u8 as usize
+}
+
+/// Where a switch to `coro` should go: to it, or, for a start from deep in
+/// the C stack, to the launcher carrying the start as its request (see
+/// `Launcher`). Creates the launcher at the first start in this thread.
+pub(crate) fn launch_site(
+    py: Python<'_>,
+    td: *mut ThreadData,
+    coro: *mut pyo3::ffi::PyObject,
+    run: Option<Py<PyAny>>,
+    passing: Passing,
+) -> PyResult<(*mut pyo3::ffi::PyObject, Option<Py<PyAny>>, Passing)> {
+    if run.is_none() {
+        return Ok((coro, run, passing));
+    }
+    if with(py, |s| s.launcher.is_none())? {
+        make_launcher(py, td)?;
+    }
+    let here = stack_here();
+    with(py, |s| {
+        let l = s.launcher.as_mut().expect("made above");
+        if l.sp.saturating_sub(here) <= LAUNCH_DEPTH {
+            return (coro, run, passing);
+        }
+        l.request = Some((coro, run, passing));
+        (l.coro.as_ptr(), None, Passing::Empty)
+    })
+}
+
+fn make_launcher(py: Python<'_>, td: *mut ThreadData) -> PyResult<()> {
+    let coro = Greenlet::new_for_scheduler(py, td)?;
+    // It never finishes; should it be killed, greenlet's rules take it back.
+    coro.get().coro().finish = crate::greenlet::Finish::Parent;
+    let run = super::launcher_loop_fn(py)?;
+    // SAFETY: this thread's live data.
+    let creator = unsafe { (*td).current.as_ptr() };
+    let ptr = coro.as_ptr();
+    with(py, |s| s.launcher = Some(Launcher { coro, sp: 0, request: None, creator }))?;
+    // SAFETY: GIL held; `ptr` is the new, unstarted launcher, kept alive by
+    // the scheduler; it switches straight back here once set up.
+    unsafe { switch_to_coroutine(py, td, ptr, Passing::Args(pyo3::types::PyTuple::empty(py).unbind(), None), Some(run)) }?;
+    Ok(())
+}
+
+/// The launcher's body: records its depth, goes back to its creator, then
+/// makes each start it is asked for from this frame.
+pub(crate) fn launcher_loop(py: Python<'_>) -> PyResult<()> {
+    let td = thread_data(py)?;
+    let back = with(py, |s| {
+        let l = s.launcher.as_mut().expect("the launcher runs with the scheduler");
+        l.sp = stack_here();
+        l.creator
+    })?;
+    // SAFETY: GIL held; `back` is the coroutine that made us, suspended in
+    // `make_launcher` and alive (it is running code that holds it).
+    unsafe { switch_to_coroutine(py, td, back, Passing::Empty, None) }?;
+    loop {
+        let (coro, run, passing) =
+            with(py, |s| s.launcher.as_mut().and_then(|l| l.request.take()))?.expect("the launcher was resumed without a start to make");
+        // SAFETY: as in `switch_to`: the request was made there (or by a
+        // finishing tasklet) for a live, unstarted tasklet coroutine.
+        unsafe { switch_to_coroutine(py, td, coro, passing, run) }?;
+    }
 }
 
 /// What the tasklet that ran before us left to release (see `dying`).

@@ -161,6 +161,11 @@ impl Tasklet {
         Arc::ptr_eq(&self.st.borrow().thread, other)
     }
 
+    /// Both tasklets belong to one thread.
+    pub(crate) fn same_thread_as(&self, other: &Tasklet) -> bool {
+        Arc::ptr_eq(&self.st.borrow().thread, &other.st.borrow().thread)
+    }
+
     pub(crate) fn thread(&self) -> Arc<Shared> {
         self.st.borrow().thread.clone()
     }

@@ -1,0 +1,33 @@
+"""Tasklets and channels: weft.stackless against the peers, in one run.
+
+    python benchmarks/tasklets.py [--quick] [--rounds N] [--json out.json] [WORKLOAD ...]
+
+Workloads: channel, create, memory, million, xthread (see weft/_bench_tasklets.py).
+Peers: a greenlet-based emulation, asyncio, threads, and runloom on CPython 3.13
+when installed (pip install runloom). Each figure is measured in a fresh process,
+peers interleaved; the printed ratios are weft's figure over the peer's.
+"""
+import argparse
+import json
+import platform
+import sys
+
+import weft._bench_tasklets as bench
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("workloads", nargs="*", choices=bench.WORKLOADS + [[]], default=[])
+    ap.add_argument("--quick", action="store_true", help="a tenth of the sizes")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    print(f"CPython {platform.python_version()} on {platform.machine()}, {a.rounds} rounds")
+    res = bench.run(a.workloads or None, rounds=a.rounds, quick=a.quick)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

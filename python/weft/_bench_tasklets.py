@@ -1,0 +1,455 @@
+"""Tasklet workloads shared by ``benchmarks/tasklets.py`` and ``python -m weft``.
+
+Peers (each measured in a fresh child interpreter, interleaved round by round):
+
+``weft``
+    ``weft.stackless``: tasklets and channels in Rust.
+``emulation``
+    A minimal tasklet/channel layer over the ``greenlet`` package, written the way
+    stock-CPython users write one today (a deque run queue, a channel with a deque of
+    waiting greenlets, ``switch()`` calls in Python).
+``asyncio``
+    ``asyncio.Queue`` ping-pong and ``create_task``.
+``threads``
+    ``queue.Queue`` between OS threads, thread start+join.
+``runloom``
+    runloom's fibers and unbuffered ``Chan`` (CPython 3.13 only, when installed).
+
+Workloads:
+
+``channel``     one message handed from one microthread to another (send+receive),
+                ns per message, in a ping-pong of two.
+``create``      create a microthread running a trivial function and run it to its
+                end, in batches of 1,000; µs each.
+``memory``      resident memory per microthread blocked in a receive (100,000 of them).
+``million``     one million tasklets blocked on channels at once: time and total RSS.
+``xthread``     a round trip between two OS threads over channels (weft) or
+                ``queue.Queue`` (threads): µs per round trip.
+
+Times are the best of the rounds; memory the lowest. Nothing here asserts a target.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+
+WORKLOADS = ["channel", "create", "memory", "million", "xthread"]
+# workload -> peers that can run it
+PEERS = {
+    "channel": ["weft", "emulation", "asyncio", "threads", "runloom"],
+    "create": ["weft", "emulation", "asyncio", "threads", "runloom"],
+    "memory": ["weft", "emulation", "asyncio", "runloom"],
+    "million": ["weft"],
+    "xthread": ["weft", "threads"],
+}
+# workload -> (metric, unit, {peer: target ratio of weft's figure to that peer's})
+METRICS = {
+    "channel": ("ns_per_message", "ns/message", {"emulation": 0.2, "runloom": 0.5}),
+    "create": ("us_per_create", "µs/create", {"emulation": 0.08}),
+    "memory": ("rss_per_tasklet", "B RSS/tasklet", {}),
+    "million": ("seconds", "s", {}),
+    "xthread": ("us_per_round_trip", "µs/round trip", {"threads": 1.0}),
+}
+
+
+def _rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+# ---- the greenlet emulation ------------------------------------------------------
+
+
+def _emulation():
+    """A minimal Stackless-style layer over greenlet, as users write one."""
+    from collections import deque
+
+    import greenlet
+
+    class Scheduler:
+        def __init__(self):
+            self.runnable = deque()
+            self.main = greenlet.getcurrent()
+
+        def spawn(self, fn, *args):
+            g = greenlet.greenlet(lambda: fn(*args), parent=self.main)
+            self.runnable.append(g)
+            return g
+
+        def run(self):
+            while self.runnable:
+                self.runnable.popleft().switch()
+
+        def block(self):
+            # Back to the scheduler loop (a hub), which runs the next one; a
+            # direct switch to the next would nest each start in the blocker's
+            # stack and hit the recursion limit in a long chain.
+            return self.main.switch()
+
+    sched = Scheduler()
+
+    class Channel:
+        def __init__(self):
+            self.receivers = deque()
+            self.senders = deque()
+
+        def send(self, value):
+            if self.receivers:
+                r = self.receivers.popleft()
+                sched.runnable.append(greenlet.getcurrent())
+                r.switch(value)
+            else:
+                self.senders.append((greenlet.getcurrent(), value))
+                sched.block()
+
+        def receive(self):
+            if self.senders:
+                s, value = self.senders.popleft()
+                sched.runnable.append(s)
+                return value
+            self.receivers.append(greenlet.getcurrent())
+            return sched.block()
+
+    return sched, Channel
+
+
+# ---- workloads, one function per (workload, peer) ---------------------------------
+
+
+def channel_weft(n):
+    import weft.stackless as stackless
+
+    ping, pong = stackless.channel(), stackless.channel()
+
+    def ponger():
+        r, s = ping.receive, pong.send
+        for _ in range(n):
+            s(r())
+
+    stackless.tasklet(ponger)()
+    r, s = pong.receive, ping.send
+    t0 = time.perf_counter()
+    for i in range(n):
+        s(i)
+        r()
+    return (time.perf_counter() - t0) / (2 * n) * 1e9
+
+
+def channel_emulation(n):
+    sched, Channel = _emulation()
+    ping, pong = Channel(), Channel()
+    out = []
+
+    def ponger():
+        for _ in range(n):
+            pong.send(ping.receive())
+
+    def pinger():
+        t0 = time.perf_counter()
+        for i in range(n):
+            ping.send(i)
+            pong.receive()
+        out.append(time.perf_counter() - t0)
+
+    sched.spawn(ponger)
+    sched.spawn(pinger)
+    sched.run()
+    return out[0] / (2 * n) * 1e9
+
+
+def channel_asyncio(n):
+    import asyncio
+
+    async def main():
+        ping, pong = asyncio.Queue(1), asyncio.Queue(1)
+
+        async def ponger():
+            for _ in range(n):
+                await pong.put(await ping.get())
+
+        task = asyncio.ensure_future(ponger())
+        t0 = time.perf_counter()
+        for i in range(n):
+            await ping.put(i)
+            await pong.get()
+        dt = time.perf_counter() - t0
+        await task
+        return dt
+
+    return asyncio.run(main()) / (2 * n) * 1e9
+
+
+def channel_threads(n):
+    import queue
+    import threading
+
+    ping, pong = queue.Queue(1), queue.Queue(1)
+
+    def ponger():
+        for _ in range(n):
+            pong.put(ping.get())
+
+    th = threading.Thread(target=ponger)
+    th.start()
+    t0 = time.perf_counter()
+    for i in range(n):
+        ping.put(i)
+        pong.get()
+    dt = time.perf_counter() - t0
+    th.join()
+    return dt / (2 * n) * 1e9
+
+
+def _runloom():
+    import runloom  # noqa: F401  (CPython 3.13 only)
+
+    return runloom
+
+
+def channel_runloom(n):
+    rl = _runloom()
+    ping, pong = rl.Chan(), rl.Chan()
+    out = []
+
+    def ponger():
+        for _ in range(n):
+            pong.send(ping.recv())
+
+    def pinger():
+        t0 = time.perf_counter()
+        for i in range(n):
+            ping.send(i)
+            pong.recv()
+        out.append(time.perf_counter() - t0)
+
+    rl.go(ponger)
+    rl.go(pinger)
+    rl.run()
+    return out[0] / (2 * n) * 1e9
+
+
+BATCH = 1000
+
+
+def _noop():
+    pass
+
+
+def create_weft(n):
+    import weft.stackless as stackless
+
+    tasklet, run = stackless.tasklet, stackless.run
+    t0 = time.perf_counter()
+    for _ in range(n // BATCH):
+        for _ in range(BATCH):
+            tasklet(_noop)()
+        run()
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+def create_emulation(n):
+    sched, _ = _emulation()
+    t0 = time.perf_counter()
+    for _ in range(n // BATCH):
+        for _ in range(BATCH):
+            sched.spawn(_noop)
+        sched.run()
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+def create_asyncio(n):
+    import asyncio
+
+    async def noop():
+        pass
+
+    async def main():
+        t0 = time.perf_counter()
+        for _ in range(n // BATCH):
+            await asyncio.gather(*[asyncio.create_task(noop()) for _ in range(BATCH)])
+        return time.perf_counter() - t0
+
+    return asyncio.run(main()) / n * 1e6
+
+
+def create_threads(n):
+    import threading
+
+    n = max(BATCH, n // 20)  # threads are slow to start: fewer of them
+    t0 = time.perf_counter()
+    for _ in range(n // BATCH):
+        ts = [threading.Thread(target=_noop) for _ in range(BATCH)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+def create_runloom(n):
+    rl = _runloom()
+    t0 = time.perf_counter()
+    for _ in range(n // BATCH):
+        for _ in range(BATCH):
+            rl.go(_noop)
+        rl.run()
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+def memory_weft(n):
+    import weft.stackless as stackless
+
+    ch = stackless.channel()
+    gc.collect()
+    before = _rss()
+    for _ in range(n):
+        stackless.tasklet(ch.receive)()
+    stackless.run()
+    assert ch.balance == -n
+    return (_rss() - before) / n
+
+
+def memory_emulation(n):
+    sched, Channel = _emulation()
+    ch = Channel()
+    gc.collect()
+    before = _rss()
+    for _ in range(n):
+        sched.spawn(ch.receive)
+    sched.run()
+    assert len(ch.receivers) == n
+    return (_rss() - before) / n
+
+
+def memory_asyncio(n):
+    import asyncio
+
+    async def main():
+        q = asyncio.Queue()
+        gc.collect()
+        before = _rss()
+        tasks = [asyncio.ensure_future(q.get()) for _ in range(n)]
+        await asyncio.sleep(0)
+        after = _rss()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return (after - before) / n
+
+    return asyncio.run(main())
+
+
+def memory_runloom(n):
+    rl = _runloom()
+    ch = rl.Chan()
+    gc.collect()
+    before = _rss()
+    for _ in range(n):
+        rl.go(ch.recv)
+    rl.run()
+    return (_rss() - before) / n
+
+
+def million_weft(n):
+    import weft.stackless as stackless
+
+    n = 1_000_000
+    chans = [stackless.channel() for _ in range(1000)]
+    gc.collect()
+    before = _rss()
+    t0 = time.perf_counter()
+    for i in range(n):
+        stackless.tasklet(chans[i % 1000].receive)()
+    stackless.run()
+    dt = time.perf_counter() - t0
+    total = _rss()
+    assert sum(-c.balance for c in chans) == n
+    print(json.dumps({"rss_total": total, "rss_per_tasklet": (total - before) / n}), file=sys.stderr)
+    return dt
+
+
+def xthread_weft(n):
+    import threading
+
+    import weft.stackless as stackless
+
+    ping, pong = stackless.channel(), stackless.channel()
+    ping.preference = pong.preference = 0
+
+    def ponger():
+        for _ in range(n):
+            pong.send(ping.receive())
+
+    th = threading.Thread(target=ponger)
+    th.start()
+    t0 = time.perf_counter()
+    for i in range(n):
+        ping.send(i)
+        pong.receive()
+    dt = time.perf_counter() - t0
+    th.join()
+    return dt / n * 1e6
+
+
+def xthread_threads(n):
+    return channel_threads(n) * 2 / 1e3
+
+
+# ---- runner ------------------------------------------------------------------------
+
+SIZES = {"channel": 200_000, "create": 100_000, "memory": 100_000, "million": 1, "xthread": 20_000}
+
+
+def available(peer):
+    mod = {"emulation": "greenlet", "runloom": "runloom", "weft": "weft.stackless"}.get(peer)
+    if mod is None:
+        return True
+    probe = subprocess.run([sys.executable, "-c", f"import {mod}"], capture_output=True)
+    return probe.returncode == 0
+
+
+def measure(workload, peer, quick=False):
+    """Runs one measurement in a fresh interpreter; returns the figure."""
+    n = SIZES[workload] // (10 if quick and workload != "million" else 1)
+    code = f"import weft._bench_tasklets as b, json; print(json.dumps(b.{workload}_{peer}({n})))"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        raise RuntimeError(f"{workload}/{peer} failed:\n{p.stderr[-2000:]}")
+    extra = {}
+    for line in p.stderr.splitlines():
+        if line.startswith("{"):
+            extra.update(json.loads(line))
+    return json.loads(p.stdout.strip().splitlines()[-1]), extra
+
+
+def run(workloads=None, rounds=3, quick=False, out=print):
+    results = {}
+    for w in workloads or WORKLOADS:
+        peers = [p for p in PEERS[w] if available(p)]
+        samples = {p: [] for p in peers}
+        extras = {}
+        for _ in range(1 if w == "million" else rounds):
+            for p in peers:
+                v, extra = measure(w, p, quick)
+                samples[p].append(v)
+                extras.setdefault(p, {}).update(extra)
+        best = {p: min(v) for p, v in samples.items()}
+        results[w] = {"best": best, "samples": samples, "extra": extras}
+        metric, unit, targets = METRICS[w]
+        line = f"{w:8s} " + "  ".join(f"{p} {best[p]:,.1f}" for p in peers) + f"  ({unit})"
+        ratios = []
+        for p in peers:
+            if p != "weft" and "weft" in best and best[p]:
+                r = best["weft"] / best[p]
+                goal = targets.get(p)
+                ratios.append(f"weft/{p} {r:.2f}x" + (f" (goal <= {goal}x)" if goal else ""))
+        out(line)
+        if ratios:
+            out("         " + ", ".join(ratios))
+        if extras.get("weft"):
+            out("         " + ", ".join(f"{k} {v:,.0f}" for k, v in extras["weft"].items()))
+    return results
