@@ -303,20 +303,19 @@ pub(crate) fn switch_to(
     if super::callbacks::schedule_hook_set() || super::tracing::in_use() {
         switch_hooks(py, &target)?;
     }
+    if with(py, |s| s.switch_trap > 0)? {
+        return Err(PyRuntimeError::new_err("switch_trap: a tasklet switch was attempted while stackless.switch_trap is set"));
+    }
     let (coro, run, passing) = target.get().prepare_to_run(py, td, passing)?;
     let (coro, run, passing) = if run.is_some() { launch_site(py, td, coro, run, passing)? } else { (coro, run, passing) };
     let stale = with(py, |s| {
-        if s.switch_trap > 0 {
-            return Err(target);
-        }
         if let Some(w) = s.watchers.last_mut() {
             w.arrived();
         }
         s.shared.current.store(target.as_ptr(), Ordering::Relaxed);
         let me = std::mem::replace(&mut s.current, target);
-        Ok(s.leaving.replace(me))
+        s.leaving.replace(me)
     })?;
-    let stale = stale.map_err(|_| PyRuntimeError::new_err("switch_trap: a tasklet switch was attempted while stackless.switch_trap is set"))?;
     drop(stale);
     // SAFETY: the GIL is held, `td` is this thread's data, and `coro` is the
     // target tasklet's coroutine, checked by `prepare_to_run` to be of this
