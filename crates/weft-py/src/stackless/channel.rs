@@ -381,9 +381,8 @@ impl Channel {
             Err(_) => return,
         };
         for (_, t) in &taken {
-            let mut s = t.get().state();
-            s.place = Place::Nowhere;
-            s.blocked_on = None;
+            t.get().set_place(Place::Nowhere);
+            t.get().state().blocked_on = None;
         }
         drop(taken);
     }
@@ -395,9 +394,8 @@ impl Drop for Channel {
         // collected (and killed) as they are dropped here.
         let taken = self.st.get_mut().waiters.drain();
         for (_, t) in &taken {
-            let mut s = t.get().state();
-            s.place = Place::Nowhere;
-            s.blocked_on = None;
+            t.get().set_place(Place::Nowhere);
+            t.get().state().blocked_on = None;
         }
         drop(taken);
     }

@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     has_mail: AtomicBool,
     /// Set when mail arrives; the idle thread waits on it.
     wakeup: Arc<Wakeup>,
+    /// Its tasklets blocked on channels now.
+    pub blocked: std::sync::atomic::AtomicUsize,
     /// The running tasklet there (for `is_current` asked from elsewhere).
     pub current: std::sync::atomic::AtomicPtr<pyo3::ffi::PyObject>,
 }
@@ -168,6 +170,7 @@ fn create(py: Python<'_>) -> PyResult<()> {
         has_mail: AtomicBool::new(false),
         wakeup: Wakeup::new(),
         current: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
+        blocked: std::sync::atomic::AtomicUsize::new(0),
     });
     let main = Py::new(py, Tasklet::new_main(coro, shared.clone()))?;
     let mut ring = Ring::new();
@@ -420,6 +423,12 @@ pub(crate) fn others_may_wake(py: Python<'_>) -> PyResult<bool> {
     Ok(threading.call_method0("active_count")?.extract::<usize>()? > 1)
 }
 
+/// True while a tasklet of this thread waits on a channel (another thread
+/// may still wake it).
+pub(crate) fn has_blocked(py: Python<'_>) -> PyResult<bool> {
+    with(py, |s| s.shared.blocked.load(Ordering::Relaxed) > 0)
+}
+
 /// Waits (GIL released) until mail arrives or a slice passes. Returns
 /// false at once if no other thread could ever send mail.
 pub(crate) fn idle_wait(py: Python<'_>) -> PyResult<bool> {
@@ -439,6 +448,7 @@ pub(crate) fn idle_wait(py: Python<'_>) -> PyResult<bool> {
         return Ok(false);
     }
     wake.1.wait(py, Some(0.05))?;
+    with(py, take_mail)?;
     Ok(true)
 }
 

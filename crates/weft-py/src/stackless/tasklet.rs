@@ -132,8 +132,20 @@ impl Tasklet {
         self.st.borrow().place
     }
 
+    /// Moves the tasklet; its thread counts the tasklets blocked on
+    /// channels (what `run(threadblock=True)` waits for).
     pub(crate) fn set_place(&self, p: Place) {
-        self.st.borrow_mut().place = p;
+        let mut st = self.st.borrow_mut();
+        let was = matches!(st.place, Place::Chan(..));
+        let now = matches!(p, Place::Chan(..));
+        if was != now {
+            if now {
+                st.thread.blocked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                st.thread.blocked.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        st.place = p;
     }
 
     pub(crate) fn coro_ptr(&self) -> *mut ffi::PyObject {
