@@ -355,6 +355,29 @@ impl Channel {
         self.st.borrow_mut().schedule_all = v;
     }
 
+    /// Pickling: an idle channel pickles its preference, schedule_all and
+    /// closing flags. Waiting tasklets are suspended inside Python code,
+    /// which cannot be pickled (see tasklet.__reduce__).
+    fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let st = slf.get().st.borrow();
+        if st.waiters.balance() != 0 || st.waiters.first().is_some() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "cannot pickle a channel with tasklets waiting on it: they are suspended on C stacks, which cannot be saved",
+            ));
+        }
+        let state = (st.preference, st.schedule_all, st.closing);
+        drop(st);
+        Ok((slf.get_type(), PyTuple::empty(py), state).into_pyobject(py)?.into_any().unbind())
+    }
+
+    fn __setstate__(&self, state: (i8, bool, bool)) {
+        let mut st = self.st.borrow_mut();
+        st.preference = state.0.clamp(-1, 1);
+        st.schedule_all = state.1;
+        st.closing = state.2;
+    }
+
     /// The waiting tasklets in order (senders, then receivers).
     fn _waiters(&self, py: Python<'_>) -> Vec<(i8, Py<Tasklet>)> {
         self.st

@@ -862,6 +862,59 @@ impl Tasklet {
         Ok(tasklet_context(slf)?.as_ptr() as usize)
     }
 
+    /// Pickling, as Stackless defines it for a tasklet that has not started
+    /// (or has ended): its class, and as state its function, arguments and
+    /// flags. A tasklet suspended inside Python code cannot be pickled: its
+    /// C stack cannot be saved.
+    fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let t = slf.get();
+        let st = t.st.borrow();
+        if st.is_main {
+            return Err(PyTypeError::new_err("cannot pickle a main tasklet: it is its thread's own execution"));
+        }
+        if st.started && !st.dead {
+            return Err(PyTypeError::new_err(
+                "cannot pickle a tasklet that has started and not ended: weft runs tasklets on real C stacks, \
+                 which cannot be saved (restoring running tasklets is not supported yet); pickle it before it runs",
+            ));
+        }
+        let opt = |o: Option<Py<PyAny>>| o.unwrap_or_else(|| py.None());
+        let state = (
+            opt(st.func.as_ref().map(|f| f.clone_ref(py))),
+            opt(st.args.as_ref().map(|a| a.clone_ref(py).into_any())),
+            opt(st.kwargs.as_ref().map(|k| k.clone_ref(py).into_any())),
+            (st.atomic, st.ignore_nesting, st.block_trap),
+            matches!(st.place, Place::Run(_) | Place::Mail),
+        );
+        drop(st);
+        let cls = slf.get_type();
+        Ok((cls, PyTuple::empty(py), state).into_pyobject(py)?.into_any().unbind())
+    }
+
+    /// Restores the state `__reduce__` made; a tasklet that was scheduled
+    /// when pickled is inserted again.
+    fn __setstate__(slf: &Bound<'_, Self>, state: Bound<'_, PyTuple>) -> PyResult<()> {
+        let py = slf.py();
+        if slf.get().is_alive() {
+            return Err(rt("cannot restore the state of a tasklet that is alive"));
+        }
+        let (func, args, kwargs, flags, scheduled): (Bound<'_, PyAny>, Bound<'_, PyAny>, Bound<'_, PyAny>, (bool, bool, bool), bool) = state.extract()?;
+        let has_args = !args.is_none() || !kwargs.is_none();
+        if !func.is_none() {
+            Tasklet::bind(slf, Some(func), has_args.then_some(args), if kwargs.is_none() { None } else { Some(kwargs) })?;
+        }
+        {
+            let mut st = slf.get().st.borrow_mut();
+            (st.atomic, st.ignore_nesting, st.block_trap) = flags;
+        }
+        if scheduled && slf.get().is_alive() {
+            Tasklet::insert(slf)?;
+        }
+        let _ = py;
+        Ok(())
+    }
+
     /// The coroutine the tasklet runs on (a weft.greenlet.greenlet), or None.
     #[getter]
     fn _greenlet(&self, py: Python<'_>) -> Option<Py<Greenlet>> {
