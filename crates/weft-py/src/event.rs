@@ -26,7 +26,13 @@ pub(crate) struct Inner {
     flag: AtomicBool,
     lock: Mutex<bool>,
     cv: Condvar,
+    /// Called once when the flag is next set (a parked tasklet's wake-up:
+    /// it posts the tasklet to its thread's scheduler, touching no refcount).
+    wakers: Mutex<Vec<Waker>>,
 }
+
+/// A one-shot wake-up for `Inner::add_waker`.
+pub(crate) type Waker = Box<dyn FnOnce() + Send>;
 
 /// A settable flag threads can wait for.
 #[pyclass(module = "weft._weft", name = "Event", frozen)]
@@ -80,6 +86,7 @@ impl Inner {
             flag: AtomicBool::new(false),
             lock: Mutex::new(false),
             cv: Condvar::new(),
+            wakers: Mutex::new(Vec::new()),
         })
     }
 
@@ -104,6 +111,23 @@ impl Inner {
         if !deferred {
             self.cv.notify_all();
         }
+        let wakers = std::mem::take(&mut *self.wakers.lock().unwrap_or_else(|e| e.into_inner()));
+        for w in wakers {
+            w();
+        }
+    }
+
+    /// Runs `w` when the flag is next set (at once if it is set now). The
+    /// flag is read under the flag's lock, which `set` holds while setting
+    /// it, and `set` takes the wakers after: a set is never missed.
+    pub(crate) fn add_waker(&self, w: Waker) {
+        let g = self.guard();
+        if *g {
+            drop(g);
+            w();
+            return;
+        }
+        self.wakers.lock().unwrap_or_else(|e| e.into_inner()).push(w);
     }
 
     pub(crate) fn clear(&self) {
@@ -212,6 +236,11 @@ impl PyEvent {
 }
 
 impl PyEvent {
+    /// The shared flag, for a tasklet that parks on it.
+    pub(crate) fn inner(&self) -> Arc<Inner> {
+        self.inner.clone()
+    }
+
     /// An event sharing `inner` (the wake-up of an item queue).
     pub(crate) fn sharing(inner: Arc<Inner>) -> Self {
         PyEvent { inner }

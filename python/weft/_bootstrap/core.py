@@ -165,10 +165,13 @@ _hook_blocks_thread = True
 def set_wait_hook(fn, blocks_thread=None):
     """Install ``fn(event, timeout) -> bool`` as the blocking hook;
     ``blocks_thread`` says whether it just blocks the calling OS thread
-    (default: only when ``fn`` is None, the built-in hook)."""
+    (default: only when ``fn`` is None, the built-in hook), or is a function
+    that says so for the calling thread at the time of each wait."""
     global _block_until_hook, _hook_blocks_thread
     _block_until_hook = fn or _thread_block_until
-    _hook_blocks_thread = fn is None if blocks_thread is None else bool(blocks_thread)
+    if blocks_thread is None:
+        blocks_thread = fn is None
+    _hook_blocks_thread = blocks_thread if callable(blocks_thread) else bool(blocks_thread)
 
 
 def block_until(event, timeout=None):
@@ -850,7 +853,10 @@ class Channel:
         if items is None:
             raise IOError("cannot receive(), channel has receiver callback")
         try:
-            x = items.get(timeout) if _hook_blocks_thread else _get_blocking(items, timeout)
+            blocks = _hook_blocks_thread
+            if blocks is not True and blocks is not False:
+                blocks = blocks()
+            x = items.get(timeout) if blocks else _get_blocking(items, timeout)
         except Empty:
             raise self.TimeoutError("no item after %r seconds" % (timeout,)) from None
         if x is ENDMARKER:

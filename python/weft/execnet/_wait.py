@@ -4,24 +4,41 @@ Every blocking wait in weft.execnet and in the gateway core
 (``Channel.receive``, ``Channel.waitclose``, ``Gateway.join``,
 ``Reply.get``, ``WorkerPool.waitall``, ``MultiChannel`` waits, the waits of
 ``Group.terminate``) ends in ``block_until(event, timeout)`` below, where
-``event`` is a ``threading.Event`` (anything with ``is_set()`` and
-``wait(timeout)``) that an IO thread sets.
+``event`` is a ``threading.Event`` or weft's own ``Event`` (anything with
+``is_set()`` and ``wait(timeout)``) that an IO thread sets.
 
-Today it blocks the calling OS thread.  The tasklet scheduler (weft.stackless)
-will take it over with ``install(fn)``: inside a tasklet, ``fn`` parks only that
-tasklet until the event is set, and lets the other tasklets of the thread run.
-Nothing else in weft.execnet may block on a lock, queue or event directly.
+The decision is made per wait, in the calling thread:
+
+* a thread without tasklets, or whose other tasklets cannot run now, blocks
+  as a plain thread (``Channel.receive`` keeps the direct read of
+  docs/gateways.md);
+* a tasklet with other runnable tasklets in its thread parks: only it waits,
+  the others run, and the event's wake-up (set by the gateway's reader)
+  makes it runnable again (``weft._weft.stackless.park``).
+
+``install(fn)`` still replaces the hook for every thread (tests, other
+schedulers); ``uninstall()`` puts the per-thread one back.
 """
 
 from weft._bootstrap import core as _core
+from weft._weft import stackless as _sl
 
 __all__ = ["block_until", "install", "uninstall"]
+
+_must_park = _sl._must_park
+_park = _sl.park
 
 
 def _default(event, timeout=None):
     if timeout is not None and timeout < 0:
         timeout = 0
+    if _must_park():
+        return _park(event, timeout)
     return event.wait(timeout)
+
+
+def _blocks_thread():
+    return not _must_park()
 
 
 _hook = _default
@@ -45,10 +62,10 @@ def install(fn):
 
 
 def uninstall():
-    """Go back to blocking the OS thread."""
+    """Go back to the per-thread hook (block the thread, or park the tasklet)."""
     global _hook
     _hook = _default
-    _core.set_wait_hook(block_until, blocks_thread=True)
+    _core.set_wait_hook(block_until, blocks_thread=_blocks_thread)
 
 
-_core.set_wait_hook(block_until, blocks_thread=True)
+_core.set_wait_hook(block_until, blocks_thread=_blocks_thread)

@@ -8,6 +8,7 @@
 //! module owns the Python-visible types and who runs next.
 mod callbacks;
 mod channel;
+mod park;
 pub(crate) mod exits;
 pub(crate) mod sched;
 mod tasklet;
@@ -315,6 +316,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     sl.add_function(wrap_pyfunction!(get_thread_info, &sl)?)?;
     sl.add_function(wrap_pyfunction!(switch_trap, &sl)?)?;
     sl.add_function(wrap_pyfunction!(enable_softswitch, &sl)?)?;
+    sl.add_function(wrap_pyfunction!(park::park, &sl)?)?;
+    sl.add_function(wrap_pyfunction!(park::_must_park, &sl)?)?;
     callbacks::register(&sl)?;
     exits::register(&sl)?;
     m.add("stackless", sl)?;

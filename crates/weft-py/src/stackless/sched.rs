@@ -30,12 +30,14 @@ pub(crate) struct Shared {
     /// False once the thread has exited.
     pub alive: AtomicBool,
     /// Tasklets another thread made runnable here, in the order it did.
-    inbox: Mutex<Vec<Py<Tasklet>>>,
+    inbox: Mutex<Vec<(Py<Tasklet>, Option<u64>)>>,
     has_mail: AtomicBool,
     /// Set when mail arrives; the idle thread waits on it.
     wakeup: Arc<Wakeup>,
     /// Its tasklets blocked on channels now.
     pub blocked: std::sync::atomic::AtomicUsize,
+    /// Its tasklets parked on other events (gateway waits) now.
+    pub parked: std::sync::atomic::AtomicUsize,
     /// The running tasklet there (for `is_current` asked from elsewhere).
     pub current: std::sync::atomic::AtomicPtr<pyo3::ffi::PyObject>,
 }
@@ -43,7 +45,13 @@ pub(crate) struct Shared {
 impl Shared {
     /// Hands `t` to this thread's scheduler and wakes it if it idles.
     pub fn post(&self, t: Py<Tasklet>) {
-        self.inbox.lock().unwrap_or_else(|e| e.into_inner()).push(t);
+        self.post_token(t, None);
+    }
+
+    /// `post` for a parked tasklet: taken only while it is still parked
+    /// with this token. Touches no refcount (callable without the GIL).
+    pub fn post_token(&self, t: Py<Tasklet>, token: Option<u64>) {
+        self.inbox.lock().unwrap_or_else(|e| e.into_inner()).push((t, token));
         self.has_mail.store(true, Ordering::Release);
         self.wakeup.set();
     }
@@ -62,6 +70,10 @@ pub(crate) struct Sched {
     /// paused tasklet nobody references is then collected, and killed).
     pub dying: Option<Py<Tasklet>>,
     pub leaving: Option<Py<Tasklet>>,
+    /// References taken out while borrowed, released after the borrow.
+    pub stale: Vec<Py<Tasklet>>,
+    /// Parked tasklets with a deadline: (when, tasklet, park token).
+    pub sleepers: Vec<(std::time::Instant, Py<Tasklet>, u64)>,
     /// Tasklets paused in `run()`, innermost last: the ring's owner when it
     /// runs empty.
     pub watchers: Vec<Watch>,
@@ -171,6 +183,7 @@ fn create(py: Python<'_>) -> PyResult<()> {
         wakeup: Wakeup::new(),
         current: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
         blocked: std::sync::atomic::AtomicUsize::new(0),
+        parked: std::sync::atomic::AtomicUsize::new(0),
     });
     let main = Py::new(py, Tasklet::new_main(coro, shared.clone()))?;
     let mut ring = Ring::new();
@@ -190,6 +203,8 @@ fn create(py: Python<'_>) -> PyResult<()> {
             shared,
             dying: None,
             leaving: None,
+            stale: Vec::new(),
+            sleepers: Vec::new(),
             watchers: Vec::new(),
             switch_trap: 0,
             launcher: None,
@@ -230,9 +245,42 @@ pub(crate) fn take_mail(s: &mut Sched) {
         return;
     }
     let mail = std::mem::take(&mut *s.shared.inbox.lock().unwrap_or_else(|e| e.into_inner()));
-    for t in mail {
-        insert_back(s, t);
+    for (t, token) in mail {
+        let wanted = match token {
+            None => Place::Mail,
+            Some(k) => Place::Parked(k),
+        };
+        if t.get().place() == wanted {
+            insert_back(s, t);
+        } else {
+            // A stale wake-up (timed out, killed, woken already): dropped
+            // outside the borrow by the caller's next release.
+            s.stale.push(t);
+        }
     }
+}
+
+/// Wakes parked tasklets whose deadline has passed; returns the nearest
+/// deadline still pending.
+pub(crate) fn wake_sleepers(s: &mut Sched) -> Option<std::time::Instant> {
+    if s.sleepers.is_empty() {
+        return None;
+    }
+    let now = std::time::Instant::now();
+    let mut nearest = None;
+    let mut keep = Vec::with_capacity(s.sleepers.len());
+    for (when, t, token) in std::mem::take(&mut s.sleepers) {
+        if t.get().place() != Place::Parked(token) {
+            s.stale.push(t);
+        } else if when <= now {
+            insert_back(s, t);
+        } else {
+            nearest = Some(nearest.map_or(when, |n: std::time::Instant| n.min(when)));
+            keep.push((when, t, token));
+        }
+    }
+    s.sleepers = keep;
+    nearest
 }
 
 /// Appends `t` at the end of the round.
@@ -280,6 +328,7 @@ fn unsafe_py() -> Python<'static> {
 /// else the innermost tasklet paused in `run()`, else the main tasklet.
 pub(crate) fn pick_next(s: &mut Sched, py: Python<'_>) -> Py<Tasklet> {
     take_mail(s);
+    wake_sleepers(s);
     if let Some(w) = s.watchers.last_mut() {
         if w.soft_exit_due() {
             return w.owner.clone_ref(py);
@@ -412,7 +461,7 @@ pub(crate) fn launcher_loop(py: Python<'_>) -> PyResult<()> {
 
 /// What the tasklet that ran before us left to release (see `dying`).
 pub(crate) fn release_after_switch(py: Python<'_>) {
-    if let Ok(released) = with(py, |s| (s.dying.take(), s.leaving.take())) {
+    if let Ok(released) = with(py, |s| (s.dying.take(), s.leaving.take(), (!s.stale.is_empty()).then(|| std::mem::take(&mut s.stale)))) {
         drop(released);
     }
 }
@@ -429,26 +478,43 @@ pub(crate) fn has_blocked(py: Python<'_>) -> PyResult<bool> {
     with(py, |s| s.shared.blocked.load(Ordering::Relaxed) > 0)
 }
 
+/// True while a tasklet of this thread is parked on a gateway event: `run()`
+/// waits for it (the event is set by another thread) instead of returning.
+pub(crate) fn has_parked(py: Python<'_>) -> PyResult<bool> {
+    with(py, |s| s.shared.parked.load(Ordering::Relaxed) > 0)
+}
+
 /// Waits (GIL released) until mail arrives or a slice passes. Returns
 /// false at once if no other thread could ever send mail.
 pub(crate) fn idle_wait(py: Python<'_>) -> PyResult<bool> {
     let wake = with(py, |s| {
         take_mail(s);
+        let mut nearest = wake_sleepers(s);
         if s.ring.is_empty() {
             s.shared.wakeup.clear();
             // Re-checked after clearing: mail posted before the clear is seen.
             take_mail(s);
+            nearest = wake_sleepers(s);
         }
-        (!s.ring.is_empty(), s.shared.wakeup.clone())
+        (!s.ring.is_empty(), s.shared.wakeup.clone(), nearest, !s.sleepers.is_empty())
     })?;
+    release_after_switch(py);
     if wake.0 {
         return Ok(true);
     }
-    if !others_may_wake(py)? {
+    // A parked tasklet with a deadline wakes this thread itself.
+    if !wake.3 && !others_may_wake(py)? {
         return Ok(false);
     }
-    wake.1.wait(py, Some(0.05))?;
-    with(py, take_mail)?;
+    let slice = match wake.2 {
+        Some(d) => d.saturating_duration_since(std::time::Instant::now()).as_secs_f64().min(0.05),
+        None => 0.05,
+    };
+    wake.1.wait(py, Some(slice))?;
+    with(py, |s| {
+        take_mail(s);
+        wake_sleepers(s);
+    })?;
     Ok(true)
 }
 

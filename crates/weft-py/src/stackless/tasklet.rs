@@ -28,6 +28,10 @@ pub(crate) enum Place {
     Mail,
     /// Waiting on a channel (`blocked_on`) in this direction.
     Chan(Dir, Key),
+    /// Waiting for an event of another kind (a gateway's item, a timeout):
+    /// a wake-up carrying this token makes it runnable; stale ones are
+    /// ignored.
+    Parked(u64),
 }
 
 /// What a channel hands a tasklet: a value, or an exception to raise.
@@ -61,6 +65,8 @@ pub(crate) struct TState {
     /// The contextvars.Context it runs in: its creator's, shared (as in
     /// Stackless 3.7.6+), taken when a function is bound.
     pub context: Option<Py<PyAny>>,
+    /// Counts parkings: a wake-up names the parking it is for.
+    pub park_token: u64,
 }
 
 #[pyclass(
@@ -109,6 +115,7 @@ impl Tasklet {
                 trace: None,
                 profile: None,
                 context: None,
+                park_token: 0,
             }),
         }
     }
@@ -136,13 +143,22 @@ impl Tasklet {
     /// channels (what `run(threadblock=True)` waits for).
     pub(crate) fn set_place(&self, p: Place) {
         let mut st = self.st.borrow_mut();
-        let was = matches!(st.place, Place::Chan(..));
-        let now = matches!(p, Place::Chan(..));
-        if was != now {
-            if now {
-                st.thread.blocked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        use std::sync::atomic::Ordering::Relaxed;
+        let count = |pl: &Place| (matches!(pl, Place::Chan(..)), matches!(pl, Place::Parked(_)));
+        let (was_c, was_p) = count(&st.place);
+        let (now_c, now_p) = count(&p);
+        if was_c != now_c {
+            if now_c {
+                st.thread.blocked.fetch_add(1, Relaxed);
             } else {
-                st.thread.blocked.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                st.thread.blocked.fetch_sub(1, Relaxed);
+            }
+        }
+        if was_p != now_p {
+            if now_p {
+                st.thread.parked.fetch_add(1, Relaxed);
+            } else {
+                st.thread.parked.fetch_sub(1, Relaxed);
             }
         }
         st.place = p;
@@ -529,6 +545,7 @@ impl Tasklet {
                     "cannot insert a blocked tasklet: a channel operation must wake it",
                 ))
             }
+            Place::Parked(_) => return Err(rt("cannot insert a tasklet waiting in a gateway call: its wait makes it runnable")),
             Place::Run(_) | Place::Mail => return Ok(()),
             Place::Nowhere => {}
         }
@@ -552,7 +569,7 @@ impl Tasklet {
                 ))
             }
             Place::Mail => return Err(rt("cannot remove a tasklet another thread is waking")),
-            Place::Nowhere => return Ok(slf.clone()),
+            Place::Parked(_) | Place::Nowhere => return Ok(slf.clone()),
             Place::Run(_) => {}
         }
         t.check_own_thread(py, "remove")?;

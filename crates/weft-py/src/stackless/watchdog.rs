@@ -244,7 +244,8 @@ fn schedule_loop(
                     .last_mut()
                     .is_some_and(|w| std::mem::take(&mut w.soft_exited))
             })?;
-            if !soft_exit && threadblock && sched::has_blocked(py)? && sched::idle_wait(py)? {
+            let wait = sched::has_parked(py)? || (threadblock && sched::has_blocked(py)?);
+            if !soft_exit && wait && sched::idle_wait(py)? {
                 continue;
             }
             return Ok(None);

@@ -1,0 +1,114 @@
+//! Tasklets waiting for something other than a channel: the blocking waits
+//! of `weft.execnet` (a channel item, a close, a reply), through the one seam
+//! `weft.execnet._wait`. Decided per call, in the calling thread:
+//!
+//! * another tasklet of this thread is runnable: the tasklet *parks* (it
+//!   leaves the run queue; the event's wake-up, set by the gateway's reader
+//!   in another thread, posts it back to this thread's scheduler) and the
+//!   others run;
+//! * nothing else could run: the thread blocks as a plain thread does
+//!   (keeping the gateway's direct read), in slices, so that a tasklet made
+//!   runnable by another thread meanwhile is not kept waiting for long.
+//!
+//! A thread without a scheduler never gets here: it blocks as before.
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+
+use crate::event::PyEvent;
+use crate::greenlet::Passing;
+
+use super::sched;
+use super::tasklet::Place;
+
+/// True if the running tasklet should park rather than block its thread:
+/// another tasklet of this thread is runnable now.
+#[pyfunction]
+pub(crate) fn _must_park(py: Python<'_>) -> PyResult<bool> {
+    if !sched::exists() {
+        return Ok(false);
+    }
+    sched::with(py, |s| {
+        sched::take_mail(s);
+        s.ring.len() > 1 || (s.ring.len() == 1 && s.current.get().place() == Place::Nowhere)
+    })
+}
+
+/// The longest the thread blocks at a time while it has other tasklets.
+const SLICE: f64 = 0.05;
+
+/// Waits until `event` is set (True) or `timeout` seconds pass (False),
+/// blocking only the running tasklet where another one can run.
+#[pyfunction]
+#[pyo3(signature = (event, timeout=None))]
+pub(crate) fn park(py: Python<'_>, event: Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<bool> {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(Duration::try_from_secs_f64(t.max(0.0)).ok()?));
+    let rust = event.cast::<PyEvent>().ok().map(|e| e.get().inner());
+    loop {
+        if event.call_method0("is_set")?.is_truthy()? {
+            return Ok(true);
+        }
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()).as_secs_f64());
+        if remaining == Some(0.0) {
+            return Ok(false);
+        }
+        if !_must_park(py)? {
+            // Nothing else to run: block the thread, in slices while other
+            // tasklets of this thread exist (mail from other threads).
+            let others = sched::exists() && (sched::has_blocked(py)? || sched::has_parked(py)?);
+            let slice = if others { Some(remaining.map_or(SLICE, |r| r.min(SLICE))) } else { remaining };
+            let set = event.call_method1("wait", (slice,))?.is_truthy()?;
+            if set || (!others && slice.is_some()) {
+                return Ok(set);
+            }
+            continue;
+        }
+        match &rust {
+            Some(inner) => park_once(py, inner, deadline)?,
+            // Not weft's event: no wake-up to hook; give way once and look again.
+            None => {
+                let (td, me) = sched::current_checked(py)?;
+                super::schedule_current(py, td, me, false)?;
+            }
+        }
+    }
+}
+
+/// Leaves the run queue until `inner` is set or `deadline` passes.
+fn park_once(py: Python<'_>, inner: &std::sync::Arc<crate::event::Inner>, deadline: Option<Instant>) -> PyResult<()> {
+    let (td, me) = sched::current_checked(py)?;
+    let t = me.get();
+    let token = {
+        let mut st = t.state();
+        st.park_token += 1;
+        st.park_token
+    };
+    let gone = sched::with(py, |s| {
+        let gone = sched::unlink(s, t);
+        t.set_place(Place::Parked(token));
+        if let Some(d) = deadline {
+            s.sleepers.push((d, me.clone_ref(py), token));
+        }
+        gone
+    })?;
+    drop(gone);
+    let shared = t.thread();
+    let waker_ref = me.clone_ref(py);
+    inner.add_waker(Box::new(move || shared.post_token(waker_ref, Some(token))));
+    let next = sched::with(py, |s| sched::pick_next(s, py))?;
+    if next.as_ptr() == me.as_ptr() {
+        // Woken already (or nothing else at all): we are running.
+        if t.place() == Place::Parked(token) {
+            sched::with(py, |s| sched::make_head(s, &me, t, false))?;
+        }
+        return Ok(());
+    }
+    drop(me);
+    let r = sched::switch_to(py, td, next, Passing::Empty);
+    let me = sched::with(py, |s| s.current.clone_ref(py))?;
+    if matches!(me.get().place(), Place::Parked(_)) {
+        // Thrown into while parked: running again, in the ring.
+        sched::with(py, |s| sched::make_head(s, &me, me.get(), false))?;
+    }
+    r.map(|_| ())
+}
