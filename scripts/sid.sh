@@ -179,7 +179,7 @@ in_chroot() {
     "$venv/bin/python" -c 'import sys, weft; print("weft", weft.__version__, "on", sys.version)'
 
     section "sid chroot: pytest on CPython $v"
-    run_pytest "$venv/bin/python" -p no:cacheprovider
+    WEFT_RING_TASKLETS="${WEFT_RING_TASKLETS:-100000}" run_pytest "$venv/bin/python" -p no:cacheprovider
 
     # Debian builds 3.14+ with the experimental JIT compiled in but off
     # (--enable-experimental-jit=yes-off); PYTHON_JIT=1 turns it on. The JIT
@@ -187,7 +187,7 @@ in_chroot() {
     if [ "${WEFT_SID_JIT:-1}" = 1 ] && "$venv/bin/python" -c 'import sys; sys.exit(not sys._jit.is_available())' 2>/dev/null; then
         section "sid chroot: pytest on CPython $v with the JIT on (PYTHON_JIT=1)"
         PYTHON_JIT=1 "$venv/bin/python" -c 'import sys; assert sys._jit.is_enabled(), "PYTHON_JIT=1 did not enable the JIT"'
-        PYTHON_JIT=1 run_pytest "$venv/bin/python" -p no:cacheprovider
+        WEFT_RING_TASKLETS="${WEFT_RING_TASKLETS:-100000}" PYTHON_JIT=1 run_pytest "$venv/bin/python" -p no:cacheprovider
     fi
 
     # greenlet's own suite: the GC and thread-state paths that differ most

@@ -136,12 +136,49 @@ def main(argv=None):
         if "greenlet" in peers and not args.full:
             print("           (greenlet's million: run with --full)")
 
+    # --- tasklets (Stackless-compatible) --------------------------------------
+    print()
+    _tasklets(args.quick)
+
     # --- gateways (execnet-compatible) -----------------------------------------
     print()
     _gateways(args.quick)
 
     print(f"\nmeasured in {time.perf_counter() - t0:.0f} s; ratios are weft against the peer beside it; "
-          "full benchmarks: benchmarks/run.py, benchmarks/gateway_popen.py")
+          "full benchmarks: benchmarks/run.py, benchmarks/tasklets.py, benchmarks/gateway_popen.py")
+
+
+def _tasklets(quick):
+    """weft.stackless beside a greenlet-based emulation, asyncio and threads
+    (and runloom where installed), each figure in a fresh interpreter
+    (weft._bench_tasklets, the code benchmarks/tasklets.py runs)."""
+    from weft import _bench_tasklets as bt
+
+    print("tasklets (weft.stackless; peers: greenlet emulation, asyncio, threads, runloom where installed)")
+    rows = [("channel", "one message, microthread to microthread", lambda v: f"{v:,.0f} ns"),
+            ("create", "create + run a trivial microthread", lambda v: f"{v:,.2f} µs"),
+            ("memory", "RSS per microthread blocked in receive", lambda v: f"{v:,.0f} B"),
+            ("xthread", "channel round trip between two threads", lambda v: f"{v:,.1f} µs"),
+            ("gateway", "popen echo round trip from a tasklet", lambda v: f"{v:,.1f} µs")]
+    for name, what, fmt in rows:
+        peers = [p for p in bt.PEERS[name] if bt.available(p)]
+        figs = {}
+        for p in peers:
+            try:
+                figs[p], _ = bt.measure(name, p, quick=True)
+            except Exception as e:  # noqa: BLE001 - one failing peer must not hide the rest
+                print(f"  {name}: {p} failed: {str(e).strip().splitlines()[-1:]}")
+        line = f"  {name:<8} {what:<42}"
+        for p in peers:
+            if p in figs:
+                tag = "thread" if (name == "gateway" and p == "threads") else p
+                line += f"  {tag} {fmt(figs[p])}"
+        print(line, flush=True)
+        w = figs.get("weft")
+        if w:
+            ratios = [f"{w / figs[p]:.2f}x of {p}" for p in peers if p != "weft" and figs.get(p)]
+            if ratios:
+                print(f"  {'':<8} {'weft: ' + ', '.join(ratios)}", flush=True)
 
 
 def _gateways(quick):

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import time
 
-WORKLOADS = ["channel", "create", "memory", "million", "xthread"]
+WORKLOADS = ["channel", "create", "memory", "million", "xthread", "gateway"]
 # workload -> peers that can run it
 PEERS = {
     "channel": ["weft", "emulation", "asyncio", "threads", "runloom"],
@@ -45,6 +45,7 @@ PEERS = {
     "memory": ["weft", "emulation", "asyncio", "runloom"],
     "million": ["weft"],
     "xthread": ["weft", "threads"],
+    "gateway": ["weft", "threads"],
 }
 # workload -> (metric, unit, {peer: target ratio of weft's figure to that peer's})
 METRICS = {
@@ -53,6 +54,7 @@ METRICS = {
     "memory": ("rss_per_tasklet", "B RSS/tasklet", {}),
     "million": ("seconds", "s", {}),
     "xthread": ("us_per_round_trip", "µs/round trip", {"threads": 1.0}),
+    "gateway": ("us_per_round_trip", "µs/round trip", {"threads": 1.2}),
 }
 
 
@@ -399,9 +401,50 @@ def xthread_threads(n):
     return channel_threads(n) * 2 / 1e3
 
 
+_ECHO = "while 1:\n    x = channel.receive()\n    if x is None: break\n    channel.send(x)\n"
+
+
+def _gateway_echo(n):
+    import weft.execnet as execnet
+
+    gw = execnet.makegateway("popen")
+    ch = gw.remote_exec(_ECHO)
+    for i in range(200):  # warm up
+        ch.send(i)
+        ch.receive()
+    t0 = time.perf_counter()
+    for i in range(n):
+        ch.send(i)
+        ch.receive()
+    dt = time.perf_counter() - t0
+    ch.send(None)
+    gw.exit()
+    return dt / n * 1e6
+
+
+def gateway_weft(n):
+    """The echo round trip from inside a tasklet (another tasklet of the
+    thread blocked on a channel, so the scheduler is in use)."""
+    import weft.stackless as stackless
+
+    side = stackless.channel()
+    stackless.tasklet(side.receive)()
+    stackless.run()
+    out = []
+    stackless.tasklet(lambda: out.append(_gateway_echo(n)))()
+    stackless.run()
+    side.send(None)
+    return out[0]
+
+
+def gateway_threads(n):
+    """The same round trip from a plain thread (the main thread)."""
+    return _gateway_echo(n)
+
+
 # ---- runner ------------------------------------------------------------------------
 
-SIZES = {"channel": 200_000, "create": 100_000, "memory": 100_000, "million": 1, "xthread": 20_000}
+SIZES = {"channel": 200_000, "create": 100_000, "memory": 100_000, "million": 1, "xthread": 20_000, "gateway": 5_000}
 
 
 def available(peer):
