@@ -2,6 +2,7 @@
 //! 3.x semantics. The stack bytes are moved by `weft-stack`, the interpreter
 //! state by `weft-pystate`; this module decides who runs and what is passed.
 mod capi;
+mod layout;
 mod switch;
 mod thread;
 mod typeslots;
@@ -38,8 +39,10 @@ pub(crate) enum Status {
     Dead,
 }
 
-/// The state behind one greenlet object. It lives inside the Python object,
-/// whose address never changes, so its `Slice` can sit on the stack chain.
+/// The state behind one greenlet object. It lives in its own heap block,
+/// reached through the object's `pimpl` pointer (greenlet.h's layout); the
+/// block never moves while the object lives, so its `Slice` can sit on the
+/// stack chain.
 pub(crate) struct Coro {
     pub slice: Slice,
     pub state: Blob,
@@ -62,45 +65,102 @@ pub(crate) struct Coro {
 /// A `run` call: the callable, its args and its kwargs.
 pub type RunCall = (Py<PyAny>, Py<PyTuple>, Option<Py<PyDict>>);
 
-#[pyclass(module = "greenlet", name = "greenlet", subclass, weakref, dict, frozen)]
+/// A greenlet object's fields after `PyObject_HEAD`, in greenlet.h's order:
+/// instances are greenlet.h's `PyGreenlet` (see `layout.rs`), so C and Cython
+/// subclasses compiled against greenlet.h lay their own fields out after ours.
+/// PyO3 puts a frozen, `Sync` class's contents right after the object header
+/// with nothing else (no borrow flag, no thread checker); `layout::install`
+/// checks that at import and points `tp_weaklistoffset` and `tp_dictoffset`
+/// at the first two fields.
+#[repr(C)]
+#[pyclass(module = "greenlet", name = "greenlet", subclass, frozen)]
 pub struct Greenlet {
-    c: UnsafeCell<Coro>,
+    /// `PyGreenlet.weakreflist`: CPython's weak-reference list head.
+    pub(crate) weakreflist: UnsafeCell<*mut ffi::PyObject>,
+    /// `PyGreenlet.dict`: the instance dict (owned, or null until first use).
+    pub(crate) dict: UnsafeCell<*mut ffi::PyObject>,
+    /// `PyGreenlet.pimpl`: all of weft's own state, a `Box<UnsafeCell<Coro>>`
+    /// made by `with_thread` and freed by `Drop`.
+    pimpl: std::ptr::NonNull<UnsafeCell<Coro>>,
 }
 
-// SAFETY: every access to `c` happens with the GIL held, and switches check
-// that the greenlet belongs to the running thread before touching its stack.
+// SAFETY: every access to the fields and to the `Coro` behind `pimpl` happens
+// with the GIL held, and switches check that the greenlet belongs to the
+// running thread before touching its stack.
 unsafe impl Sync for Greenlet {}
-// SAFETY: as above; raw pointers inside `Slice` are only followed by the owning thread.
+// SAFETY: as above; `weakreflist` and `dict` are Python references touched
+// only with the GIL; raw pointers inside `Slice` are only followed by the
+// owning thread.
 unsafe impl Send for Greenlet {}
+
+impl Drop for Greenlet {
+    fn drop(&mut self) {
+        // The object's dealloc (typeslots.rs) has cleared the weak references
+        // and the dict already; a Greenlet that never became an object (PyO3
+        // failed to allocate it) has neither.
+        debug_assert!(self.weakreflist.get_mut().is_null());
+        let dict = std::mem::replace(self.dict.get_mut(), std::ptr::null_mut());
+        if !dict.is_null() {
+            // SAFETY: PyO3 drops pyclass contents with the GIL held; `dict`
+            // is the reference this object owned.
+            unsafe { ffi::Py_DECREF(dict) };
+        }
+        // SAFETY: `pimpl` was made by `Box::leak` in `with_thread` and is freed
+        // only here, once: the object is being destroyed (or never existed).
+        drop(unsafe { Box::from_raw(self.pimpl.as_ptr()) });
+    }
+}
 
 impl Greenlet {
     /// The coroutine state. Callers keep the borrow short and never across a switch.
     #[allow(clippy::mut_from_ref)]
     pub(crate) fn coro(&self) -> &mut Coro {
-        // SAFETY: GIL-serialised interior mutability (see `unsafe impl Sync`).
-        unsafe { &mut *self.c.get() }
+        // SAFETY: `pimpl` is the live box made in `with_thread` (freed only by
+        // `Drop`, after the last use); GIL-serialised interior mutability
+        // (see `unsafe impl Sync`).
+        unsafe { &mut *self.pimpl.as_ref().get() }
     }
 
     fn with_thread(thread: Arc<ThreadRecord>, is_main: bool, parent: Option<Py<Greenlet>>) -> Self {
         let slice = if is_main { Slice::new_main() } else { Slice::new() };
+        let coro = Box::new(UnsafeCell::new(Coro {
+            slice,
+            state: Blob::default(),
+            status: if is_main { Status::Active } else { Status::Unstarted },
+            is_main,
+            parent,
+            run: None,
+            thread,
+            finalizer_ran: false,
+            orphaned: false,
+            call: None,
+        }));
         Greenlet {
-            c: UnsafeCell::new(Coro {
-                slice,
-                state: Blob::default(),
-                status: if is_main { Status::Active } else { Status::Unstarted },
-                is_main,
-                parent,
-                run: None,
-                thread,
-                finalizer_ran: false,
-                orphaned: false,
-                call: None,
-            }),
+            weakreflist: UnsafeCell::new(std::ptr::null_mut()),
+            dict: UnsafeCell::new(std::ptr::null_mut()),
+            pimpl: std::ptr::NonNull::from(Box::leak(coro)),
         }
     }
 
     pub(crate) fn new_main(py: Python<'_>, thread: Arc<ThreadRecord>) -> PyResult<Py<Greenlet>> {
-        Py::new(py, Greenlet::with_thread(thread, true, None))
+        let tp = py.get_type::<Greenlet>().as_type_ptr();
+        let obj = layout::new_object(py, tp, Greenlet::with_thread(thread, true, None))?;
+        // SAFETY: a new reference to a greenlet object.
+        Ok(unsafe { Bound::from_owned_ptr(py, obj).cast_into_unchecked::<Greenlet>() }.unbind())
+    }
+
+    /// The contents of a new (unstarted) greenlet of this thread, whose
+    /// parent is the running greenlet.
+    fn new_value(py: Python<'_>) -> PyResult<Greenlet> {
+        let td = thread_data(py)?;
+        // SAFETY: this thread's live data. As in greenlet, creating a greenlet
+        // is one of the points where this thread kills the greenlets whose
+        // last reference another thread dropped.
+        let (record, parent) = unsafe {
+            switch::drain_pending_kills(py, td);
+            ((*td).record.clone(), (*td).current.clone_ref(py))
+        };
+        Ok(Greenlet::with_thread(record, false, Some(parent)))
     }
 }
 
@@ -214,18 +274,15 @@ fn check_parent(py: Python<'_>, slf: &Bound<'_, Greenlet>, p: &Bound<'_, Greenle
 
 #[pymethods]
 impl Greenlet {
+    /// Never called: the type's tp_new is `layout::tp_new` (installed at
+    /// import), which makes instances with greenlet.h's layout. Declared so
+    /// that PyO3 makes the type instantiable.
     #[new]
+    #[classmethod]
     #[pyo3(signature = (*_args, **_kwargs))]
-    fn py_new(py: Python<'_>, _args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
-        let td = thread_data(py)?;
-        // SAFETY: this thread's live data. As in greenlet, creating a greenlet
-        // is one of the points where this thread kills the greenlets whose
-        // last reference another thread dropped.
-        let (record, parent) = unsafe {
-            switch::drain_pending_kills(py, td);
-            ((*td).record.clone(), (*td).current.clone_ref(py))
-        };
-        Ok(Greenlet::with_thread(record, false, Some(parent)))
+    fn py_new(cls: &Bound<'_, PyType>, _args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        layout::check_subtype(cls)?;
+        Greenlet::new_value(cls.py())
     }
 
     #[pyo3(signature = (*args, **kwargs))]
@@ -474,7 +531,47 @@ impl Greenlet {
         Err(PyTypeError::new_err(format!("cannot serialize '{}' object", slf.get_type().name()?)))
     }
 
+    /// greenlet's `__dict__`: made on first use; only ever a dict.
+    #[getter(__dict__)]
+    fn get_dict(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let cell = slf.get().dict.get();
+        // SAFETY: GIL held; the field holds an owned reference or null.
+        unsafe {
+            if (*cell).is_null() {
+                *cell = PyDict::new(py).into_ptr();
+            }
+            Ok(Bound::from_borrowed_ptr(py, *cell).unbind())
+        }
+    }
+
+    #[setter(__dict__)]
+    fn set_dict(slf: &Bound<'_, Self>, value: Bound<'_, PyAny>) -> PyResult<()> {
+        let d = value.cast_into::<PyDict>().map_err(|_| PyTypeError::new_err("__dict__ must be a dictionary"))?;
+        // SAFETY: GIL held; the field's old reference is ours to release.
+        let old = unsafe { std::mem::replace(&mut *slf.get().dict.get(), d.into_ptr()) };
+        if !old.is_null() {
+            // SAFETY: as above; released after the new dict is in place.
+            unsafe { ffi::Py_DECREF(old) };
+        }
+        Ok(())
+    }
+
+    #[deleter(__dict__)]
+    fn del_dict(&self) -> PyResult<()> {
+        Err(PyTypeError::new_err("__dict__ may not be deleted"))
+    }
+
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // SAFETY: the collector calls tp_traverse with the GIL; the field
+        // holds an owned reference or null, visited without touching refcounts.
+        let dict = unsafe { *self.dict.get() };
+        if !dict.is_null() {
+            // SAFETY: a live object this greenlet owns (see above).
+            // ManuallyDrop: the handle is never released, so the count stays.
+            let obj = std::mem::ManuallyDrop::new(unsafe { Bound::<PyAny>::from_owned_ptr(Python::assume_attached(), dict) }.unbind());
+            visit.call(&*obj)?;
+        }
         let c = self.coro();
         if let Some(p) = &c.parent {
             visit.call(p)?;
@@ -503,6 +600,12 @@ impl Greenlet {
     }
 
     fn __clear__(&self) {
+        // SAFETY: tp_clear runs with the GIL; the field's reference is ours.
+        let dict = unsafe { std::mem::replace(&mut *self.dict.get(), std::ptr::null_mut()) };
+        if !dict.is_null() {
+            // SAFETY: as above; the field no longer points at it.
+            unsafe { ffi::Py_DECREF(dict) };
+        }
         let c = self.coro();
         // Only greenlets that cannot run again are cleared (see typeslots::is_gc).
         if c.status != Status::Active || !c.thread.alive.load(std::sync::atomic::Ordering::Acquire) {
@@ -516,7 +619,8 @@ impl Greenlet {
 
 impl Drop for Coro {
     fn drop(&mut self) {
-        // SAFETY: PyO3 drops pyclass contents inside tp_dealloc, with the GIL.
+        // SAFETY: dropped by `Greenlet`'s drop, which PyO3 runs inside
+        // tp_dealloc, with the GIL.
         let py = unsafe { Python::assume_attached() };
         switch::forget_suspended(py, self);
         // SAFETY: GIL held.
@@ -594,6 +698,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         )));
     }
     m.add_class::<Greenlet>()?;
+    layout::install(py)?;
     typeslots::install(py)?;
     capi::register(m)?;
     m.add("GreenletExit", py.get_type::<GreenletExit>())?;

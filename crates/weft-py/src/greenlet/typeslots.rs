@@ -4,8 +4,9 @@
 //!   greenlet kills it with GreenletExit in its own thread; the object is
 //!   alive (resurrected) while that runs.
 //! * `tp_dealloc`: PyO3's, preceded by the finalizer call PEP 442 asks for,
-//!   and by a kill on every later dealloc of a greenlet still suspended (see
-//!   `finalize_again`; it is also how Python subclasses get killed).
+//!   by a kill on every later dealloc of a greenlet still suspended (see
+//!   `finalize_again`; it is also how Python subclasses get killed), and by
+//!   the release of the weak references and the dict (layout.rs).
 //! * `tp_is_gc` (CPython < 3.15): a suspended greenlet is not garbage: only
 //!   its own frames know what it references, so the collector must leave it
 //!   alone.
@@ -66,7 +67,9 @@ fn payload(obj: &*mut ffi::PyObject) -> &Greenlet {
 unsafe extern "C" fn dealloc(obj: *mut ffi::PyObject) {
     // SAFETY: called by CPython as tp_dealloc with refcount 0 and the GIL
     // (directly, or as the base dealloc at the end of a Python subclass's
-    // subtype_dealloc, which has re-tracked the object for us).
+    // subtype_dealloc, which has re-tracked the object for us). The
+    // weakreflist and dict fields hold owned references or null, and nothing
+    // else reaches them once the refcount is 0.
     unsafe {
         // Our finalizer may run below (PEP 442 runs it once per object, and a
         // Python subclass's type has none); it says so in `finalizer_ran`.
@@ -83,6 +86,17 @@ unsafe extern "C" fn dealloc(obj: *mut ffi::PyObject) {
         ffi::PyObject_GC_UnTrack(obj.cast());
         // Attached (not just holding the GIL), so what it drops goes now.
         Python::attach_unchecked(|_| super::switch::retire_orphan(payload(&obj), obj));
+        // greenlet.h's slots, which PyO3 does not know of (layout.rs): weak
+        // references first, then the dict, as greenlet's dealloc does; then
+        // PyO3's dealloc drops the contents (freeing the Coro) and the memory.
+        let g = payload(&obj);
+        if !(*g.weakreflist.get()).is_null() {
+            ffi::PyObject_ClearWeakRefs(obj);
+        }
+        let dict = std::mem::replace(&mut *g.dict.get(), std::ptr::null_mut());
+        if !dict.is_null() {
+            ffi::Py_DECREF(dict);
+        }
         (PYO3_DEALLOC.get().expect("installed"))(obj)
     }
 }
