@@ -116,6 +116,21 @@ pub fn new_object(py: Python<'_>, tp: *mut ffi::PyTypeObject, value: Greenlet) -
     // object are uninitialised as far as Rust is concerned: `write`, not an
     // assignment, so nothing is dropped.
     unsafe {
+        if ffi::PyType_HasFeature(tp, ffi::Py_TPFLAGS_IS_ABSTRACT) != 0 {
+            // object.__new__ owns the "Can't instantiate abstract class"
+            // error; greenlet's tp_new goes through it, so this does too.
+            let new = ffi::PyBaseObject_Type.tp_new.expect("object has tp_new");
+            let obj = new(tp, pyo3::types::PyTuple::empty(py).as_ptr(), std::ptr::null_mut());
+            if obj.is_null() {
+                drop(value);
+                return Err(PyErr::fetch(py));
+            }
+            // Not refused after all: keep the dict it may have made.
+            let dict = *(obj.cast::<u8>().add(DICT_OFFSET).cast::<*mut ffi::PyObject>());
+            std::ptr::addr_of_mut!((*obj.cast::<PyGreenlet>()).contents).write(value);
+            *(obj.cast::<u8>().add(DICT_OFFSET).cast::<*mut ffi::PyObject>()) = dict;
+            return Ok(obj);
+        }
         let alloc = (*tp).tp_alloc.unwrap_or(ffi::PyType_GenericAlloc);
         let obj = alloc(tp, 0);
         if obj.is_null() {

@@ -101,8 +101,8 @@ impl Drop for Greenlet {
         debug_assert!(self.weakreflist.get_mut().is_null());
         let dict = std::mem::replace(self.dict.get_mut(), std::ptr::null_mut());
         if !dict.is_null() {
-            // SAFETY: PyO3 drops pyclass contents with the GIL held; `dict`
-            // is the reference this object owned.
+            // SAFETY: contents are dropped with the GIL held (tp_dealloc);
+            // `dict` is the reference this object owned.
             unsafe { ffi::Py_DECREF(dict) };
         }
         // SAFETY: `pimpl` was made by `Box::leak` in `with_thread` and is freed
@@ -619,8 +619,9 @@ impl Greenlet {
 
 impl Drop for Coro {
     fn drop(&mut self) {
-        // SAFETY: dropped by `Greenlet`'s drop, which PyO3 runs inside
-        // tp_dealloc, with the GIL.
+        // SAFETY: dropped by `Greenlet`'s drop, which runs inside tp_dealloc
+        // (typeslots.rs), or where PyO3 drops a value it never placed, with
+        // the GIL either way.
         let py = unsafe { Python::assume_attached() };
         switch::forget_suspended(py, self);
         // SAFETY: GIL held.
