@@ -114,7 +114,9 @@ pub fn new_object(py: Python<'_>, tp: *mut ffi::PyTypeObject, value: Greenlet) -
     // subclass brings its own), so the contents are written before the
     // collector or any other code can look at them. The contents of a fresh
     // object are uninitialised as far as Rust is concerned: `write`, not an
-    // assignment, so nothing is dropped.
+    // assignment, so nothing is dropped. The abstract-type path only fills
+    // an object object.__new__ accepted (it refuses abstract types, so in
+    // practice it returns NULL), keeping the dict it may have stored.
     unsafe {
         if ffi::PyType_HasFeature(tp, ffi::Py_TPFLAGS_IS_ABSTRACT) != 0 {
             // object.__new__ owns the "Can't instantiate abstract class"
