@@ -68,6 +68,12 @@ KNOWN_FLAKY = {
     "gevent.tests.test__core_timer.TestTimerResolution.test_resolution":
         "fails on greenlet 3.5.6 too here: a libev timer of 1 ms never fires during the test's "
         "busy loop on a loaded machine",
+    # Outside the selection (--all only):
+    "gevent.tests.test__getaddrinfo_import (exit 1)":
+        "needs DNS (socket.gaierror: Name or service not known); fails on greenlet 3.5.6 too without it",
+    "gevent.tests.test__issue1686 (exit TIMEOUT)":
+        "forks, and the parent sometimes waits for ever: hung in 8 of 30 runs on greenlet 3.5.6 "
+        "and 4 of 30 on weft here (run alone, 10 s limit)",
 }
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
