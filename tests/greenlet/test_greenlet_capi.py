@@ -211,6 +211,22 @@ def test_c_subclass_with_own_fields(ext_dir):
                     assert r() is None
             gc.collect()
             assert sys.getrefcount(cls) == refs, (cls, refs, sys.getrefcount(cls))
+        # the type references of plain Python subclasses (no static type in
+        # between) are released by weft's dealloc
+        class Direct(G):
+            pass
+        class Deeper(Direct):
+            pass
+        for cls in (G, Direct, Deeper):
+            refs = sys.getrefcount(cls)
+            for i in range(1000):
+                g = cls(lambda: main.switch(1))
+                g.switch()
+                if i % 2:
+                    g.switch()
+                del g
+            gc.collect()
+            assert sys.getrefcount(cls) == refs, (cls, refs, sys.getrefcount(cls))
         print("OK")
     """)
     assert "OK" in out
