@@ -40,6 +40,8 @@ pub struct PyGreenlet {
     pub contents: Greenlet,
 }
 
+/// Where `Greenlet` (the fields after the header) starts in an object.
+pub const CONTENTS_OFFSET: usize = offset_of!(PyGreenlet, contents);
 /// `sizeof(PyGreenlet)`: 40 bytes on 64-bit targets.
 pub const BASIC_SIZE: usize = size_of::<PyGreenlet>();
 pub const WEAKLIST_OFFSET: usize = offset_of!(PyGreenlet, contents) + offset_of!(Greenlet, weakreflist);

@@ -80,8 +80,11 @@ pub struct Greenlet {
     /// `PyGreenlet.dict`: the instance dict (owned, or null until first use).
     pub(crate) dict: UnsafeCell<*mut ffi::PyObject>,
     /// `PyGreenlet.pimpl`: all of weft's own state, a `Box<UnsafeCell<Coro>>`
-    /// made by `with_thread` and freed by `Drop`.
-    pimpl: std::ptr::NonNull<UnsafeCell<Coro>>,
+    /// made by `with_thread` and freed by `Drop`. Never null in an object
+    /// whose contents were written; the collector's slots still check (see
+    /// `coro_if_any`), as an object could be seen zeroed if it were ever
+    /// made other than by `layout::new_object`.
+    pimpl: *mut UnsafeCell<Coro>,
 }
 
 // SAFETY: every access to the fields and to the `Coro` behind `pimpl` happens
@@ -94,20 +97,30 @@ unsafe impl Sync for Greenlet {}
 unsafe impl Send for Greenlet {}
 
 impl Drop for Greenlet {
+    /// greenlet's order: weak references, the dict, then weft's state. Runs
+    /// from the object's dealloc (typeslots.rs), or for a value that never
+    /// became an object (then both fields are null).
     fn drop(&mut self) {
-        // The object's dealloc (typeslots.rs) has cleared the weak references
-        // and the dict already; a Greenlet that never became an object (PyO3
-        // failed to allocate it) has neither.
-        debug_assert!(self.weakreflist.get_mut().is_null());
+        if !self.weakreflist.get_mut().is_null() {
+            // Non-null only inside an object: the contents follow the header.
+            let obj = (self as *mut Greenlet).cast::<u8>().wrapping_sub(layout::CONTENTS_OFFSET).cast::<ffi::PyObject>();
+            // SAFETY: dropped inside tp_dealloc with the GIL (refcount 0);
+            // `obj` is the object these contents sit in (layout.rs), and
+            // clearing weak references there is what CPython expects.
+            unsafe { ffi::PyObject_ClearWeakRefs(obj) };
+        }
         let dict = std::mem::replace(self.dict.get_mut(), std::ptr::null_mut());
         if !dict.is_null() {
             // SAFETY: contents are dropped with the GIL held (tp_dealloc);
             // `dict` is the reference this object owned.
             unsafe { ffi::Py_DECREF(dict) };
         }
-        // SAFETY: `pimpl` was made by `Box::leak` in `with_thread` and is freed
-        // only here, once: the object is being destroyed (or never existed).
-        drop(unsafe { Box::from_raw(self.pimpl.as_ptr()) });
+        if !self.pimpl.is_null() {
+            // SAFETY: `pimpl` was made by `Box::into_raw` in `with_thread` and
+            // is freed only here, once: the object is being destroyed (or
+            // never existed).
+            drop(unsafe { Box::from_raw(self.pimpl) });
+        }
     }
 }
 
@@ -116,9 +129,18 @@ impl Greenlet {
     #[allow(clippy::mut_from_ref)]
     pub(crate) fn coro(&self) -> &mut Coro {
         // SAFETY: `pimpl` is the live box made in `with_thread` (freed only by
-        // `Drop`, after the last use); GIL-serialised interior mutability
-        // (see `unsafe impl Sync`).
-        unsafe { &mut *self.pimpl.as_ref().get() }
+        // `Drop`, after the last use; never null in an object made by
+        // `layout::new_object`); GIL-serialised interior mutability (see
+        // `unsafe impl Sync`).
+        unsafe { &mut *(*self.pimpl).get() }
+    }
+
+    /// The coroutine state, or None for contents never written (a zeroed
+    /// object): for the collector's slots, which may see any tracked object.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) fn coro_if_any(&self) -> Option<&mut Coro> {
+        // SAFETY: as in `coro`, when not null.
+        unsafe { self.pimpl.as_ref().map(|c| &mut *c.get()) }
     }
 
     fn with_thread(thread: Arc<ThreadRecord>, is_main: bool, parent: Option<Py<Greenlet>>) -> Self {
@@ -138,7 +160,7 @@ impl Greenlet {
         Greenlet {
             weakreflist: UnsafeCell::new(std::ptr::null_mut()),
             dict: UnsafeCell::new(std::ptr::null_mut()),
-            pimpl: std::ptr::NonNull::from(Box::leak(coro)),
+            pimpl: Box::into_raw(coro),
         }
     }
 
@@ -572,7 +594,7 @@ impl Greenlet {
             let obj = std::mem::ManuallyDrop::new(unsafe { Bound::<PyAny>::from_owned_ptr(Python::assume_attached(), dict) }.unbind());
             visit.call(&*obj)?;
         }
-        let c = self.coro();
+        let Some(c) = self.coro_if_any() else { return Ok(()) };
         if let Some(p) = &c.parent {
             visit.call(p)?;
         }
@@ -606,7 +628,7 @@ impl Greenlet {
             // SAFETY: as above; the field no longer points at it.
             unsafe { ffi::Py_DECREF(dict) };
         }
-        let c = self.coro();
+        let Some(c) = self.coro_if_any() else { return };
         // Only greenlets that cannot run again are cleared (see typeslots::is_gc).
         if c.status != Status::Active || !c.thread.alive.load(std::sync::atomic::Ordering::Acquire) {
             c.run = None;

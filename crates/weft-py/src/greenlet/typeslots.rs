@@ -82,15 +82,8 @@ unsafe extern "C" fn dealloc(obj: *mut ffi::PyObject) {
         Python::attach_unchecked(|_| super::switch::retire_orphan(payload(&obj), obj));
         // What greenlet's dealloc does from here: weak references first,
         // then the dict (greenlet.h's slots, which PyO3 does not know of:
-        // layout.rs), then our state, then the memory.
-        let g = payload(&obj);
-        if !(*g.weakreflist.get()).is_null() {
-            ffi::PyObject_ClearWeakRefs(obj);
-        }
-        let dict = std::mem::replace(&mut *g.dict.get(), std::ptr::null_mut());
-        if !dict.is_null() {
-            ffi::Py_DECREF(dict);
-        }
+        // layout.rs), then our state (all three by `Greenlet`'s drop, so
+        // that any path that drops the contents does them), then the memory.
         let contents = std::ptr::addr_of_mut!((*obj.cast::<super::layout::PyGreenlet>()).contents);
         Python::attach_unchecked(|py| {
             // Dropping the Coro releases Python objects; no panic may leave a
@@ -211,7 +204,7 @@ unsafe extern "C" fn traverse(obj: *mut ffi::PyObject, visit: ffi::visitproc, ar
     if r != 0 {
         return r;
     }
-    let c = payload(&obj).coro();
+    let Some(c) = payload(&obj).coro_if_any() else { return 0 };
     // Suspended: started, not finished, and not the one running in its thread.
     // A greenlet of a dead thread keeps its frames out of the collector's view:
     // nothing can ever release what they hold.
@@ -229,7 +222,7 @@ unsafe extern "C" fn traverse(obj: *mut ffi::PyObject, visit: ffi::visitproc, ar
 }
 
 unsafe extern "C" fn is_gc(obj: *mut ffi::PyObject) -> c_int {
-    let c = payload(&obj).coro();
+    let Some(c) = payload(&obj).coro_if_any() else { return 1 };
     let suspended = c.status == Status::Active && !c.is_main && c.thread.alive.load(Ordering::Acquire);
     (!suspended) as c_int
 }
