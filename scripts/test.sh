@@ -7,14 +7,14 @@
 #   1. cargo test --workspace (+ a short fuzz of the wire decoder, and
 #      weft-stack's unit tests for aarch64 under qemu: scripts/test-aarch64.sh)
 #   2. for CPython 3.11, 3.12, 3.13 from pyenv: venv, pip install .[test], pytest
-#      (+ greenlet's own suite on each; execnet's and xdist's after 3.11)
+#      (+ greenlet's own suite on each; execnet's, xdist's and gevent's after 3.11)
 #   3. for CPython 3.14, 3.15 from Debian sid, in a chroot: scripts/sid.sh
 #      (pytest, pytest with the JIT on, and greenlet's own suite)
 #
 # Knobs (environment variables), all optional:
 #   WEFT_HOST_PYTHONS   pyenv versions to test        (default "3.11 3.12 3.13")
 #   WEFT_SID_PYTHONS    Debian sid versions to test   (default "3.14 3.15"; "" skips)
-#   WEFT_CONFORMANCE    conformance suites to run     (default "greenlet execnet xdist")
+#   WEFT_CONFORMANCE    conformance suites to run     (default "greenlet execnet xdist gevent")
 #   WEFT_SID_XFAIL, WEFT_CONFORMANCE_XFAIL: see "allowed to fail" below
 #   WEFT_CARGO_TEST_ARGS  arguments to cargo test     (default "--workspace")
 #   WEFT_CI_WORK        work dir for venvs/targets/sid root (default .ci-work)
@@ -29,7 +29,7 @@ SID_PYTHONS="${WEFT_SID_PYTHONS-3.14 3.15}"
 # Conformance suites: `python -m weft.conformance SUITE` for each, after the
 # pytest run (greenlet on every host version, the others on 3.11 only). Each runner gates itself: it exits 1 only on a failure not
 # in its list of known (or known-flaky) failures.
-CONFORMANCE_SUITES="${WEFT_CONFORMANCE-greenlet execnet xdist}"
+CONFORMANCE_SUITES="${WEFT_CONFORMANCE-greenlet execnet xdist gevent}"
 CONFORMANCE_PYTHON=3.11
 # What each suite's own tests import (the peer's [test] extra), installed
 # into the venv before that suite runs.
@@ -38,6 +38,9 @@ declare -A CONFORMANCE_DEPS=(
     [greenlet]="objgraph psutil setuptools"
     [execnet]="pytest-timeout"
     [xdist]="pytest-timeout filelock"
+    # gevent's runner installs gevent's wheel, zope.event and zope.interface
+    # into a private dir itself; test___monitor wants psutil.
+    [gevent]="psutil"
 )
 # Allowed to fail: these stages run and their result is reported, but a
 # failure does not fail the whole run. For work in progress only: CPython
@@ -205,7 +208,8 @@ for v in $HOST_PYTHONS; do
             for suite in $CONFORMANCE_SUITES; do
                 # greenlet's suite checks thread-state handling, which differs
                 # per CPython version: it runs on every one. execnet's and
-                # xdist's are pure Python on our side: once is enough.
+                # xdist's are pure Python on our side, and gevent's runs on
+                # 3.11 only to stay inside CI's time: once is enough.
                 if [ "$suite" != greenlet ] && [ "$v" != "$CONFORMANCE_PYTHON" ]; then continue; fi
                 stage "CPython $v: conformance $suite"
                 if [ -n "${CONFORMANCE_DEPS[$suite]:-}" ]; then

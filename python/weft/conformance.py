@@ -2,6 +2,7 @@
 
     python -m weft.conformance greenlet [-k PATTERN] [--keep]
     python -m weft.conformance execnet | xdist
+    python -m weft.conformance gevent [--greenlet real] [--all] [MODULE ...]
 
 The peer's source distribution is downloaded from PyPI with pip at run time
 (cached in $WEFT_CONFORMANCE_CACHE, default ~/.cache/weft-conformance) and its
@@ -195,10 +196,16 @@ def _closing_counts(out: str):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m weft.conformance", description=__doc__.split("\n\n")[0])
-    ap.add_argument("suite", choices=["greenlet", "execnet", "xdist"])
+    ap.add_argument("suite", choices=["greenlet", "execnet", "xdist", "gevent"])
     ap.add_argument("-k", dest="pattern", help="only tests whose name matches this pattern")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
-    args = ap.parse_args(argv)
+    args, rest = ap.parse_known_args(argv)
+    if args.suite == "gevent":
+        # gevent's runner (weft/_conformance_gevent.py) has its own options.
+        from weft import _conformance_gevent as gevent_runner
+        return gevent_runner.main((["--keep"] if args.keep else []) + rest)
+    if rest:
+        ap.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.suite == "greenlet":
         return run_greenlet(args.pattern, args.keep)
     if args.suite == "execnet":

@@ -29,29 +29,39 @@ fn guarded<R>(err_value: R, f: impl FnOnce(Python<'_>) -> PyResult<R>) -> R {
     }
 }
 
+/// greenlet's check on the greenlet an entry is called on: NULL or not a
+/// greenlet is `PyErr_BadArgument()` (TypeError "bad argument type for
+/// built-in operation").
 fn as_greenlet<'py>(py: Python<'py>, g: Obj) -> PyResult<Bound<'py, Greenlet>> {
     if g.is_null() {
-        return Err(pyo3::exceptions::PyTypeError::new_err("expected a greenlet, got NULL"));
+        return Err(bad_argument(py));
     }
     // SAFETY: a borrowed, non-null object pointer from the caller.
     let any = unsafe { Bound::from_borrowed_ptr(py, g) };
-    any.cast_into::<Greenlet>().map_err(|e| {
-        pyo3::exceptions::PyTypeError::new_err(format!("expected a greenlet, not {}", e.into_inner().get_type()))
-    })
+    any.cast_into::<Greenlet>().map_err(|_| bad_argument(py))
 }
 
+fn bad_argument(py: Python<'_>) -> PyErr {
+    // SAFETY: GIL held; PyErr_BadArgument only sets the error indicator.
+    unsafe { ffi::PyErr_BadArgument() };
+    PyErr::fetch(py)
+}
+
+/// `PyGreenlet_New(run, parent)`: greenlet calls its own tp_new and tp_init
+/// with `run` and `parent` as keywords (either may be NULL; a None parent
+/// means the current greenlet), so this does the same.
 unsafe extern "C" fn new_greenlet(run: Obj, parent: Obj) -> Obj {
     guarded(std::ptr::null_mut(), |py| {
-        let tp = py.get_type::<Greenlet>();
-        let g = tp.call0()?;
+        let kwargs = PyDict::new(py);
         if !run.is_null() {
             // SAFETY: borrowed from the caller.
-            g.setattr("run", unsafe { Bound::from_borrowed_ptr(py, run) })?;
+            kwargs.set_item("run", unsafe { Bound::from_borrowed_ptr(py, run) })?;
         }
         if !parent.is_null() {
-            g.setattr("parent", as_greenlet(py, parent)?)?;
+            // SAFETY: borrowed from the caller.
+            kwargs.set_item("parent", unsafe { Bound::from_borrowed_ptr(py, parent) })?;
         }
-        Ok(g.into_ptr())
+        Ok(py.get_type::<Greenlet>().call((), Some(&kwargs))?.into_ptr())
     })
 }
 
@@ -80,21 +90,28 @@ unsafe extern "C" fn switch(g: Obj, args: Obj, kwargs: Obj) -> Obj {
             // SAFETY: borrowed from the caller.
             unsafe { Bound::from_borrowed_ptr(py, args) }.cast_into::<PyTuple>()?.unbind()
         };
+        // greenlet ignores a kwargs that is not a dict.
         let kwargs = if kwargs.is_null() {
             None
         } else {
             // SAFETY: borrowed from the caller.
-            Some(unsafe { Bound::from_borrowed_ptr(py, kwargs) }.cast_into::<PyDict>()?.unbind())
+            unsafe { Bound::from_borrowed_ptr(py, kwargs) }.cast_into::<PyDict>().ok().map(|d| d.unbind())
         };
         Ok(super::switch::switch_to(py, &g, Passing::Args(args, kwargs))?.into_ptr())
     })
 }
 
+/// `PyGreenlet_SetParent`: the `parent` setter's rules (NULL is a delete:
+/// AttributeError; not a greenlet: TypeError; a cycle or another thread's
+/// greenlet: ValueError; a main greenlet's parent: AttributeError).
 unsafe extern "C" fn set_parent(g: Obj, parent: Obj) -> c_int {
     guarded(-1, |py| {
         let g = as_greenlet(py, g)?;
-        let p = as_greenlet(py, parent)?;
-        Greenlet::set_parent(&g, p.into_any())?;
+        if parent.is_null() {
+            return Err(pyo3::exceptions::PyAttributeError::new_err("can't delete attribute"));
+        }
+        // SAFETY: borrowed, non-null, from the caller.
+        Greenlet::set_parent(&g, unsafe { Bound::from_borrowed_ptr(py, parent) })?;
         Ok(0)
     })
 }

@@ -2,6 +2,7 @@
 //! 3.x semantics. The stack bytes are moved by `weft-stack`, the interpreter
 //! state by `weft-pystate`; this module decides who runs and what is passed.
 mod capi;
+mod layout;
 pub(crate) mod switch;
 mod thread;
 mod typeslots;
@@ -49,8 +50,10 @@ pub(crate) enum Status {
     Dead,
 }
 
-/// The state behind one greenlet object. It lives inside the Python object,
-/// whose address never changes, so its `Slice` can sit on the stack chain.
+/// The state behind one greenlet object. It lives in its own heap block,
+/// reached through the object's `pimpl` pointer (greenlet.h's layout); the
+/// block never moves while the object lives, so its `Slice` can sit on the
+/// stack chain.
 pub(crate) struct Coro {
     pub slice: Slice,
     pub state: Blob,
@@ -75,46 +78,125 @@ pub(crate) struct Coro {
 /// A `run` call: the callable, its args and its kwargs.
 pub type RunCall = (Py<PyAny>, Py<PyTuple>, Option<Py<PyDict>>);
 
-#[pyclass(module = "greenlet", name = "greenlet", subclass, weakref, dict, frozen)]
+/// A greenlet object's fields after `PyObject_HEAD`, in greenlet.h's order:
+/// instances are greenlet.h's `PyGreenlet` (see `layout.rs`), so C and Cython
+/// subclasses compiled against greenlet.h lay their own fields out after ours.
+/// PyO3 puts a frozen, `Sync` class's contents right after the object header
+/// with nothing else (no borrow flag, no thread checker); `layout::install`
+/// checks that at import and points `tp_weaklistoffset` and `tp_dictoffset`
+/// at the first two fields.
+#[repr(C)]
+#[pyclass(module = "greenlet", name = "greenlet", subclass, frozen)]
 pub struct Greenlet {
-    c: UnsafeCell<Coro>,
+    /// `PyGreenlet.weakreflist`: CPython's weak-reference list head.
+    pub(crate) weakreflist: UnsafeCell<*mut ffi::PyObject>,
+    /// `PyGreenlet.dict`: the instance dict (owned, or null until first use).
+    pub(crate) dict: UnsafeCell<*mut ffi::PyObject>,
+    /// `PyGreenlet.pimpl`: all of weft's own state, a `Box<UnsafeCell<Coro>>`
+    /// made by `with_thread` and freed by `Drop`. Never null in an object
+    /// whose contents were written; the collector's slots still check (see
+    /// `coro_if_any`), as an object could be seen zeroed if it were ever
+    /// made other than by `layout::new_object`.
+    pimpl: *mut UnsafeCell<Coro>,
 }
 
-// SAFETY: every access to `c` happens with the GIL held, and switches check
-// that the greenlet belongs to the running thread before touching its stack.
+// SAFETY: every access to the fields and to the `Coro` behind `pimpl` happens
+// with the GIL held, and switches check that the greenlet belongs to the
+// running thread before touching its stack.
 unsafe impl Sync for Greenlet {}
-// SAFETY: as above; raw pointers inside `Slice` are only followed by the owning thread.
+// SAFETY: as above; `weakreflist` and `dict` are Python references touched
+// only with the GIL; raw pointers inside `Slice` are only followed by the
+// owning thread.
 unsafe impl Send for Greenlet {}
+
+impl Drop for Greenlet {
+    /// greenlet's order: weak references, the dict, then weft's state. Runs
+    /// from the object's dealloc (typeslots.rs), or for a value that never
+    /// became an object (then both fields are null).
+    fn drop(&mut self) {
+        if !self.weakreflist.get_mut().is_null() {
+            // Non-null only inside an object: the contents follow the header.
+            let obj = (self as *mut Greenlet).cast::<u8>().wrapping_sub(layout::CONTENTS_OFFSET).cast::<ffi::PyObject>();
+            // SAFETY: dropped inside tp_dealloc with the GIL (refcount 0);
+            // `obj` is the object these contents sit in (layout.rs), and
+            // clearing weak references there is what CPython expects.
+            unsafe { ffi::PyObject_ClearWeakRefs(obj) };
+        }
+        let dict = std::mem::replace(self.dict.get_mut(), std::ptr::null_mut());
+        if !dict.is_null() {
+            // SAFETY: contents are dropped with the GIL held (tp_dealloc);
+            // `dict` is the reference this object owned.
+            unsafe { ffi::Py_DECREF(dict) };
+        }
+        if !self.pimpl.is_null() {
+            // SAFETY: `pimpl` was made by `Box::into_raw` in `with_thread` and
+            // is freed only here, once: the object is being destroyed (or
+            // never existed).
+            drop(unsafe { Box::from_raw(self.pimpl) });
+        }
+    }
+}
 
 impl Greenlet {
     /// The coroutine state. Callers keep the borrow short and never across a switch.
     #[allow(clippy::mut_from_ref)]
     pub(crate) fn coro(&self) -> &mut Coro {
-        // SAFETY: GIL-serialised interior mutability (see `unsafe impl Sync`).
-        unsafe { &mut *self.c.get() }
+        // SAFETY: `pimpl` is the live box made in `with_thread` (freed only by
+        // `Drop`, after the last use; never null in an object made by
+        // `layout::new_object`); GIL-serialised interior mutability (see
+        // `unsafe impl Sync`).
+        unsafe { &mut *(*self.pimpl).get() }
+    }
+
+    /// The coroutine state, or None for contents never written (a zeroed
+    /// object): for the collector's slots, which may see any tracked object.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) fn coro_if_any(&self) -> Option<&mut Coro> {
+        // SAFETY: as in `coro`, when not null.
+        unsafe { self.pimpl.as_ref().map(|c| &mut *c.get()) }
     }
 
     fn with_thread(thread: Arc<ThreadRecord>, is_main: bool, parent: Option<Py<Greenlet>>) -> Self {
         let slice = if is_main { Slice::new_main() } else { Slice::new() };
+        let coro = Box::new(UnsafeCell::new(Coro {
+            slice,
+            state: Blob::default(),
+            status: if is_main { Status::Active } else { Status::Unstarted },
+            is_main,
+            parent,
+            run: None,
+            thread,
+            finalizer_ran: false,
+            orphaned: false,
+            call: None,
+            finish: Finish::Parent,
+        }));
         Greenlet {
-            c: UnsafeCell::new(Coro {
-                slice,
-                state: Blob::default(),
-                status: if is_main { Status::Active } else { Status::Unstarted },
-                is_main,
-                parent,
-                run: None,
-                thread,
-                finalizer_ran: false,
-                orphaned: false,
-                call: None,
-                finish: Finish::Parent,
-            }),
+            weakreflist: UnsafeCell::new(std::ptr::null_mut()),
+            dict: UnsafeCell::new(std::ptr::null_mut()),
+            pimpl: Box::into_raw(coro),
         }
     }
 
     pub(crate) fn new_main(py: Python<'_>, thread: Arc<ThreadRecord>) -> PyResult<Py<Greenlet>> {
-        Py::new(py, Greenlet::with_thread(thread, true, None))
+        let tp = py.get_type::<Greenlet>().as_type_ptr();
+        let obj = layout::new_object(py, tp, Greenlet::with_thread(thread, true, None))?;
+        // SAFETY: a new reference to a greenlet object.
+        Ok(unsafe { Bound::from_owned_ptr(py, obj).cast_into_unchecked::<Greenlet>() }.unbind())
+    }
+
+    /// The contents of a new (unstarted) greenlet of this thread, whose
+    /// parent is the running greenlet.
+    fn new_value(py: Python<'_>) -> PyResult<Greenlet> {
+        let td = thread_data(py)?;
+        // SAFETY: this thread's live data. As in greenlet, creating a greenlet
+        // is one of the points where this thread kills the greenlets whose
+        // last reference another thread dropped.
+        let (record, parent) = unsafe {
+            switch::drain_pending_kills(py, td);
+            ((*td).record.clone(), (*td).current.clone_ref(py))
+        };
+        Ok(Greenlet::with_thread(record, false, Some(parent)))
     }
 
     /// A coroutine of this thread for a tasklet: unstarted, its parent the
@@ -123,9 +205,12 @@ impl Greenlet {
     pub(crate) fn new_for_scheduler(py: Python<'_>, td: *mut ThreadData) -> PyResult<Py<Greenlet>> {
         // SAFETY: `td` is this thread's live data (from `thread_data`).
         let (record, main) = unsafe { ((*td).record.clone(), (*td).main.clone_ref(py)) };
-        let mut g = Greenlet::with_thread(record, false, Some(main));
-        g.c.get_mut().finish = Finish::Scheduler;
-        Py::new(py, g)
+        let g = Greenlet::with_thread(record, false, Some(main));
+        g.coro().finish = Finish::Scheduler;
+        let tp = py.get_type::<Greenlet>().as_type_ptr();
+        let obj = layout::new_object(py, tp, g)?;
+        // SAFETY: a new reference to a greenlet object.
+        Ok(unsafe { Bound::from_owned_ptr(py, obj).cast_into_unchecked::<Greenlet>() }.unbind())
     }
 }
 
@@ -240,18 +325,15 @@ fn check_parent(py: Python<'_>, slf: &Bound<'_, Greenlet>, p: &Bound<'_, Greenle
 
 #[pymethods]
 impl Greenlet {
+    /// Never called: the type's tp_new is `layout::tp_new` (installed at
+    /// import), which makes instances with greenlet.h's layout. Declared so
+    /// that PyO3 makes the type instantiable.
     #[new]
+    #[classmethod]
     #[pyo3(signature = (*_args, **_kwargs))]
-    fn py_new(py: Python<'_>, _args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
-        let td = thread_data(py)?;
-        // SAFETY: this thread's live data. As in greenlet, creating a greenlet
-        // is one of the points where this thread kills the greenlets whose
-        // last reference another thread dropped.
-        let (record, parent) = unsafe {
-            switch::drain_pending_kills(py, td);
-            ((*td).record.clone(), (*td).current.clone_ref(py))
-        };
-        Ok(Greenlet::with_thread(record, false, Some(parent)))
+    fn py_new(cls: &Bound<'_, PyType>, _args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        layout::check_subtype(cls)?;
+        Greenlet::new_value(cls.py())
     }
 
     #[pyo3(signature = (*args, **kwargs))]
@@ -500,8 +582,48 @@ impl Greenlet {
         Err(PyTypeError::new_err(format!("cannot serialize '{}' object", slf.get_type().name()?)))
     }
 
+    /// greenlet's `__dict__`: made on first use; only ever a dict.
+    #[getter(__dict__)]
+    fn get_dict(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let cell = slf.get().dict.get();
+        // SAFETY: GIL held; the field holds an owned reference or null.
+        unsafe {
+            if (*cell).is_null() {
+                *cell = PyDict::new(py).into_ptr();
+            }
+            Ok(Bound::from_borrowed_ptr(py, *cell).unbind())
+        }
+    }
+
+    #[setter(__dict__)]
+    fn set_dict(slf: &Bound<'_, Self>, value: Bound<'_, PyAny>) -> PyResult<()> {
+        let d = value.cast_into::<PyDict>().map_err(|_| PyTypeError::new_err("__dict__ must be a dictionary"))?;
+        // SAFETY: GIL held; the field's old reference is ours to release.
+        let old = unsafe { std::mem::replace(&mut *slf.get().dict.get(), d.into_ptr()) };
+        if !old.is_null() {
+            // SAFETY: as above; released after the new dict is in place.
+            unsafe { ffi::Py_DECREF(old) };
+        }
+        Ok(())
+    }
+
+    #[deleter(__dict__)]
+    fn del_dict(&self) -> PyResult<()> {
+        Err(PyTypeError::new_err("__dict__ may not be deleted"))
+    }
+
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        let c = self.coro();
+        // SAFETY: the collector calls tp_traverse with the GIL; the field
+        // holds an owned reference or null, visited without touching refcounts.
+        let dict = unsafe { *self.dict.get() };
+        if !dict.is_null() {
+            // SAFETY: a live object this greenlet owns (see above).
+            // ManuallyDrop: the handle is never released, so the count stays.
+            let obj = std::mem::ManuallyDrop::new(unsafe { Bound::<PyAny>::from_owned_ptr(Python::assume_attached(), dict) }.unbind());
+            visit.call(&*obj)?;
+        }
+        let Some(c) = self.coro_if_any() else { return Ok(()) };
         if let Some(p) = &c.parent {
             visit.call(p)?;
         }
@@ -529,7 +651,13 @@ impl Greenlet {
     }
 
     fn __clear__(&self) {
-        let c = self.coro();
+        // SAFETY: tp_clear runs with the GIL; the field's reference is ours.
+        let dict = unsafe { std::mem::replace(&mut *self.dict.get(), std::ptr::null_mut()) };
+        if !dict.is_null() {
+            // SAFETY: as above; the field no longer points at it.
+            unsafe { ffi::Py_DECREF(dict) };
+        }
+        let Some(c) = self.coro_if_any() else { return };
         // Only greenlets that cannot run again are cleared (see typeslots::is_gc).
         if c.status != Status::Active || !c.thread.alive.load(std::sync::atomic::Ordering::Acquire) {
             c.run = None;
@@ -542,7 +670,9 @@ impl Greenlet {
 
 impl Drop for Coro {
     fn drop(&mut self) {
-        // SAFETY: PyO3 drops pyclass contents inside tp_dealloc, with the GIL.
+        // SAFETY: dropped by `Greenlet`'s drop, which runs inside tp_dealloc
+        // (typeslots.rs), or where PyO3 drops a value it never placed, with
+        // the GIL either way.
         let py = unsafe { Python::assume_attached() };
         switch::forget_suspended(py, self);
         // SAFETY: GIL held.
@@ -620,6 +750,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         )));
     }
     m.add_class::<Greenlet>()?;
+    layout::install(py)?;
     typeslots::install(py)?;
     capi::register(m)?;
     m.add("GreenletExit", py.get_type::<GreenletExit>())?;

@@ -3,9 +3,11 @@
 //! * `tp_finalize` (PEP 442): dropping the last reference to a suspended
 //!   greenlet kills it with GreenletExit in its own thread; the object is
 //!   alive (resurrected) while that runs.
-//! * `tp_dealloc`: PyO3's, preceded by the finalizer call PEP 442 asks for,
-//!   and by a kill on every later dealloc of a greenlet still suspended (see
-//!   `finalize_again`; it is also how Python subclasses get killed).
+//! * `tp_dealloc`: greenlet's order (weak references, dict, state, memory;
+//!   not PyO3's dealloc, see `dealloc`), preceded by the finalizer call PEP
+//!   442 asks for, and by a kill on every later dealloc of a greenlet still
+//!   suspended (see `finalize_again`; it is also how Python subclasses get
+//!   killed).
 //! * `tp_is_gc` (CPython < 3.15): a suspended greenlet is not garbage: only
 //!   its own frames know what it references, so the collector must leave it
 //!   alone.
@@ -22,7 +24,6 @@ use pyo3::prelude::*;
 
 use super::{Greenlet, Status};
 
-static PYO3_DEALLOC: OnceLock<unsafe extern "C" fn(*mut ffi::PyObject)> = OnceLock::new();
 static PYO3_TRAVERSE: OnceLock<ffi::traverseproc> = OnceLock::new();
 
 pub fn install(py: Python<'_>) -> PyResult<()> {
@@ -30,12 +31,6 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
     // SAFETY: the type was just created and has no instances or subclasses yet;
     // PyType_Modified invalidates any cached slot lookups.
     unsafe {
-        let Some(orig) = (*tp).tp_dealloc else {
-            return Err(pyo3::exceptions::PyImportError::new_err("weft: greenlet type has no tp_dealloc"));
-        };
-        if PYO3_DEALLOC.set(orig).is_err() && PYO3_DEALLOC.get() != Some(&orig) {
-            return Err(pyo3::exceptions::PyImportError::new_err("weft: greenlet type created twice"));
-        }
         (*tp).tp_dealloc = Some(dealloc);
         (*tp).tp_finalize = Some(finalize);
         if weft_pystate::frames_traversable() {
@@ -66,7 +61,9 @@ fn payload(obj: &*mut ffi::PyObject) -> &Greenlet {
 unsafe extern "C" fn dealloc(obj: *mut ffi::PyObject) {
     // SAFETY: called by CPython as tp_dealloc with refcount 0 and the GIL
     // (directly, or as the base dealloc at the end of a Python subclass's
-    // subtype_dealloc, which has re-tracked the object for us).
+    // subtype_dealloc, which has re-tracked the object for us). The
+    // weakreflist and dict fields hold owned references or null, and nothing
+    // else reaches them once the refcount is 0.
     unsafe {
         // Our finalizer may run below (PEP 442 runs it once per object, and a
         // Python subclass's type has none); it says so in `finalizer_ran`.
@@ -83,8 +80,59 @@ unsafe extern "C" fn dealloc(obj: *mut ffi::PyObject) {
         ffi::PyObject_GC_UnTrack(obj.cast());
         // Attached (not just holding the GIL), so what it drops goes now.
         Python::attach_unchecked(|_| super::switch::retire_orphan(payload(&obj), obj));
-        (PYO3_DEALLOC.get().expect("installed"))(obj)
+        // What greenlet's dealloc does from here: weak references first,
+        // then the dict (greenlet.h's slots, which PyO3 does not know of:
+        // layout.rs), then our state (all three by `Greenlet`'s drop, so
+        // that any path that drops the contents does them), then the memory.
+        let contents = std::ptr::addr_of_mut!((*obj.cast::<super::layout::PyGreenlet>()).contents);
+        Python::attach_unchecked(|py| {
+            // Dropping the Coro releases Python objects; no panic may leave a
+            // C slot.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| std::ptr::drop_in_place(contents))).is_err() {
+                pyo3::exceptions::PySystemError::new_err("weft: panic while freeing a greenlet").write_unraisable(py, None);
+            }
+        });
+        // Not PyO3's dealloc: it releases the instance's type unconditionally,
+        // which is wrong when a static type (a C or Cython subclass compiled
+        // against greenlet.h) is involved. See `releases_type`.
+        let tp = ffi::Py_TYPE(obj);
+        let release = releases_type(tp);
+        let free = (*tp).tp_free.unwrap_or(ffi::PyObject_GC_Del);
+        free(obj.cast());
+        if release {
+            ffi::Py_DECREF(tp.cast());
+        }
     }
+}
+
+/// Whether this dealloc must release the instance's (heap) type. CPython's
+/// rule: a heap type's instances hold a reference to it, released by the
+/// dealloc. A Python subclass's subtype_dealloc releases it itself unless
+/// its nearest non-Python base is a heap type (then that base's dealloc
+/// does). So: the type is released here when every type from the
+/// instance's up to greenlet's is a heap type (greenlet itself, or Python
+/// subclasses of it); a static type in between (gevent's compiled Greenlet,
+/// say) means either there is no reference to release (the instance is of
+/// that static type) or subtype_dealloc releases it (a Python subclass of
+/// it).
+unsafe fn releases_type(tp: *mut ffi::PyTypeObject) -> bool {
+    // SAFETY: called from tp_dealloc with the GIL; the greenlet type object
+    // exists (it has instances) and lives for the whole process.
+    let ours = <Greenlet as pyo3::PyTypeInfo>::type_object_raw(unsafe { Python::assume_attached() });
+    let mut t = tp;
+    while !t.is_null() {
+        // SAFETY: `t` is the instance's live type or one of its bases.
+        unsafe {
+            if ffi::PyType_HasFeature(t, ffi::Py_TPFLAGS_HEAPTYPE) == 0 {
+                return false;
+            }
+            if t == ours {
+                return true;
+            }
+            t = (*t).tp_base;
+        }
+    }
+    false
 }
 
 /// greenlet kills a suspended greenlet on every dealloc, not only the first:
@@ -157,7 +205,7 @@ unsafe extern "C" fn traverse(obj: *mut ffi::PyObject, visit: ffi::visitproc, ar
     if r != 0 {
         return r;
     }
-    let c = payload(&obj).coro();
+    let Some(c) = payload(&obj).coro_if_any() else { return 0 };
     // Suspended: started, not finished, and not the one running in its thread.
     // A greenlet of a dead thread keeps its frames out of the collector's view:
     // nothing can ever release what they hold.
@@ -175,7 +223,7 @@ unsafe extern "C" fn traverse(obj: *mut ffi::PyObject, visit: ffi::visitproc, ar
 }
 
 unsafe extern "C" fn is_gc(obj: *mut ffi::PyObject) -> c_int {
-    let c = payload(&obj).coro();
+    let Some(c) = payload(&obj).coro_if_any() else { return 1 };
     let suspended = c.status == Status::Active && !c.is_main && c.thread.alive.load(Ordering::Acquire);
     (!suspended) as c_int
 }
