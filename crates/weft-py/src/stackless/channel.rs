@@ -92,11 +92,21 @@ fn action(slf: &Bound<'_, Channel>, dir: Dir, out: Temp) -> PyResult<Py<PyAny>> 
             will_block,
         )?;
     }
-    let paired = {
-        let mut st = ch.st.borrow_mut();
-        st.waiters
-            .take_partner(dir)
-            .map(|p| (p, st.preference, st.schedule_all))
+    let paired = loop {
+        let next = {
+            let mut st = ch.st.borrow_mut();
+            st.waiters.take_partner(dir).map(|p| (p, st.preference, st.schedule_all))
+        };
+        match next {
+            // A waiter whose thread has ended can never run: it is dropped
+            // from the queue, and the value goes to the next one.
+            Some((p, ..)) if !p.get().thread_alive() => {
+                p.get().set_place(Place::Nowhere);
+                p.get().state().blocked_on = None;
+                drop(p);
+            }
+            other => break other,
+        }
     };
     let Some((partner, preference, schedule_all)) = paired else {
         return block(slf, td, me, dir, out);

@@ -220,7 +220,7 @@ pub(crate) fn launcher_loop_fn(py: Python<'_>) -> PyResult<Py<PyAny>> {
 
 #[pyfunction]
 fn getcurrent(py: Python<'_>) -> PyResult<Py<Tasklet>> {
-    sched::with(py, |s| s.current.clone_ref(py))
+    sched::current_checked(py).map(|(_, t)| t).or_else(|_| sched::with(py, |s| s.current.clone_ref(py)))
 }
 
 #[pyfunction]
@@ -231,6 +231,7 @@ fn getmain(py: Python<'_>) -> PyResult<Py<Tasklet>> {
 /// Runnable tasklets of this thread, the running one included.
 #[pyfunction]
 fn getruncount(py: Python<'_>) -> PyResult<usize> {
+    let _ = sched::current_checked(py);
     sched::with(py, |s| {
         s.ring.len() + usize::from(s.current.get().place() == tasklet::Place::Nowhere)
     })

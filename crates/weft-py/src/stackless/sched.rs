@@ -72,6 +72,8 @@ pub(crate) struct Sched {
     pub leaving: Option<Py<Tasklet>>,
     /// References taken out while borrowed, released after the borrow.
     pub stale: Vec<Py<Tasklet>>,
+    /// Coroutines of collected suspended tasklets, to kill (`kill_doomed`).
+    pub doomed: Vec<Py<Greenlet>>,
     /// Parked tasklets with a deadline: (when, tasklet, park token).
     pub sleepers: Vec<(std::time::Instant, Py<Tasklet>, u64)>,
     /// Tasklets paused in `run()`, innermost last: the ring's owner when it
@@ -107,28 +109,24 @@ pub(crate) struct Launcher {
 /// Starts from deeper than this below the launcher go through it.
 const LAUNCH_DEPTH: usize = 64 * 1024;
 
-thread_local! {
-    static SCHED: RefCell<Option<Sched>> = const { RefCell::new(None) };
-}
+/// This thread's scheduler. When the thread ends, its tasklets can never
+/// run again (their stacks were the thread's): the scheduler is marked dead
+/// (channels then skip its waiters) and its references are leaked rather
+/// than released without the GIL, which a thread's TLS destructor may not
+/// hold.
+struct Slot(RefCell<Option<Sched>>);
 
-/// Drops the thread's scheduler when the thread ends: its tasklets go with it.
-struct ThreadEnd;
-impl Drop for ThreadEnd {
+impl Drop for Slot {
     fn drop(&mut self) {
-        let _ = SCHED.try_with(|s| {
-            if let Ok(mut s) = s.try_borrow_mut() {
-                if let Some(s) = s.take() {
-                    s.shared.alive.store(false, Ordering::Release);
-                    // The tasklets are released without the GIL guarantee
-                    // here: leak them rather than touch refcounts.
-                    std::mem::forget(s);
-                }
-            }
-        });
+        if let Some(s) = self.0.get_mut().take() {
+            s.shared.alive.store(false, Ordering::Release);
+            std::mem::forget(s);
+        }
     }
 }
+
 thread_local! {
-    static END: ThreadEnd = const { ThreadEnd };
+    static SCHED: Slot = const { Slot(RefCell::new(None)) };
 }
 
 /// Runs `f` on this thread's scheduler, creating it on first use.
@@ -136,7 +134,7 @@ pub(crate) fn with<R>(py: Python<'_>, f: impl FnOnce(&mut Sched) -> R) -> PyResu
     // One thread-local access on the common path (the scheduler exists).
     let mut f = Some(f);
     let r = SCHED.with(|s| {
-        let mut b = s.try_borrow_mut().map_err(|_| reentered())?;
+        let mut b = s.0.try_borrow_mut().map_err(|_| reentered())?;
         Ok::<_, PyErr>(b.as_mut().map(|sc| (f.take().expect("called once"))(sc)))
     })?;
     if let Some(r) = r {
@@ -144,7 +142,7 @@ pub(crate) fn with<R>(py: Python<'_>, f: impl FnOnce(&mut Sched) -> R) -> PyResu
     }
     create(py)?;
     SCHED.with(|s| {
-        let mut b = s.try_borrow_mut().map_err(|_| reentered())?;
+        let mut b = s.0.try_borrow_mut().map_err(|_| reentered())?;
         Ok((f.take().expect("not called yet"))(b.as_mut().expect("created above")))
     })
 }
@@ -157,7 +155,7 @@ fn reentered() -> PyErr {
 /// of this thread that is running).
 pub(crate) fn with_existing<R>(f: impl FnOnce(&mut Sched) -> R) -> R {
     SCHED.with(|s| {
-        f(s.borrow_mut()
+        f(s.0.borrow_mut()
             .as_mut()
             .expect("a scheduler exists in this thread"))
     })
@@ -166,7 +164,7 @@ pub(crate) fn with_existing<R>(f: impl FnOnce(&mut Sched) -> R) -> R {
 /// This thread's scheduler exists.
 pub(crate) fn exists() -> bool {
     SCHED
-        .try_with(|s| s.try_borrow().map(|b| b.is_some()).unwrap_or(true))
+        .try_with(|s| s.0.try_borrow().map(|b| b.is_some()).unwrap_or(true))
         .unwrap_or(false)
 }
 
@@ -194,9 +192,8 @@ fn create(py: Python<'_>) -> PyResult<()> {
         all.retain(|w| w.strong_count() > 0);
         all.push(Arc::downgrade(&shared));
     }
-    END.with(|_| ());
     SCHED.with(|s| {
-        *s.borrow_mut() = Some(Sched {
+        *s.0.borrow_mut() = Some(Sched {
             ring,
             current: main.clone_ref(py),
             main,
@@ -204,6 +201,7 @@ fn create(py: Python<'_>) -> PyResult<()> {
             dying: None,
             leaving: None,
             stale: Vec::new(),
+            doomed: Vec::new(),
             sleepers: Vec::new(),
             watchers: Vec::new(),
             switch_trap: 0,
@@ -227,7 +225,7 @@ pub(crate) fn thread_ids() -> Vec<u64> {
 /// The running tasklet, after checking that the running coroutine is its
 /// (a greenlet switch inside a tasklet would otherwise confuse the two).
 pub(crate) fn current_checked(py: Python<'_>) -> PyResult<(*mut ThreadData, Py<Tasklet>)> {
-    let (td, cur) = with(py, |s| (s.td, s.current.clone_ref(py)))?;
+    let (td, cur, doomed) = with(py, |s| (s.td, s.current.clone_ref(py), !s.doomed.is_empty()))?;
     // SAFETY: this thread's live data.
     let running = unsafe { (*td).current.as_ptr() };
     if cur.get().coro_ptr() != running {
@@ -236,7 +234,39 @@ pub(crate) fn current_checked(py: Python<'_>) -> PyResult<(*mut ThreadData, Py<T
              switch back to the tasklet's own greenlet before using tasklets or channels",
         ));
     }
+    if doomed {
+        // A consistent point (the running coroutine is the current
+        // tasklet's): the collected tasklets' kills run now.
+        kill_doomed(py);
+    }
     Ok((td, cur))
+}
+
+/// Queues the coroutine of a collected, suspended tasklet of `thread` for
+/// its kill; false if it is not this thread's (the caller drops it).
+pub(crate) fn doom(thread: &Arc<Shared>, coro: &Py<Greenlet>) -> bool {
+    SCHED
+        .try_with(|s| match s.0.try_borrow_mut() {
+            Ok(mut b) => match b.as_mut() {
+                Some(sc) if Arc::ptr_eq(&sc.shared, thread) => {
+                    sc.doomed.push(coro.clone_ref(unsafe_py()));
+                    true
+                }
+                _ => false,
+            },
+            Err(_) => false,
+        })
+        .unwrap_or(false)
+}
+
+/// Kills the coroutines of collected tasklets (see `Tasklet`'s Drop): each
+/// runs its finally blocks and comes back here (greenlet's rules).
+pub(crate) fn kill_doomed(py: Python<'_>) {
+    loop {
+        let Ok(Some(coro)) = with(py, |s| s.doomed.pop()) else { return };
+        crate::greenlet::switch::kill_with(py, coro.bind(py), super::exits::tasklet_exit(py, ()));
+        drop(coro);
+    }
 }
 
 /// Moves tasklets other threads made runnable here into the ring.

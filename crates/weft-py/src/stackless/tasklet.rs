@@ -11,7 +11,7 @@ use pyo3::{ffi, PyTraverseError, PyVisit};
 use weft_sched::chan::Dir;
 use weft_sched::Key;
 
-use crate::greenlet::{switch, Greenlet, Passing, ThreadData};
+use crate::greenlet::{Greenlet, Passing, ThreadData};
 
 use super::channel::Channel;
 use super::sched::{self, Shared};
@@ -189,6 +189,11 @@ impl Tasklet {
         Arc::ptr_eq(&self.st.borrow().thread, other)
     }
 
+    /// Its thread has not ended.
+    pub(crate) fn thread_alive(&self) -> bool {
+        self.st.borrow().thread.alive.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Both tasklets belong to one thread.
     pub(crate) fn same_thread_as(&self, other: &Tasklet) -> bool {
         Arc::ptr_eq(&self.st.borrow().thread, &other.st.borrow().thread)
@@ -294,17 +299,18 @@ impl Drop for Tasklet {
         if st.is_main || st.dead || !st.started {
             return;
         }
-        // A suspended tasklet nobody references any more: killed with
-        // TaskletExit (its finally blocks run), as Stackless does; greenlet's
-        // rules bring the kill back here. In another thread, greenlet's
-        // finalizer queues the kill for that thread.
-        let here = st.thread.alive.load(std::sync::atomic::Ordering::Acquire)
-            && sched::exists()
-            && { sched::with(py, |s| Arc::ptr_eq(&s.shared, &st.thread)).unwrap_or(false) };
-        if here {
-            switch::kill_with(py, coro.bind(py), exits::tasklet_exit(py, ()));
+        // A suspended tasklet nobody references any more is killed with
+        // TaskletExit (its finally blocks run), as Stackless does. Not here:
+        // a reference can go away in the middle of a switch, where a kill
+        // (itself a switch) would tangle the two. Its coroutine waits in the
+        // scheduler's `doomed` list, killed at the next scheduler call of
+        // this thread. In another thread, greenlet's finalizer queues the
+        // kill for that thread.
+        let here = st.thread.alive.load(std::sync::atomic::Ordering::Acquire) && sched::doom(&st.thread, &coro);
+        let _ = py;
+        if !here {
+            drop(coro);
         }
-        drop(coro);
     }
 }
 
