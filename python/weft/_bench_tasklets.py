@@ -228,9 +228,9 @@ def channel_runloom(n):
             pong.recv()
         out.append(time.perf_counter() - t0)
 
-    rl.go(ponger)
-    rl.go(pinger)
-    rl.run()
+    rl.fiber(ponger)
+    rl.fiber(pinger)
+    rl.run(1)
     return out[0] / (2 * n) * 1e9
 
 
@@ -297,8 +297,8 @@ def create_runloom(n):
     t0 = time.perf_counter()
     for _ in range(n // BATCH):
         for _ in range(BATCH):
-            rl.go(_noop)
-        rl.run()
+            rl.fiber(_noop)
+        rl.run(1)
     return (time.perf_counter() - t0) / n * 1e6
 
 
@@ -348,12 +348,19 @@ def memory_asyncio(n):
 def memory_runloom(n):
     rl = _runloom()
     ch = rl.Chan()
-    gc.collect()
-    before = _rss()
-    for _ in range(n):
-        rl.go(ch.recv)
-    rl.run()
-    return (_rss() - before) / n
+    out = []
+
+    def main():
+        gc.collect()
+        before = _rss()
+        for _ in range(n):
+            rl.fiber(ch.recv)
+        rl.yield_now()  # every fiber runs to its recv and parks
+        out.append((_rss() - before) / n)
+        ch.close()  # wakes them all: they end
+
+    rl.run(1, main)
+    return out[0]
 
 
 def million_weft(n):
