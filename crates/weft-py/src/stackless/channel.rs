@@ -42,6 +42,25 @@ unsafe impl Sync for Channel {}
 unsafe impl Send for Channel {}
 
 impl Channel {
+    /// Queues a select case's waiter (no checks: `select` made them).
+    pub(crate) fn wait_for_select(&self, dir: Dir, t: Py<Tasklet>) -> Key {
+        self.st.borrow_mut().waiters.wait(dir, t)
+    }
+
+    /// True if an operation in direction `dir` pairs now (a live partner
+    /// that is not a select already fired), dropping stale entries.
+    pub(crate) fn ready_for(&self, dir: Dir) -> bool {
+        let st = self.st.borrow();
+        st.waiters.peek_partner(dir).is_some()
+    }
+
+    /// True if the channel is closing and nobody waits in direction `dir`'s
+    /// partner queue: an operation would fail.
+    pub(crate) fn closed_for(&self, dir: Dir) -> bool {
+        let st = self.st.borrow();
+        st.closing && !st.waiters.can_pair(dir)
+    }
+
     /// Takes a waiter out again (kill, throw, deadlock, interrupt).
     pub(crate) fn cancel(&self, d: Dir, k: Key) -> Option<Py<Tasklet>> {
         self.st.borrow_mut().waiters.cancel(d, k)
@@ -78,7 +97,7 @@ fn deliver(py: Python<'_>, t: Temp) -> PyResult<Py<PyAny>> {
 
 /// One channel operation by the running tasklet: `send` with `out` the value
 /// or exception to hand over, or `receive` (`out` Empty).
-fn action(slf: &Bound<'_, Channel>, dir: Dir, out: Temp) -> PyResult<Py<PyAny>> {
+pub(crate) fn action(slf: &Bound<'_, Channel>, dir: Dir, mut out: Temp) -> PyResult<Py<PyAny>> {
     let py = slf.py();
     let (td, me) = sched::current_checked(py)?;
     let ch = slf.get();
@@ -104,6 +123,18 @@ fn action(slf: &Bound<'_, Channel>, dir: Dir, out: Temp) -> PyResult<Py<PyAny>> 
                 p.get().set_place(Place::Nowhere);
                 p.get().state().blocked_on = None;
                 drop(p);
+            }
+            // A tasklet waiting in a select: it takes this hand-off if none
+            // of its cases has fired yet (else its entry is stale: skipped).
+            Some((p, ..)) if p.get().state().select.is_some() => {
+                let out_now = std::mem::replace(&mut out, Temp::Empty);
+                match super::select::offer(py, &p, slf.as_ptr(), dir, out_now) {
+                    Ok(got) => {
+                        drop(me);
+                        return deliver(py, got);
+                    }
+                    Err(back) => out = back,
+                }
             }
             other => break other,
         }

@@ -9,6 +9,7 @@
 mod callbacks;
 mod channel;
 mod park;
+mod select;
 pub(crate) mod exits;
 pub(crate) mod sched;
 mod tasklet;
@@ -319,6 +320,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     sl.add_function(wrap_pyfunction!(enable_softswitch, &sl)?)?;
     sl.add_function(wrap_pyfunction!(park::park, &sl)?)?;
     sl.add_function(wrap_pyfunction!(park::_must_park, &sl)?)?;
+    sl.add_function(wrap_pyfunction!(select::select, &sl)?)?;
     callbacks::register(&sl)?;
     exits::register(&sl)?;
     m.add("stackless", sl)?;

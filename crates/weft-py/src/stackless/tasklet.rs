@@ -67,6 +67,8 @@ pub(crate) struct TState {
     pub context: Option<Py<PyAny>>,
     /// Counts parkings: a wake-up names the parking it is for.
     pub park_token: u64,
+    /// The select it waits in, while it waits in one.
+    pub select: Option<std::sync::Arc<super::select::Select>>,
 }
 
 #[pyclass(
@@ -116,6 +118,7 @@ impl Tasklet {
                 profile: None,
                 context: None,
                 park_token: 0,
+                select: None,
             }),
         }
     }

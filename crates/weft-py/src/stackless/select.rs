@@ -1,0 +1,316 @@
+//! `select`: one wait on several channel operations, of which exactly one
+//! takes effect (weft.select is the face; docs/select.md the rules).
+//!
+//! Cases are receives from or sends to Stackless channels, and receives from
+//! other sources that the face polls (a `weft.execnet` channel), each with an
+//! optional wake-up event. A pass over the cases, from a random start, takes
+//! the first that can complete now. Otherwise the tasklet (a plain thread is
+//! its main tasklet) parks: it waits in each Stackless channel's queue and on
+//! each event. A channel operation that pairs with a parked select waiter
+//! fires it through [`offer`] (exactly once: `fired` is set under the GIL
+//! before anything else happens, and later partners skip the stale entries);
+//! an event's wake-up only makes it look again. When it runs again it takes
+//! its other entries out of the channels.
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::{PyTimeoutError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+
+use weft_sched::chan::Dir;
+use weft_sched::Key;
+
+use crate::event::PyEvent;
+use crate::greenlet::Passing;
+
+use super::channel::{action, Channel};
+use super::sched;
+use super::tasklet::{Place, Tasklet, Temp};
+
+const NOT_FIRED: usize = usize::MAX;
+
+/// A select waiting: which case fired, and what it carried.
+pub(crate) struct Select {
+    fired: AtomicUsize,
+    /// Per case: (channel object, direction, queue key) of a Stackless case.
+    entries: Mutex<Vec<Option<(*mut pyo3::ffi::PyObject, Dir, Key)>>>,
+    /// Per case: the value a send case offers.
+    sends: Mutex<Vec<Option<Py<PyAny>>>>,
+    /// What the fired case received (a receive), or Empty.
+    got: Mutex<Option<Temp>>,
+}
+
+// SAFETY: every field is touched with the GIL held (the raw channel pointers
+// are only followed under it); the mutexes only satisfy the compiler.
+unsafe impl Send for Select {}
+// SAFETY: as above.
+unsafe impl Sync for Select {}
+
+/// A channel operation in direction `dir` (of the running tasklet, on
+/// channel `chan`) meets the select waiter `p`: fire it if it has not fired.
+/// `Ok(received)` when it took the hand-off; `Err(out)` gives the value back
+/// when the entry was stale.
+pub(crate) fn offer(py: Python<'_>, p: &Py<Tasklet>, chan: *mut pyo3::ffi::PyObject, dir: Dir, out: Temp) -> Result<Temp, Temp> {
+    let sel = match p.get().state().select.clone() {
+        Some(s) => s,
+        None => return Err(out),
+    };
+    let case = {
+        let entries = sel.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.iter().position(|e| matches!(e, Some((c, d, _)) if *c == chan && *d == dir.opposite()))
+    };
+    let Some(case) = case else { return Err(out) };
+    if sel.fired.compare_exchange(NOT_FIRED, case, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        return Err(out);
+    }
+    // Its entry in this channel is gone already (popped by the caller).
+    sel.entries.lock().unwrap_or_else(|e| e.into_inner())[case] = None;
+    let got = match dir {
+        // We send: the select's receive case gets our value.
+        Dir::Send => {
+            *sel.got.lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
+            Temp::Empty
+        }
+        // We receive: the select's send case gives its value.
+        Dir::Recv => {
+            let v = sel.sends.lock().unwrap_or_else(|e| e.into_inner())[case].take();
+            v.map_or(Temp::Empty, Temp::Value)
+        }
+    };
+    wake(py, p);
+    Ok(got)
+}
+
+/// Makes a parked select waiter runnable (here, or through its thread's mailbox).
+fn wake(py: Python<'_>, p: &Py<Tasklet>) {
+    if let Place::Parked(token) = p.get().place() {
+        let theirs = p.get().thread();
+        let here = sched::with(py, |s| Arc::ptr_eq(&s.shared, &theirs)).unwrap_or(false);
+        if here {
+            let _ = sched::with(py, |s| sched::insert_back(s, p.clone_ref(py)));
+        } else {
+            theirs.post_token(p.clone_ref(py), Some(token));
+        }
+    }
+}
+
+struct Case<'py> {
+    kind: u8,
+    obj: Bound<'py, PyAny>,
+    value: Option<Bound<'py, PyAny>>,
+    event: Option<Bound<'py, PyAny>>,
+}
+
+const RECV: u8 = 0;
+const SEND: u8 = 1;
+const POLL: u8 = 2;
+
+fn xorshift() -> usize {
+    use std::cell::Cell;
+    thread_local!(static SEED: Cell<u64> = Cell::new(0x2545_f491_4f6c_dd1d ^ (std::process::id() as u64) << 17));
+    SEED.with(|s| {
+        let mut x = s.get();
+        if x == 0 {
+            x = 0x9e37_79b9_7f4a_7c15;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        x as usize
+    })
+}
+
+/// One pass, from a random start: the first case that completes now.
+/// `closed` is returned as the value of a case whose channel is closed.
+fn poll<'py>(_py: Python<'py>, cases: &[Case<'py>], closed: &Bound<'py, PyAny>) -> PyResult<Option<(usize, Py<PyAny>)>> {
+    let n = cases.len();
+    let start = xorshift() % n;
+    for k in 0..n {
+        let i = (start + k) % n;
+        let c = &cases[i];
+        match c.kind {
+            RECV | SEND => {
+                let ch = c.obj.cast::<Channel>()?;
+                let dir = if c.kind == RECV { Dir::Recv } else { Dir::Send };
+                if ch.get().ready_for(dir) {
+                    let out = match &c.value {
+                        Some(v) => Temp::Value(v.clone().unbind()),
+                        None => Temp::Empty,
+                    };
+                    // A partner is waiting: this does not block.
+                    let v = action(ch, dir, out)?;
+                    return Ok(Some((i, v)));
+                }
+                if ch.get().closed_for(dir) {
+                    return Ok(Some((i, closed.clone().unbind())));
+                }
+            }
+            _ => {
+                let r = c.obj.call0()?;
+                let (ready, value): (bool, Py<PyAny>) = r.extract()?;
+                if ready {
+                    return Ok(Some((i, value)));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Waits for one of `cases`: a list of `(kind, obj, value, event)` where kind
+/// 0 receives from Stackless channel `obj`, 1 sends `value` to it, and 2
+/// calls `obj()` for `(ready, value)` (a receive from another source; `event`
+/// is weft's Event set when it may be ready). Returns `(index, value)`;
+/// `(-1, default)` if `nonblocking` and nothing is ready; raises
+/// TimeoutError after `timeout` seconds.
+#[pyfunction]
+#[pyo3(signature = (cases, closed, timeout=None, nonblocking=false, default=None))]
+pub(crate) fn select<'py>(py: Python<'py>, cases: &Bound<'py, PyList>, closed: Bound<'py, PyAny>, timeout: Option<f64>, nonblocking: bool, default: Option<Py<PyAny>>) -> PyResult<(isize, Py<PyAny>)> {
+    let mut cs = Vec::with_capacity(cases.len());
+    for item in cases.iter() {
+        let t = item.cast::<PyTuple>().map_err(|_| PyTypeError::new_err("select cases are (kind, obj, value, event) tuples"))?;
+        let kind: u8 = t.get_item(0)?.extract()?;
+        let obj = t.get_item(1)?;
+        let value = t.get_item(2)?;
+        let event = t.get_item(3)?;
+        if kind > POLL {
+            return Err(PyValueError::new_err("select case kind must be 0 (receive), 1 (send) or 2 (poll)"));
+        }
+        if kind != POLL && obj.cast::<Channel>().is_err() {
+            return Err(PyTypeError::new_err("a receive or send case needs a weft.stackless channel"));
+        }
+        cs.push(Case { kind, obj, value: (kind == SEND).then_some(value), event: (!event.is_none()).then_some(event) });
+    }
+    if cs.is_empty() {
+        return Err(PyValueError::new_err("select() needs at least one case"));
+    }
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(Duration::try_from_secs_f64(t.max(0.0)).ok()?));
+    loop {
+        if let Some((i, v)) = poll(py, &cs, &closed)? {
+            return Ok((i as isize, v));
+        }
+        if nonblocking {
+            return Ok((-1, default.unwrap_or_else(|| py.None())));
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(PyTimeoutError::new_err(format!("select(): no case was ready within {} seconds", timeout.unwrap_or(0.0))));
+        }
+        if let Some(r) = park(py, &cs, deadline)? {
+            return Ok(r);
+        }
+    }
+}
+
+/// Parks in every case until one fires (its result) or an event or the
+/// deadline wakes us to poll again (None).
+fn park<'py>(py: Python<'py>, cases: &[Case<'py>], deadline: Option<Instant>) -> PyResult<Option<(isize, Py<PyAny>)>> {
+    let (td, me) = sched::current_checked(py)?;
+    let t = me.get();
+    let sel = Arc::new(Select {
+        fired: AtomicUsize::new(NOT_FIRED),
+        entries: Mutex::new(vec![None; cases.len()]),
+        sends: Mutex::new(cases.iter().map(|c| c.value.as_ref().map(|v| v.clone().unbind())).collect()),
+        got: Mutex::new(None),
+    });
+    let token = {
+        let mut st = t.state();
+        st.park_token += 1;
+        st.select = Some(sel.clone());
+        st.park_token
+    };
+    let gone = sched::with(py, |s| {
+        let gone = sched::unlink(s, t);
+        t.set_place(Place::Parked(token));
+        if let Some(d) = deadline {
+            s.sleepers.push((d, me.clone_ref(py), token));
+        }
+        gone
+    })?;
+    drop(gone);
+    for (i, c) in cases.iter().enumerate() {
+        match c.kind {
+            RECV | SEND => {
+                let ch = c.obj.cast::<Channel>()?;
+                let dir = if c.kind == RECV { Dir::Recv } else { Dir::Send };
+                let key = ch.get().wait_for_select(dir, me.clone_ref(py));
+                sel.entries.lock().unwrap_or_else(|e| e.into_inner())[i] = Some((c.obj.as_ptr(), dir, key));
+            }
+            _ => {
+                if let Some(ev) = &c.event {
+                    if let Ok(e) = ev.cast::<PyEvent>() {
+                        let shared = t.thread();
+                        let r = me.clone_ref(py);
+                        e.get().inner().add_waker(Box::new(move || shared.post_token(r, Some(token))));
+                    }
+                }
+            }
+        }
+    }
+    // Without weft's event to wake us, a poll case is looked at again soon.
+    let polls_blind = cases.iter().any(|c| c.kind == POLL && c.event.as_ref().is_none_or(|e| e.cast::<PyEvent>().is_err()));
+    if polls_blind {
+        let soon = Instant::now() + Duration::from_millis(10);
+        let when = deadline.map_or(soon, |d| d.min(soon));
+        sched::with(py, |s| s.sleepers.push((when, me.clone_ref(py), token)))?;
+    }
+    let result = wait_parked(py, td, &me, token);
+    // Running again: leave every channel still holding an entry of ours.
+    let entries = std::mem::take(&mut *sel.entries.lock().unwrap_or_else(|e| e.into_inner()));
+    for (chan, dir, key) in entries.into_iter().flatten() {
+        // SAFETY: the channel objects are the cases' own, kept alive by
+        // `cases` (the caller's list) for the whole call.
+        let ch = unsafe { Bound::from_borrowed_ptr(py, chan).cast_into_unchecked::<Channel>() };
+        drop(ch.get().cancel(dir, key));
+    }
+    {
+        let mut st = t.state();
+        st.select = None;
+    }
+    if matches!(t.place(), Place::Parked(_)) {
+        sched::with(py, |s| sched::make_head(s, &me, t, false))?;
+    }
+    result?;
+    let fired = sel.fired.load(Ordering::Acquire);
+    if fired == NOT_FIRED {
+        return Ok(None);
+    }
+    let got = sel.got.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let value = match got {
+        Some(Temp::Value(v)) => {
+            if super::exits::is_bomb(py, v.bind(py)) {
+                return Err(super::exits::bomb_error(py, v.bind(py)));
+            }
+            v
+        }
+        Some(Temp::Exc(e)) => return Err(e),
+        _ => py.None(),
+    };
+    Ok(Some((fired as isize, value)))
+}
+
+/// Switches away until something makes this parked tasklet runnable; with
+/// nothing else to run, waits for another thread or the deadline.
+fn wait_parked(py: Python<'_>, td: *mut crate::greenlet::ThreadData, me: &Py<Tasklet>, token: u64) -> PyResult<()> {
+    loop {
+        let next = sched::with(py, |s| sched::pick_next(s, py))?;
+        if next.as_ptr() == me.as_ptr() {
+            if me.get().place() != Place::Parked(token) {
+                return Ok(());
+            }
+            drop(next);
+            if !sched::idle_wait(py)? {
+                return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                    "Deadlock: select() waits on channels nothing else can reach (no other tasklet can run and no other thread is alive)",
+                ));
+            }
+            continue;
+        }
+        sched::switch_to(py, td, next, Passing::Empty)?;
+        if me.get().place() != Place::Parked(token) {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,120 @@
+"""Wait on several channel operations at once, local or remote.
+
+    from weft.select import select, recv, send, CLOSED
+
+    index, value = select(recv(tasklet_channel), send(other, 42), recv(gateway_channel),
+                          timeout=5.0)
+
+A case is ``recv(ch)`` or ``send(ch, value)`` on a ``weft.stackless.channel``,
+or ``recv(ch)`` on a ``weft.execnet`` channel (any gateway kind). ``select``
+returns ``(index, value)`` of the one case that took effect: the value
+received (``None`` for a send). The rules (docs/select.md):
+
+* When several cases are ready, one is chosen at random: none starves.
+* Exactly one case takes effect. The items of the other cases stay in their
+  channels: nothing is lost or taken twice.
+* A case on a closed channel fires with ``CLOSED`` as its value (a
+  weft.execnet channel closed with an error raises that error instead).
+* ``timeout`` seconds without a case: ``TimeoutError``. ``default=...``: do
+  not wait; ``(-1, default)`` when no case is ready now.
+* In a tasklet, ``select`` blocks only that tasklet; in a plain thread it
+  blocks the thread (GIL released), woken by the channels' partners in any
+  thread or by a gateway's reader. No busy waiting.
+"""
+from weft._weft import stackless as _sl
+
+__all__ = ["select", "recv", "send", "CLOSED"]
+
+
+class _Closed:
+    __slots__ = ()
+
+    def __repr__(self):
+        return "weft.select.CLOSED"
+
+    def __reduce__(self):
+        return "CLOSED"
+
+
+CLOSED = _Closed()
+_NO_DEFAULT = object()
+_RECV, _SEND, _POLL = 0, 1, 2
+
+
+class recv:
+    """A receive case: from a weft.stackless channel or a weft.execnet channel."""
+
+    __slots__ = ("channel",)
+
+    def __init__(self, channel):
+        self.channel = channel
+
+    def __repr__(self):
+        return f"recv({self.channel!r})"
+
+
+class send:
+    """A send case: ``value`` to a weft.stackless channel."""
+
+    __slots__ = ("channel", "value")
+
+    def __init__(self, channel, value):
+        self.channel = channel
+        self.value = value
+
+    def __repr__(self):
+        return f"send({self.channel!r}, {self.value!r})"
+
+
+def _gateway_case(ch):
+    """A poll function and wake-up event for a weft.execnet channel."""
+    items = getattr(ch, "_items", None)
+    if items is None:
+        raise ValueError(f"cannot select on {ch!r}: it has a receiver callback (its items go there)")
+    from weft._bootstrap import core
+
+    event = getattr(items, "event", None)
+
+    def poll():
+        if event is not None:
+            event.clear()  # looked at below; a later item sets it again
+        try:
+            x = items.get_nowait()
+        except core.Empty:
+            return (False, None)
+        if x is core.ENDMARKER:
+            items.put(x)  # for other receivers
+            err = ch._getremoteerror()
+            if err:
+                raise err
+            return (True, CLOSED)
+        return (True, x)
+
+    return (_POLL, poll, None, event)
+
+
+def _case(c):
+    if isinstance(c, send):
+        if not isinstance(c.channel, _sl.channel):
+            raise TypeError(f"send cases need a weft.stackless channel, not {type(c.channel).__name__} "
+                            "(a weft.execnet channel's send never blocks: call it directly)")
+        return (_SEND, c.channel, c.value, None)
+    if isinstance(c, recv):
+        if isinstance(c.channel, _sl.channel):
+            return (_RECV, c.channel, None, None)
+        if hasattr(c.channel, "receive") and hasattr(c.channel, "_items"):
+            return _gateway_case(c.channel)
+        raise TypeError(f"cannot receive from {type(c.channel).__name__} in select: "
+                        "use a weft.stackless channel or a weft.execnet channel")
+    raise TypeError(f"select cases are recv(channel) or send(channel, value), not {type(c).__name__}")
+
+
+def select(*cases, timeout=None, default=_NO_DEFAULT):
+    """Wait until one of ``cases`` takes effect; returns ``(index, value)``."""
+    if len(cases) == 1 and isinstance(cases[0], (list, tuple)):
+        cases = tuple(cases[0])
+    if timeout is not None and timeout < 0:
+        raise ValueError("select(): timeout must be None or >= 0 seconds")
+    built = [_case(c) for c in cases]
+    nonblocking = default is not _NO_DEFAULT
+    return _sl.select(built, CLOSED, timeout, nonblocking, None if not nonblocking else default)
