@@ -14,6 +14,10 @@ from . import _wait  # noqa: F401  (installs the blocking hook)
 
 __all__ = ["Gateway", "RInfo", "RemoteStatus", "rinfo_source"]
 
+# Most seconds exit() waits for the writer's turn, and then for the first
+# byte of its message to go out, before it closes the transport anyway.
+EXIT_WAIT = 0.5
+
 
 class Gateway(_core.BaseGateway):
     """Gateway to a local or remote Python interpreter.
@@ -44,6 +48,14 @@ class Gateway(_core.BaseGateway):
             return None
         describe = getattr(self._io, "describe_death", None)
         how = describe() if describe is not None else "the connection was closed (%s)" % (exc,)
+        text = str(exc)
+        if not (isinstance(exc, EOFError)
+                and (text in ("", "connection closed") or text.startswith("expected 9 bytes, got 0"))):
+            # not a plain end of the stream: say what really ended it
+            how = "%s: %s; %s" % (type(exc).__name__, text, how)
+        broken = getattr(self._io, "broken", None)
+        if broken:
+            how = "this side stopped sending: %s; %s" % (broken, how)
         return _core.GatewayDied("gateway %r: %s" % (self.id, how))
 
     def hasreceiver(self):
@@ -61,10 +73,21 @@ class Gateway(_core.BaseGateway):
             return
         self._exiting = True
         try:
-            self._send(_core.GATEWAY_TERMINATE)
-            self._io.close_write()
+            try_write = getattr(self._io, "try_write", None)
+            if try_write is None:
+                self._send(_core.GATEWAY_TERMINATE)
+            elif not try_write(_wire.pack_message(_core.GATEWAY_TERMINATE, 0, b""),
+                               EXIT_WAIT, EXIT_WAIT):
+                # another thread is stuck sending (a stopped worker, a full
+                # pipe): don't wait for it; closing stops that write, and
+                # Group.terminate kills what does not end
+                self._trace("exit message not sent within %s s: closing" % (EXIT_WAIT,))
         except (ValueError, EOFError, OSError) as exc:
             self._trace("could not send termination: %r" % (exc,))
+        try:
+            self._io.close_write()
+        except (ValueError, EOFError, OSError) as exc:
+            self._trace("could not close: %r" % (exc,))
 
     def reconfigure(self, py2str_as_py3str=True, py3str_as_py2str=False):
         """Set the string coercion for Python-2 strings (kept for execnet)."""
