@@ -346,6 +346,11 @@ def main(argv=None):
     def ready(addr):
         print("weft socketserver listening on %s:%d" % addr, flush=True)
 
+    try:  # handshake threads need little stack; more of them fit a low RLIMIT_AS
+        threading.stack_size(512 << 10)
+    except (ValueError, RuntimeError):
+        pass
+
     try:
         serve(opts.host, opts.port, secret, python=opts.python, ready=ready,
               timeout=opts.handshake_timeout, max_pending=max(1, opts.max_pending))
