@@ -135,3 +135,97 @@ def test_hypothesis_mutants_agree(data):
     got = rloads(raw, channel_factory=Chan)
     # duplicate dict keys / set items: Python dedups in both paths alike
     assert same(got, want)
+
+
+@pytest.mark.parametrize("vec", DOC["limits"], ids=ids(DOC["limits"]))
+def test_limit_vector_same_error(vec):
+    from test_wire import limit_input
+
+    data = limit_input(vec)
+    if vec.get("ok"):
+        assert same(rloads(data, channel_factory=Chan), pywire.loads(data, channel_factory=Chan))
+        return
+    errors = []
+    for loads in (rloads, pywire.loads):
+        with pytest.raises(pywire.LoadError) as info:
+            loads(data, channel_factory=Chan)
+        errors.append(str(info.value))
+    assert errors[0] == errors[1] == "%s (at byte %d)" % (vec["error"], vec["offset"])
+
+
+def test_channel_factory_calls_bounded_per_message():
+    calls = []
+
+    def factory(cid):
+        calls.append(cid)
+        return Chan(cid)
+
+    with pytest.raises(pywire.LoadError, match="channel references"):
+        rloads(b"B\x00\x00\x00\x01" * (pywire.MAX_CHANNELS + 1) + b"Q", channel_factory=factory)
+    assert len(calls) == pywire.MAX_CHANNELS
+
+
+# ------------------------------------------------------------------ hostile objects
+
+class Mutator:
+    """A channel whose _weft_channel_id property changes ``target``."""
+
+    def __init__(self, target, how):
+        self.target = target
+        self.how = how
+
+    @property
+    def _weft_channel_id(self):
+        self.how(self.target)
+        return 1
+
+
+def _grow_dict(d):
+    d[len(d) + 1000] = 1
+
+
+def _grow_set(s):
+    s.add(len(s) + 1000)
+
+
+@pytest.mark.parametrize("dumps", [rdumps, pywire.dumps], ids=["rust", "python"])
+def test_dict_mutated_while_encoding_is_a_dumperror(dumps):
+    d = {}
+    d["a"] = Mutator(d, _grow_dict)
+    d["b"] = 2
+    with pytest.raises(pywire.DumpError, match="dict changed during serialization"):
+        dumps(d)
+
+
+@pytest.mark.parametrize("dumps", [rdumps, pywire.dumps], ids=["rust", "python"])
+def test_set_mutated_while_encoding_is_a_dumperror(dumps):
+    s = set()
+    holder = (s,)
+    s.add(Mutator(s, _grow_set))
+    s.add(5)
+    with pytest.raises(pywire.DumpError, match="set changed during serialization"):
+        dumps(holder)
+
+
+def test_list_mutated_while_encoding_stays_decodable():
+    for how in (lambda l: l.append(9), lambda l: l.pop(), lambda l: l.clear()):
+        out = []
+        for dumps in (rdumps, pywire.dumps):
+            lst = [1]
+            lst.insert(0, Mutator(lst, how))
+            lst.append(3)
+            data = dumps(lst)
+            out.append(data)
+            assert len(pywire.loads(data, channel_factory=Chan)) == 3
+            assert len(rloads(data, channel_factory=Chan)) == 3
+        assert out[0] == out[1]
+
+
+def test_hostile_dict_through_the_frame_writer():
+    w = _weft.FrameWriter(os.open(os.devnull, os.O_WRONLY))
+    d = {}
+    d["a"] = Mutator(d, _grow_dict)
+    with pytest.raises(pywire.DumpError):
+        w.send(4, 1, d)
+    with pytest.raises(pywire.DumpError):
+        _weft.frame_dumps(4, 1, d)

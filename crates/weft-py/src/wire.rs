@@ -119,10 +119,38 @@ pub(crate) fn dump_into(out: &mut Vec<u8>, obj: &Bound<'_, PyAny>, depth: usize)
         }
         if let Ok(d) = obj.cast_exact::<PyDict>() {
             Emitter::new(out).dict_start();
-            for (k, v) in d.iter() {
-                dump_into(out, &k, depth)?;
-                dump_into(out, &v, depth)?;
+            // PyDict_Next, not pyo3's dict iterator: that one panics when
+            // the dict changes size, and encoding a key or value can run
+            // Python code (a channel's _weft_channel_id property) that
+            // changes it. A change is a DumpError, as in the Python twin;
+            // every pair written is whole, so the bytes stay decodable.
+            let size = d.len();
+            let mut pos: pyo3::ffi::Py_ssize_t = 0;
+            loop {
+                let mut k: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+                let mut v: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+                // SAFETY: `d` is a live dict (we hold a reference and the
+                // GIL); PyDict_Next reads the dict's current table with
+                // bounds checks on `pos`, so it is memory-safe even after
+                // the dict was mutated (it may then skip or repeat entries,
+                // which the size check below turns into an error).
+                let more = unsafe { pyo3::ffi::PyDict_Next(d.as_ptr(), &mut pos, &mut k, &mut v) };
+                if more == 0 {
+                    break;
+                }
+                // SAFETY: on success PyDict_Next gives borrowed, non-null
+                // references owned by the dict; we take strong references
+                // at once, before any Python code can run and drop them.
+                let (key, value) = unsafe { (Bound::from_borrowed_ptr(py, k), Bound::from_borrowed_ptr(py, v)) };
+                dump_into(out, &key, depth)?;
+                dump_into(out, &value, depth)?;
                 Emitter::new(out).setitem();
+                if d.len() != size {
+                    return Err(dump_error(
+                        py,
+                        "dict changed during serialization: dictionary changed size during iteration".into(),
+                    ));
+                }
             }
             return Ok(());
         }
@@ -140,7 +168,15 @@ pub(crate) fn dump_into(out: &mut Vec<u8>, obj: &Bound<'_, PyAny>, depth: usize)
         }
         let mut n = 0;
         for item in obj.try_iter()? {
-            dump_into(out, &item?, depth)?;
+            // a set changed by the encoding of its items: a DumpError
+            let item = item.map_err(|e| {
+                if e.is_instance_of::<pyo3::exceptions::PyRuntimeError>(py) {
+                    dump_error(py, format!("{} changed during serialization: {}", type_name(obj), e.value(py)))
+                } else {
+                    e
+                }
+            })?;
+            dump_into(out, &item, depth)?;
             n += 1;
         }
         let mut e = Emitter::new(out);

@@ -11,12 +11,15 @@
 //!   by a distinct input byte: total list capacity <= input length;
 //! * the stack gains at most one entry per input byte;
 //! * containers nest at most [`MAX_DEPTH`] deep, so dropping, comparing or
-//!   re-encoding a decoded value recurses at most that far.
+//!   re-encoding a decoded value recurses at most that far;
+//! * one message makes at most [`MAX_VALUES`] values, [`MAX_CONTAINERS`]
+//!   containers and [`MAX_CHANNELS`] channel references, each counted
+//!   before it is made.
 
 use crate::error::LoadError;
 use crate::opcode as op;
 use crate::value::{check_decimal, Value};
-use crate::{DUMPFORMAT_VERSION, MAX_DEPTH};
+use crate::{DUMPFORMAT_VERSION, MAX_CHANNELS, MAX_CONTAINERS, MAX_DEPTH, MAX_VALUES};
 
 const MIN_LIST_ITEM: usize = 7;
 
@@ -258,6 +261,7 @@ pub fn decode_into<B: Builder>(data: &[u8], opts: &LoadOptions, b: &mut B) -> Re
     }
     let mut stack: Vec<Entry<B::Item>> = Vec::new();
     let mut missing: usize = 0; // announced list items not yet stored
+    let (mut values, mut containers, mut channels) = (0usize, 0usize, 0usize);
 
     loop {
         let at = r.pos;
@@ -265,6 +269,29 @@ pub fn decode_into<B: Builder>(data: &[u8], opts: &LoadOptions, b: &mut B) -> Re
             return Err(LoadError::new("truncated: no STOP opcode", at));
         };
         r.pos += 1;
+        if code != op::SETITEM && code != op::STOP {
+            values += 1;
+            if values > MAX_VALUES {
+                return Err(LoadError::new(format!("more than {MAX_VALUES} values in one message"), at));
+            }
+            if matches!(code, op::NEWDICT | op::NEWLIST | op::BUILDTUPLE | op::SET | op::FROZENSET) {
+                containers += 1;
+                if containers > MAX_CONTAINERS {
+                    return Err(LoadError::new(
+                        format!("more than {MAX_CONTAINERS} containers in one message"),
+                        at,
+                    ));
+                }
+            } else if code == op::CHANNEL {
+                channels += 1;
+                if channels > MAX_CHANNELS {
+                    return Err(LoadError::new(
+                        format!("more than {MAX_CHANNELS} channel references in one message"),
+                        at,
+                    ));
+                }
+            }
+        }
         let built = |v: Result<B::Item, String>| -> Result<Entry<B::Item>, LoadError> {
             Ok(Entry {
                 slot: Slot::Done(v.map_err(|why| LoadError::new(why, at))?),

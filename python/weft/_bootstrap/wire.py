@@ -69,6 +69,9 @@ __all__ = [
     "MESSAGE_NAMES",
     "MAX_DEPTH",
     "MAX_INT_DIGITS",
+    "MAX_VALUES",
+    "MAX_CONTAINERS",
+    "MAX_CHANNELS",
     "DUMPFORMAT_VERSION",
 ]
 
@@ -157,6 +160,11 @@ def unpack_header(header, max_length=None):
 DUMPFORMAT_VERSION = 2
 MAX_DEPTH = 256  # containers nested deeper than this are refused both ways
 MAX_INT_DIGITS = 4300  # decimal digits of a LONGINT (CPython's str limit)
+# Most values / containers / channel references one message may make
+# (checked as they are decoded; docs/wire.md, "Resource limits").
+MAX_VALUES = 1000000
+MAX_CONTAINERS = 250000
+MAX_CHANNELS = 1000
 _MIN_LIST_ITEM = 7  # bytes: INT index (5) + smallest value (1) + SETITEM (1)
 
 # opcodes (execnet 2.1 numbering)
@@ -260,17 +268,19 @@ def _save(buf, obj, depth):
                 % (MAX_DEPTH, tp.__name__)
             )
         if tp is list:
+            # the items as they are now: encoding one can run Python code
+            # (a channel's _weft_channel_id property) that changes the list,
+            # and the count is written first (the Rust twin does the same)
+            items = obj[:]
             buf.append(NEWLIST)
-            _len4(buf, len(obj), "list")
+            _len4(buf, len(items), "list")
             i = 0
-            for item in obj:
+            for item in items:
                 buf.append(INT)
                 buf += _I4.pack(i)
                 _save(buf, item, depth)
                 buf.append(SETITEM)
                 i += 1
-            if i != len(obj):
-                raise DumpError("list changed size during serialization")
         elif tp is dict:
             buf.append(NEWDICT)
             try:
@@ -348,6 +358,7 @@ def loads(
     depths = []  # nesting depth of each stack entry: scalar 0, container >= 1
     open_lists = 0  # _ListBuilder entries on the stack
     missing = 0  # list items announced by NEWLIST and not yet stored
+    values = containers = channels = 0
     unpack_i4 = _I4.unpack_from
 
     def fail(msg, at):
@@ -376,6 +387,10 @@ def loads(
         op = data[pos]
         at = pos
         pos += 1
+        if op != SETITEM and op != STOP:
+            values += 1
+            if values > MAX_VALUES:
+                fail("more than %d values in one message" % MAX_VALUES, at)
         if op == NONE:
             stack.append(None)
             depths.append(0)
@@ -437,9 +452,15 @@ def loads(
             stack.append(value)
             depths.append(0)
         elif op == NEWDICT:
+            containers += 1
+            if containers > MAX_CONTAINERS:
+                fail("more than %d containers in one message" % MAX_CONTAINERS, at)
             stack.append({})
             depths.append(1)
         elif op == NEWLIST:
+            containers += 1
+            if containers > MAX_CONTAINERS:
+                fail("more than %d containers in one message" % MAX_CONTAINERS, at)
             n = read_i4(pos)
             if n < 0:
                 fail("negative list length %d" % n, pos)
@@ -497,6 +518,9 @@ def loads(
                     fail("containers nested deeper than %d" % MAX_DEPTH, at)
                 depths[-1] = d
         elif op == BUILDTUPLE or op == SET or op == FROZENSET:
+            containers += 1
+            if containers > MAX_CONTAINERS:
+                fail("more than %d containers in one message" % MAX_CONTAINERS, at)
             n = read_i4(pos)
             pos += 4
             if n < 0 or n > len(stack):
@@ -528,6 +552,9 @@ def loads(
             stack.append(value)
             depths.append(d)
         elif op == CHANNEL:
+            channels += 1
+            if channels > MAX_CHANNELS:
+                fail("more than %d channel references in one message" % MAX_CHANNELS, at)
             cid = read_i4(pos)
             pos += 4
             if cid < 0:
