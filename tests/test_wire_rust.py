@@ -229,3 +229,17 @@ def test_hostile_dict_through_the_frame_writer():
         w.send(4, 1, d)
     with pytest.raises(pywire.DumpError):
         _weft.frame_dumps(4, 1, d)
+
+
+def test_list_indices_do_not_count_towards_the_value_limit():
+    n = pywire.MAX_VALUES - 2  # K, n items, and the last index before its SETITEM
+    data = pywire.dumps(list(range(n)))
+    assert rdumps(list(range(n))) == data
+    assert len(rloads(data)) == len(pywire.loads(data)) == n
+    data = pywire.dumps(list(range(n + 1)))
+    errors = []
+    for loads in (rloads, pywire.loads):
+        with pytest.raises(pywire.LoadError) as info:
+            loads(data)
+        errors.append(str(info.value))
+    assert errors[0] == errors[1] and "values in one message" in errors[0]

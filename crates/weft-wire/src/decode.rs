@@ -415,6 +415,7 @@ pub fn decode_into<B: Builder>(data: &[u8], opts: &LoadOptions, b: &mut B) -> Re
                         }
                         items.push(value);
                         missing -= 1;
+                        values -= 1; // the index is gone: it does not count
                         if items.len() == *size {
                             let full = std::mem::take(items);
                             target.slot = Slot::Done(b.list(full).map_err(|why| LoadError::new(why, at))?);

@@ -49,7 +49,8 @@ pub const MAX_DEPTH: usize = 256;
 pub const MAX_INT_DIGITS: usize = 4300;
 
 /// Most values one message may make: every opcode except SETITEM and STOP
-/// makes one (a scalar, a container, a channel reference). Checked as the
+/// makes one (a scalar, a container, a channel reference); a list item's
+/// index stops counting once its SETITEM has stored the item. Checked as the
 /// decoder meets them, so a message of one-byte opcodes cannot make more
 /// objects than this, whatever its length (docs/wire.md, "Resource limits").
 pub const MAX_VALUES: usize = 1_000_000;

@@ -507,6 +507,7 @@ def loads(
                     )
                 items.append(value)
                 missing -= 1
+                values -= 1  # the index is gone: it does not count
                 if len(items) == target.size:
                     stack[-1] = items
                     open_lists -= 1
