@@ -150,3 +150,17 @@ def test_channel_finalizer_inside_a_locked_write_does_not_deadlock(codec):
     proc = subprocess.run([sys.executable, "-c", body], capture_output=True, text=True,
                           timeout=40, env=env)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stdout + proc.stderr
+
+
+class _RaisingChannelId:
+    @property
+    def _weft_channel_id(self):
+        raise ValueError("my own error")
+
+
+def test_an_items_own_error_is_not_reported_as_a_closed_gateway(gw):
+    ch = gw.remote_exec("channel.receive()")
+    with pytest.raises(ValueError, match="my own error"):
+        ch.send(_RaisingChannelId())
+    ch.send(1)  # the gateway is fine
+    ch.waitclose(10)

@@ -697,6 +697,12 @@ impl PyFrameWriter {
         self.state().broken.clone()
     }
 
+    /// Whether writes are refused (closed, or a frame was torn).
+    #[getter]
+    fn closed(&self) -> bool {
+        self.state().closed
+    }
+
     /// Refuse writes from now on; a write in progress in another thread
     /// stops within one slice (its frame is torn: `broken` says so). True
     /// if this call closed it, so the caller closes the descriptor once,

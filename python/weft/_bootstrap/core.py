@@ -489,6 +489,11 @@ class _PyWriter:
         self._close_called = False
         self.broken = None
 
+    @property
+    def closed(self):
+        """Whether writes are refused (closed, or a frame was torn)."""
+        return self._closed
+
     def _closed_error(self):
         if self.broken:
             return OSError(32, self.broken)
@@ -1440,6 +1445,8 @@ class BaseGateway:
         except DataFormatError:
             raise
         except (OSError, ValueError) as exc:
+            if isinstance(exc, ValueError) and not getattr(self._io._writer, "closed", True):
+                raise  # the item's own error (as the pure-Python dumps raises it)
             raise self._send_failed(exc) from exc
         except BaseException:
             self._check_torn()

@@ -140,7 +140,7 @@ def connect_socket(group, spec):
         secret = _spec_secret(spec)
     where = "%s:%d" % (host, port)
     try:
-        sock = socket.create_connection((host, port))
+        sock = socket.create_connection((host, port), timeout=_server.AUTH_TIMEOUT)
     except socket.gaierror as exc:
         from ._connect import HostNotFound
         raise HostNotFound("socket gateway host %r not found: %s" % (host, exc)) from exc
