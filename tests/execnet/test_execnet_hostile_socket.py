@@ -388,3 +388,38 @@ def test_serve_for_channel_needs_a_secret(group, config):
     ch.send(dict(config, port=0))
     with pytest.raises(execnet.RemoteError, match="has no secret"):
         ch.receive(20)
+
+
+def test_client_refuses_a_server_that_cannot_prove_the_secret(group, monkeypatch):
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def fake_server():  # accepts any client MAC, answers with a made-up one
+        c, _ = listener.accept()
+        c.sendall(server_mod.MAGIC_AUTH + os.urandom(32))
+        _recv_exact(c, 64)
+        c.sendall(b"OK\n" + os.urandom(32))
+        _read_to_eof(c)
+
+    threading.Thread(target=fake_server, daemon=True).start()
+    monkeypatch.setenv(server_mod.SECRET_ENV, SECRET)
+    with pytest.raises(_socket.AuthenticationError, match="does not know the secret"):
+        group.makegateway("socket=127.0.0.1:%d" % port)
+    listener.close()
+
+
+def test_session_with_pure_python_codec_workers(server, group, monkeypatch):
+    monkeypatch.setenv("WEFT_PURE_PYTHON_CODEC", "1")  # inherited by the server's workers
+    host, port, proc = server()
+    monkeypatch.delenv("WEFT_PURE_PYTHON_CODEC")
+    monkeypatch.setenv(server_mod.SECRET_ENV, SECRET)
+    gw = group.makegateway("socket=%s:%d" % (host, port))
+    ch = gw.remote_exec(
+        "import weft_boot_core as c; channel.send(c.codec_name());"
+        "channel.send(type(channel.gateway._io).__name__);"
+        "channel.send(channel.receive())")
+    assert ch.receive(10) == "python"
+    assert ch.receive(10) == "SessionSocketIO"
+    big = os.urandom(3 << 20)
+    ch.send(big)
+    assert ch.receive(20) == big
