@@ -116,9 +116,9 @@ def worker_run(rng, group):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=int, default=int(os.environ.get("WEFT_DISPATCH_RUNS", 2000)))
+    ap.add_argument("--runs", type=int, default=int(os.environ.get("WEFT_DISPATCH_RUNS", 1500)))
     ap.add_argument("--worker-runs", type=int,
-                    default=int(os.environ.get("WEFT_DISPATCH_WORKER_RUNS", 40)))
+                    default=int(os.environ.get("WEFT_DISPATCH_WORKER_RUNS", 25)))
     ap.add_argument("--seed", type=int, default=1234)
     opts = ap.parse_args(argv)
     load_payloads()
