@@ -161,3 +161,31 @@ def test_ctrl_c_before_a_frame_starts_keeps_the_stream(codec):
         group.terminate(2)
     ''', codec)
     assert "interrupted" in out
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_terminate_from_a_signal_handler_inside_a_blocked_send(codec):
+    # the handler runs in the very thread that holds the writer: neither
+    # exit() nor the close may wait for it, and a send from the handler is
+    # an error, not a deadlock
+    out = run('''
+        def handler(signum, frame):
+            try:
+                ch.send(b"from the handler")
+            except RuntimeError as exc:
+                print("handler send refused:", exc)
+            group.terminate(timeout=1)
+            print("terminated from the handler")
+        signal.signal(signal.SIGUSR1, handler)
+        def poke():
+            wait_full()
+            os.kill(os.getpid(), signal.SIGUSR1)
+        threading.Thread(target=poke, daemon=True).start()
+        try:
+            ch.send(BIG)
+        except (OSError, IOError) as exc:
+            print("send ended:", exc)
+        assert gw._io.broken
+    ''', codec)
+    assert "handler send refused" in out
+    assert "terminated from the handler" in out and "send ended" in out

@@ -508,6 +508,8 @@ pub struct PyFrameWriter {
 struct WriterState {
     /// A thread is writing a frame.
     busy: bool,
+    /// Which thread (`thread_id()`), while `busy`.
+    owner: u64,
     /// `close` was called (or a frame was torn): no more writes.
     closed: bool,
     /// Why the stream cannot continue (a frame was torn), if it cannot.
@@ -530,6 +532,9 @@ impl Drop for Turn<'_> {
 enum NoTurn {
     Closed,
     TimedOut,
+    /// This very thread holds the turn (a signal handler or a finalizer
+    /// that runs inside a write): waiting would never end.
+    Reentrant,
 }
 
 fn is_socket(fd: i32) -> bool {
@@ -557,6 +562,7 @@ impl PyFrameWriter {
     /// Take the turn: wait (GIL released, signal handlers run between
     /// slices) until no other thread writes, at most until `deadline`.
     fn turn(&self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<Result<Turn<'_>, NoTurn>> {
+        let me = thread_id();
         loop {
             {
                 let mut g = self.state();
@@ -565,7 +571,11 @@ impl PyFrameWriter {
                 }
                 if !g.busy {
                     g.busy = true;
+                    g.owner = me;
                     return Ok(Ok(Turn(self)));
+                }
+                if g.owner == me {
+                    return Ok(Err(NoTurn::Reentrant));
                 }
             }
             let now = Instant::now();
@@ -639,6 +649,10 @@ impl PyFrameWriter {
     fn write_locked(&self, py: Python<'_>, parts: &[&[u8]]) -> PyResult<()> {
         match self.turn(py, None)? {
             Ok(_turn) => self.write_parts(py, parts, None).map(|_| ()),
+            Err(NoTurn::Reentrant) => Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "send from a signal handler or finalizer while this thread is sending: \
+                 it would wait for itself",
+            )),
             Err(_) => Err(self.closed_error()),
         }
     }
@@ -715,10 +729,14 @@ impl PyFrameWriter {
             g.closed = true;
             first
         };
-        // wait (GIL released) until no thread writes to the descriptor
+        // wait (GIL released) until no other thread writes to the
+        // descriptor; if this thread is the writer (close from a signal
+        // handler inside its write), that write stops at its next look at
+        // `closed`, before it touches the descriptor again
+        let me = thread_id();
         py.detach(|| {
             let mut g = self.state();
-            while g.busy {
+            while g.busy && g.owner != me {
                 g = self.done.wait(g).unwrap_or_else(|e| e.into_inner());
             }
         });

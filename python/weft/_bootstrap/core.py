@@ -485,6 +485,7 @@ class _PyWriter:
             self._flags = socket.MSG_DONTWAIT
         self._encode = encode
         self._lock = _Lock()
+        self._owner = None  # the thread holding _lock
         self._closed = False
         self._close_called = False
         self.broken = None
@@ -547,15 +548,26 @@ class _PyWriter:
         return True
 
     def write(self, data):
+        me = get_ident()
+        if self._owner == me:
+            raise RuntimeError("send from a signal handler or finalizer while this thread "
+                               "is sending: it would wait for itself")
         with self._lock:
-            if self._closed:
-                raise self._closed_error()
-            self._write_all(data)
+            self._owner = me
+            try:
+                if self._closed:
+                    raise self._closed_error()
+                self._write_all(data)
+            finally:
+                self._owner = None
 
     def try_write(self, data, timeout=None, write_timeout=None):
         """Write ``data`` if the turn comes within ``timeout`` seconds and
         (with ``write_timeout``) its first bytes go out within that many
         more; False (nothing written) otherwise, or once closed."""
+        me = get_ident()
+        if self._owner == me:
+            return False  # this thread is inside a write (a handler, a finalizer)
         if timeout is None:
             got = self._lock.acquire()
         else:
@@ -563,12 +575,14 @@ class _PyWriter:
                 self._lock.acquire(False)
         if not got:
             return False
+        self._owner = me
         try:
             if self._closed:
                 return False
             give_up = None if write_timeout is None else time.monotonic() + write_timeout
             return self._write_all(data, give_up)
         finally:
+            self._owner = None
             self._lock.release()
 
     def close(self):
@@ -577,8 +591,11 @@ class _PyWriter:
         first = not self._close_called
         self._close_called = True
         self._closed = True
-        with self._lock:  # the writer in progress, if any, has let go
-            pass
+        if self._owner != get_ident():
+            with self._lock:  # the writer in progress, if any, has let go
+                pass
+        # else: this thread is the writer (close from a signal handler inside
+        # its write); that write stops at its next look at _closed
         return first
 
 
