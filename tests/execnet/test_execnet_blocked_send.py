@@ -189,3 +189,36 @@ def test_terminate_from_a_signal_handler_inside_a_blocked_send(codec):
     ''', codec)
     assert "handler send refused" in out
     assert "terminated from the handler" in out and "send ended" in out
+
+
+def test_terminate_with_several_stopped_workers_and_blocked_writers():
+    script = textwrap.dedent('''
+        import fcntl, os, signal, sys, termios, threading, time
+        import weft.execnet as execnet
+        group = execnet.Group()
+        def full(gw):
+            n = bytearray(4)
+            fcntl.ioctl(gw._io._wfd, termios.FIONREAD, n)
+            return int.from_bytes(n, sys.byteorder) >= 65536
+        gws = []
+        for _ in range(4):
+            gw = group.makegateway("popen")
+            ch = gw.remote_exec("channel.send(__import__('os').getpid()); channel.receive()")
+            os.kill(ch.receive(10), signal.SIGSTOP)
+            threading.Thread(target=lambda ch=ch: ch.send(b"x" * (16 << 20)),
+                             daemon=True).start()
+            gws.append(gw)
+        deadline = time.monotonic() + 20
+        while not all(full(gw) for gw in gws):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        group.terminate(timeout=1)
+        took = time.monotonic() - t0
+        print("terminate of 4 took %.2f s" % took)
+        assert took < 4, took
+    ''')
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    print(proc.stdout)

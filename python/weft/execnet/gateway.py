@@ -5,6 +5,7 @@ import linecache
 import os
 import sys
 import textwrap
+import time
 import types
 
 from weft._bootstrap import core as _core
@@ -62,8 +63,10 @@ class Gateway(_core.BaseGateway):
         """Whether the gateway still receives data."""
         return not self._receive_done.is_set()
 
-    def exit(self):
-        """Ask the remote side to exit; ``Group.terminate`` waits and kills."""
+    def exit(self, _deadline=None):
+        """Ask the remote side to exit; ``Group.terminate`` waits and kills.
+        (``_deadline``, a time.monotonic() value, bounds the wait for a busy
+        writer across all the gateways ``Group.terminate`` exits.)"""
         group = self._group
         if group is not None:
             if self not in group:
@@ -77,7 +80,7 @@ class Gateway(_core.BaseGateway):
             if try_write is None:
                 self._send(_core.GATEWAY_TERMINATE)
             elif not try_write(_wire.pack_message(_core.GATEWAY_TERMINATE, 0, b""),
-                               EXIT_WAIT, EXIT_WAIT):
+                               *_exit_waits(_deadline)):
                 # another thread is stuck sending (a stopped worker, a full
                 # pipe): don't wait for it; closing stops that write, and
                 # Group.terminate kills what does not end
@@ -144,6 +147,14 @@ class Gateway(_core.BaseGateway):
 
     def _terminate_execution(self):
         pass
+
+
+def _exit_waits(deadline):
+    """(turn timeout, write timeout) for an exit message."""
+    if deadline is None:
+        return EXIT_WAIT, EXIT_WAIT
+    left = max(0.0, deadline - time.monotonic())
+    return left / 2, left / 2
 
 
 class RInfo:

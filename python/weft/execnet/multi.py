@@ -122,9 +122,12 @@ class Group:
         that have not ended within ``timeout`` seconds.  Waits happen in
         helper threads, so this returns after about ``timeout`` seconds plus
         the time a kill takes, whatever the workers do."""
+        # one bound for all exit messages stuck behind busy writers
+        from .gateway import EXIT_WAIT
+        deadline = time.monotonic() + 2 * EXIT_WAIT
         while self:
             for gw in reversed(list(self._gateways)):  # via= users first
-                gw.exit()
+                gw.exit(deadline)
         gateways = list(self._gateways_to_join)
         del self._gateways_to_join[:]
 
