@@ -451,13 +451,15 @@ pub fn decode_into<B: Builder>(data: &[u8], opts: &LoadOptions, b: &mut B) -> Re
                         at,
                     ));
                 }
-                let entries = stack.split_off(stack.len() - n as usize);
-                let depth = 1 + entries.iter().map(|e| e.depth).max().unwrap_or(0);
+                // taken straight off the stack (no intermediate copy of the
+                // entries: a million-item tuple would double its peak)
+                let start = stack.len() - n as usize;
+                let depth = 1 + stack[start..].iter().map(|e| e.depth).max().unwrap_or(0);
                 if depth > MAX_DEPTH {
                     return Err(too_deep(at));
                 }
-                let mut items = Vec::with_capacity(entries.len());
-                for e in entries {
+                let mut items = Vec::with_capacity(n as usize);
+                for e in stack.drain(start..) {
                     items.push(finished(e.slot, at)?);
                 }
                 let v = match code {
