@@ -219,6 +219,39 @@ def test_terminate_with_several_stopped_workers_and_blocked_writers():
         assert took < 4, took
     ''')
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60)
+                          timeout=50)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     print(proc.stdout)
+
+
+def test_stopped_via_worker_does_not_stall_its_proxy_gateway():
+    script = textwrap.dedent('''
+        import os, signal, threading, time
+        import weft.execnet as execnet
+        group = execnet.Group()
+        proxy = group.makegateway("popen//id=proxy")
+        via = group.makegateway("popen//via=proxy")
+        ch = via.remote_exec("channel.send(__import__('os').getpid()); channel.receive()")
+        pid = ch.receive(10)
+        os.kill(pid, signal.SIGSTOP)
+        threading.Thread(target=lambda: ch.send(b"x" * (8 << 20)), daemon=True).start()
+        # the proxy keeps serving while its relay to the stopped child is stuck
+        for _ in range(5):
+            assert proxy.remote_exec("channel.send(7)").receive(10) == 7
+        t0 = time.monotonic()
+        group.terminate(timeout=2)
+        print("terminate took %.2f s" % (time.monotonic() - t0))
+        assert time.monotonic() - t0 < 6
+        # and the stopped via worker does not linger (its proxy kills it)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            assert time.monotonic() < deadline, "the via worker is still there"
+            time.sleep(0.05)
+    ''')
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=50)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
