@@ -66,7 +66,7 @@ def _kill_if_stuck():
     # has not ended soon after (stopped, or deaf) is killed; the local side's
     # own "kill" cannot reach us over a closed channel
     try:
-        proc.wait(1.0)
+        proc.wait(5.0)  # as a worker waits for its tasks after an exit
     except subprocess.TimeoutExpired:
         proc.kill()
 
