@@ -63,11 +63,12 @@ class Gateway(_core.BaseGateway):
         """Whether the gateway still receives data."""
         return not self._receive_done.is_set()
 
-    def exit(self, _deadline=None):
+    def exit(self):
         """Ask the remote side to exit; ``Group.terminate`` waits and kills.
-        (``_deadline``, a time.monotonic() value, bounds the wait for a busy
-        writer across all the gateways ``Group.terminate`` exits.)"""
+        (Inside ``Group.terminate`` the wait for a busy writer is bounded by
+        one deadline across all the group's gateways.)"""
         group = self._group
+        _deadline = getattr(group, "_exit_deadline", None)
         if group is not None:
             if self not in group:
                 return

@@ -123,11 +123,15 @@ class Group:
         helper threads, so this returns after about ``timeout`` seconds plus
         the time a kill takes, whatever the workers do."""
         # one bound for all exit messages stuck behind busy writers
+        # (Gateway.exit reads it; exit() keeps execnet's signature)
         from .gateway import EXIT_WAIT
-        deadline = time.monotonic() + 2 * EXIT_WAIT
-        while self:
-            for gw in reversed(list(self._gateways)):  # via= users first
-                gw.exit(deadline)
+        self._exit_deadline = time.monotonic() + 2 * EXIT_WAIT
+        try:
+            while self:
+                for gw in reversed(list(self._gateways)):  # via= users first
+                    gw.exit()
+        finally:
+            self._exit_deadline = None
         gateways = list(self._gateways_to_join)
         del self._gateways_to_join[:]
 
