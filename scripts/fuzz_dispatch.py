@@ -9,7 +9,8 @@ finished within seconds (no hang), no exception escaping a thread, and the
 gateway's error, if any, a ``GatewayDied`` that names a cause (never
 "receiver thread crashed").
 
-Worker target (fewer runs): a real popen worker fed the same kind of frames
+Worker targets (fewer runs): a real popen worker, and a socket worker after a
+valid handshake (frames inside valid records), fed the same kind of frames
 after it booted (no CHANNEL_EXEC, so no code is asked to run): it must end
 (by itself, once its input ends) within seconds, never hang.
 
@@ -114,11 +115,49 @@ def worker_run(rng, group):
     group._unregister(gw) if gw in group else None
 
 
+def socket_run(rng, group, addr):
+    """A socket worker after a valid handshake and boot, fed frames inside
+    valid records (no CHANNEL_EXEC): the connection must end within seconds."""
+    gw = group.makegateway("socket=%s:%d" % addr)
+    codes = [c for c in range(8) if c != wire.CHANNEL_EXEC]
+    data = random_frames(rng, codes, rng.randrange(1, 12))
+    try:
+        gw._io.write(data)
+        gw._io.close_write()
+    except OSError:
+        pass
+    if not gw.join(10):
+        raise AssertionError("socket worker still connected 10 s after its input ended: "
+                             "frames %s" % data.hex()[:400])
+    if gw in group:
+        group._unregister(gw)
+
+
+def start_server():
+    from weft._bootstrap import socketserver
+    secret = os.urandom(16).hex()
+    os.environ[socketserver.SECRET_ENV] = secret
+    ready = []
+    got = threading.Event()
+    stop = threading.Event()
+
+    def on_ready(addr):
+        ready.append(addr)
+        got.set()
+
+    threading.Thread(target=socketserver.serve, args=("127.0.0.1", 0, secret.encode()),
+                     kwargs=dict(ready=on_ready, stop=stop), daemon=True).start()
+    got.wait(10)
+    return ready[0], stop
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=int(os.environ.get("WEFT_DISPATCH_RUNS", 1500)))
     ap.add_argument("--worker-runs", type=int,
                     default=int(os.environ.get("WEFT_DISPATCH_WORKER_RUNS", 25)))
+    ap.add_argument("--socket-runs", type=int,
+                    default=int(os.environ.get("WEFT_DISPATCH_SOCKET_RUNS", 10)))
     ap.add_argument("--seed", type=int, default=1234)
     opts = ap.parse_args(argv)
     load_payloads()
@@ -146,6 +185,15 @@ def main(argv=None):
                 except AssertionError as exc:
                     failures += 1
                     print("FAIL (worker): %s" % exc, flush=True)
+            if opts.socket_runs:
+                addr, stop = start_server()
+                for _ in range(opts.socket_runs):
+                    try:
+                        socket_run(rng, group, addr)
+                    except AssertionError as exc:
+                        failures += 1
+                        print("FAIL (socket): %s" % exc, flush=True)
+                stop.set()
             group.terminate(2)
         finally:
             os.dup2(saved_fd2, 2)
@@ -154,8 +202,10 @@ def main(argv=None):
     for args in ESCAPED:
         failures += 1
         print("FAIL: exception escaped thread %s: %r" % (args.thread, args.exc_value))
-    print("fuzz-dispatch: %d local runs, %d worker runs, %.1f s, seed %d, %d failures"
-          % (opts.runs, opts.worker_runs, time.monotonic() - t0, opts.seed, failures))
+    print("fuzz-dispatch: %d local runs, %d popen worker runs, %d socket worker runs, "
+          "%.1f s, seed %d, %d failures"
+          % (opts.runs, opts.worker_runs, opts.socket_runs, time.monotonic() - t0, opts.seed,
+             failures))
     return 1 if failures else 0
 
 
