@@ -233,8 +233,11 @@ def test_hostile_dict_through_the_frame_writer():
 def test_list_indices_do_not_count_towards_the_value_limit(monkeypatch):
     n = pywire.MAX_VALUES - 2  # K, n items, and the last index before its SETITEM
     assert len(rloads(rdumps(list(range(n))))) == n
+    import struct
+    over = b"K" + struct.pack("!i", n + 1) + b"".join(
+        b"F" + struct.pack("!i", i) + b"F" + struct.pack("!i", i) + b"P" for i in range(n + 1)) + b"Q"
     with pytest.raises(pywire.LoadError) as info:
-        rloads(rdumps(list(range(n + 1))))
+        rloads(over)
     want = "more than %d values in one message" % pywire.MAX_VALUES
     assert str(info.value).startswith(want)
     # the Python decoder counts the same way (a lower limit: it is slower)
@@ -242,3 +245,43 @@ def test_list_indices_do_not_count_towards_the_value_limit(monkeypatch):
     assert len(pywire.loads(rdumps(list(range(998))))) == 998
     with pytest.raises(pywire.LoadError, match="more than 1000 values"):
         pywire.loads(rdumps(list(range(999))))
+
+
+def _limit_cases(max_values, max_containers, max_channels):
+    """(value, decodes?) pairs at and just over each limit."""
+    return [
+        (list(range(max_values - 2)), True),
+        (list(range(max_values - 1)), False),
+        ((None,) * (max_values - 1), True),
+        ((None,) * max_values, False),
+        (tuple({} for _ in range(max_containers - 1)), True),
+        (tuple({} for _ in range(max_containers)), False),
+        ([Chan(1)] * max_channels, True),
+        ([Chan(1)] * (max_channels + 1), False),
+    ]
+
+
+def test_rust_encoder_refuses_what_the_decoder_would():
+    for value, ok in _limit_cases(pywire.MAX_VALUES, pywire.MAX_CONTAINERS,
+                                  pywire.MAX_CHANNELS):
+        if ok:
+            rloads(rdumps(value), channel_factory=Chan)
+            rloads(_weft.frame_dumps(4, 1, value)[9:], channel_factory=Chan)
+        else:
+            with pytest.raises(pywire.DumpError, match="in one message"):
+                rdumps(value)
+            with pytest.raises(pywire.DumpError, match="in one message"):
+                _weft.frame_dumps(4, 1, value)
+
+
+def test_python_encoder_refuses_what_the_decoder_would(monkeypatch):
+    # lower limits: the pure-Python codec is slower (both ends read them)
+    monkeypatch.setattr(pywire, "MAX_VALUES", 3000)
+    monkeypatch.setattr(pywire, "MAX_CONTAINERS", 500)
+    monkeypatch.setattr(pywire, "MAX_CHANNELS", 20)
+    for value, ok in _limit_cases(3000, 500, 20):
+        if ok:
+            pywire.loads(pywire.dumps(value), channel_factory=Chan)
+        else:
+            with pytest.raises(pywire.DumpError, match="in one message"):
+                pywire.dumps(value)

@@ -165,6 +165,7 @@ MAX_INT_DIGITS = 4300  # decimal digits of a LONGINT (CPython's str limit)
 MAX_VALUES = 1000000
 MAX_CONTAINERS = 250000
 MAX_CHANNELS = 1000
+_LIMIT_NAMES = ("values", "containers", "channel references")
 _MIN_LIST_ITEM = 7  # bytes: INT index (5) + smallest value (1) + SETITEM (1)
 
 # opcodes (execnet 2.1 numbering)
@@ -214,13 +215,27 @@ def dumps(obj, versioned=False):
     buf = bytearray()
     if versioned:
         buf.append(DUMPFORMAT_VERSION)
-    _save(buf, obj, 0)
+    _save(buf, obj, 0, [0, 0, 0])
     buf.append(STOP)
     return bytes(buf)
 
 
-def _save(buf, obj, depth):
+def _count(counts, what):
+    """Count one value (what=0), container (1) or channel (2) as the decoder
+    will: more than it accepts is a DumpError here, not a LoadError there."""
+    counts[what] += 1
+    limit = MAX_VALUES if what == 0 else MAX_CONTAINERS if what == 1 else MAX_CHANNELS
+    if counts[what] > limit:
+        raise DumpError("more than %d %s in one message" % (limit, _LIMIT_NAMES[what]))
+
+
+def _save(buf, obj, depth, counts):
+    # counts: [values, containers, channels] so far, exactly as the decoder
+    # counts them (docs/wire.md, "Resource limits")
     tp = type(obj)
+    counts[0] += 1
+    if counts[0] > MAX_VALUES and not (tp is tuple or tp is set or tp is frozenset):
+        raise DumpError("more than %d values in one message" % MAX_VALUES)
     if obj is None:
         buf.append(NONE)
     elif tp is bool:
@@ -271,33 +286,41 @@ def _save(buf, obj, depth):
             # the items as they are now: encoding one can run Python code
             # (a channel's _weft_channel_id property) that changes the list,
             # and the count is written first (the Rust twin does the same)
+            _count(counts, 1)
             items = obj[:]
             buf.append(NEWLIST)
             _len4(buf, len(items), "list")
             i = 0
             for item in items:
+                _count(counts, 0)  # the index
                 buf.append(INT)
                 buf += _I4.pack(i)
-                _save(buf, item, depth)
+                _save(buf, item, depth, counts)
                 buf.append(SETITEM)
+                counts[0] -= 1  # stored: the index no longer counts
                 i += 1
         elif tp is dict:
+            _count(counts, 1)
             buf.append(NEWDICT)
             try:
                 for key, value in obj.items():
-                    _save(buf, key, depth)
-                    _save(buf, value, depth)
+                    _save(buf, key, depth, counts)
+                    _save(buf, value, depth, counts)
                     buf.append(SETITEM)
             except RuntimeError as e:  # changed size during iteration
                 raise DumpError("dict changed during serialization: %s" % e) from None
         else:
+            # the decoder meets this container's opcode after its items
+            counts[0] -= 1
             n = 0
             try:
                 for item in obj:
-                    _save(buf, item, depth)
+                    _save(buf, item, depth, counts)
                     n += 1
             except RuntimeError as e:
                 raise DumpError("%s changed during serialization: %s" % (tp.__name__, e)) from None
+            _count(counts, 0)
+            _count(counts, 1)
             buf.append(BUILDTUPLE if tp is tuple else SET if tp is set else FROZENSET)
             _len4(buf, n, tp.__name__)
     else:
@@ -313,6 +336,7 @@ def _save(buf, obj, depth):
                 "%s._weft_channel_id is %r, expected an int in 0..2**31-1"
                 % (_type_name(tp), cid)
             )
+        _count(counts, 2)
         buf.append(CHANNEL)
         buf += _I4.pack(cid)
 
