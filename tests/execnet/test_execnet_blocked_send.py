@@ -77,7 +77,9 @@ def test_terminate_returns_with_a_blocked_writer(codec):
     print(out)
 
 
-@pytest.mark.parametrize("codec", CODECS)
+# the pure-Python writer takes the same exit/close paths: its variant runs
+# in test_terminate_returns_with_a_blocked_writer (CI time)
+@pytest.mark.parametrize("codec", ["rust"])
 def test_exit_does_not_wait_for_a_blocked_writer(codec):
     run('''
         t = threading.Thread(target=blocked_sender, daemon=True)
@@ -93,7 +95,9 @@ def test_exit_does_not_wait_for_a_blocked_writer(codec):
     ''', codec)
 
 
-@pytest.mark.parametrize("codec", CODECS)
+# the pure-Python writer takes the same exit/close paths: its variant runs
+# in test_terminate_returns_with_a_blocked_writer (CI time)
+@pytest.mark.parametrize("codec", ["rust"])
 def test_interpreter_exit_with_a_blocked_writer(codec):
     # the atexit terminate must not hang (the sender is a daemon thread)
     run('''
@@ -163,7 +167,9 @@ def test_ctrl_c_before_a_frame_starts_keeps_the_stream(codec):
     assert "interrupted" in out
 
 
-@pytest.mark.parametrize("codec", CODECS)
+# the pure-Python writer takes the same exit/close paths: its variant runs
+# in test_terminate_returns_with_a_blocked_writer (CI time)
+@pytest.mark.parametrize("codec", ["rust"])
 def test_terminate_from_a_signal_handler_inside_a_blocked_send(codec):
     # the handler runs in the very thread that holds the writer: neither
     # exit() nor the close may wait for it, and a send from the handler is
@@ -239,9 +245,9 @@ def test_stopped_via_worker_does_not_stall_its_proxy_gateway():
         for _ in range(5):
             assert proxy.remote_exec("channel.send(7)").receive(10) == 7
         t0 = time.monotonic()
-        group.terminate(timeout=2)
+        group.terminate(timeout=1)
         print("terminate took %.2f s" % (time.monotonic() - t0))
-        assert time.monotonic() - t0 < 6
+        assert time.monotonic() - t0 < 5
         # and the stopped via worker does not linger (its proxy kills it)
         deadline = time.monotonic() + 15
         while True:
