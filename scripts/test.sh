@@ -4,10 +4,11 @@
 #   bash scripts/test.sh
 #
 # Stages:
-#   1. cargo test --workspace (+ a short fuzz of the wire decoder, and
+#   1. cargo test --workspace (+ a short fuzz of the Rust wire decoder, and
 #      weft-stack's unit tests for aarch64 under qemu: scripts/test-aarch64.sh)
 #   2. for CPython 3.11, 3.12, 3.13 from pyenv: venv, pip install .[test], pytest
-#      (+ greenlet's own suite on each; execnet's, xdist's and gevent's after 3.11)
+#      (+ greenlet's own suite on each; execnet's, xdist's and gevent's after 3.11,
+#      and on 3.11 the differential fuzz of both wire decoders, 1,000,000 runs)
 #   3. for CPython 3.14, 3.15 from Debian sid, in a chroot: scripts/sid.sh
 #      (pytest, pytest with the JIT on, and greenlet's own suite)
 #
@@ -202,6 +203,17 @@ for v in $HOST_PYTHONS; do
     # at a tenth elsewhere: it takes about 8 GiB and a minute.
     if [ "$v" = "$CONFORMANCE_PYTHON" ]; then ring=1000000; else ring=100000; fi
     WEFT_RING_TASKLETS="${WEFT_RING_TASKLETS:-$ring}" run_pytest "$venv/bin/python"
+
+    if [ "$v" = "$CONFORMANCE_PYTHON" ]; then
+        # both wire decoders on the same mutants: they must agree (~30 s)
+        stage "CPython $v: differential fuzz of the wire decoders (scripts/fuzz_wire_diff.py)"
+        WEFT_WIRE_DIFF_ITERS="${WEFT_WIRE_DIFF_ITERS:-1000000}" \
+            "$venv/bin/python" scripts/fuzz_wire_diff.py
+        # frames after the handshake: the dispatch ends with a cause, never
+        # crashes or hangs (~15 s)
+        stage "CPython $v: fuzz of the gateway frame dispatch (scripts/fuzz_dispatch.py)"
+        "$venv/bin/python" scripts/fuzz_dispatch.py
+    fi
 
     if [ -n "$CONFORMANCE_SUITES" ]; then
         if [ -f python/weft/conformance.py ]; then

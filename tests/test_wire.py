@@ -444,3 +444,25 @@ def test_nan_round_trips_by_bits():
     back = wire.loads(wire.dumps([math.nan, complex(math.nan, -0.0)]))
     assert math.isnan(back[0]) and math.isnan(back[1].real)
     assert math.copysign(1.0, back[1].imag) == -1.0
+
+
+# ------------------------------------------------------------------ per-message limits
+
+def limit_input(vec):
+    return b"".join(bytes.fromhex(part) * count for part, count in vec["parts"])
+
+
+def test_limit_constants_match_vectors():
+    assert (wire.MAX_VALUES, wire.MAX_CONTAINERS, wire.MAX_CHANNELS) == (
+        DOC["max_values"], DOC["max_containers"], DOC["max_channels"])
+
+
+@pytest.mark.parametrize("vec", DOC["limits"], ids=ids(DOC["limits"]))
+def test_limit_vector(vec):
+    data = limit_input(vec)
+    if vec.get("ok"):
+        wire.loads(data, channel_factory=Chan)
+        return
+    with pytest.raises(wire.LoadError) as info:
+        wire.loads(data, channel_factory=Chan)
+    assert str(info.value) == "%s (at byte %d)" % (vec["error"], vec["offset"])

@@ -135,3 +135,153 @@ def test_hypothesis_mutants_agree(data):
     got = rloads(raw, channel_factory=Chan)
     # duplicate dict keys / set items: Python dedups in both paths alike
     assert same(got, want)
+
+
+@pytest.mark.parametrize("vec", DOC["limits"], ids=ids(DOC["limits"]))
+def test_limit_vector_same_error(vec):
+    # the Python decoder meets the same vectors in tests/test_wire.py, with
+    # the same expected error text and offset: equal by transitivity
+    from test_wire import limit_input
+
+    data = limit_input(vec)
+    if vec.get("ok"):
+        rloads(data, channel_factory=Chan)
+        return
+    with pytest.raises(pywire.LoadError) as info:
+        rloads(data, channel_factory=Chan)
+    assert str(info.value) == "%s (at byte %d)" % (vec["error"], vec["offset"])
+
+
+def test_channel_factory_calls_bounded_per_message():
+    calls = []
+
+    def factory(cid):
+        calls.append(cid)
+        return Chan(cid)
+
+    with pytest.raises(pywire.LoadError, match="channel references"):
+        rloads(b"B\x00\x00\x00\x01" * (pywire.MAX_CHANNELS + 1) + b"Q", channel_factory=factory)
+    assert len(calls) == pywire.MAX_CHANNELS
+
+
+# ------------------------------------------------------------------ hostile objects
+
+class Mutator:
+    """A channel whose _weft_channel_id property changes ``target``."""
+
+    def __init__(self, target, how):
+        self.target = target
+        self.how = how
+
+    @property
+    def _weft_channel_id(self):
+        self.how(self.target)
+        return 1
+
+
+def _grow_dict(d):
+    d[len(d) + 1000] = 1
+
+
+def _grow_set(s):
+    s.add(len(s) + 1000)
+
+
+@pytest.mark.parametrize("dumps", [rdumps, pywire.dumps], ids=["rust", "python"])
+def test_dict_mutated_while_encoding_is_a_dumperror(dumps):
+    d = {}
+    d["a"] = Mutator(d, _grow_dict)
+    d["b"] = 2
+    with pytest.raises(pywire.DumpError, match="dict changed during serialization"):
+        dumps(d)
+
+
+@pytest.mark.parametrize("dumps", [rdumps, pywire.dumps], ids=["rust", "python"])
+def test_set_mutated_while_encoding_is_a_dumperror(dumps):
+    s = set()
+    holder = (s,)
+    s.add(Mutator(s, _grow_set))
+    s.add(5)
+    with pytest.raises(pywire.DumpError, match="set changed during serialization"):
+        dumps(holder)
+
+
+def test_list_mutated_while_encoding_stays_decodable():
+    for how in (lambda l: l.append(9), lambda l: l.pop(), lambda l: l.clear()):
+        out = []
+        for dumps in (rdumps, pywire.dumps):
+            lst = [1]
+            lst.insert(0, Mutator(lst, how))
+            lst.append(3)
+            data = dumps(lst)
+            out.append(data)
+            assert len(pywire.loads(data, channel_factory=Chan)) == 3
+            assert len(rloads(data, channel_factory=Chan)) == 3
+        assert out[0] == out[1]
+
+
+def test_hostile_dict_through_the_frame_writer():
+    w = _weft.FrameWriter(os.open(os.devnull, os.O_WRONLY))
+    d = {}
+    d["a"] = Mutator(d, _grow_dict)
+    with pytest.raises(pywire.DumpError):
+        w.send(4, 1, d)
+    with pytest.raises(pywire.DumpError):
+        _weft.frame_dumps(4, 1, d)
+
+
+def test_list_indices_do_not_count_towards_the_value_limit(monkeypatch):
+    n = pywire.MAX_VALUES - 2  # K, n items, and the last index before its SETITEM
+    assert len(rloads(rdumps(list(range(n))))) == n
+    import struct
+    over = b"K" + struct.pack("!i", n + 1) + b"".join(
+        b"F" + struct.pack("!i", i) + b"F" + struct.pack("!i", i) + b"P" for i in range(n + 1)) + b"Q"
+    with pytest.raises(pywire.LoadError) as info:
+        rloads(over)
+    want = "more than %d values in one message" % pywire.MAX_VALUES
+    assert str(info.value).startswith(want)
+    # the Python decoder counts the same way (a lower limit: it is slower)
+    monkeypatch.setattr(pywire, "MAX_VALUES", 1000)
+    assert len(pywire.loads(rdumps(list(range(998))))) == 998
+    with pytest.raises(pywire.LoadError, match="more than 1000 values"):
+        pywire.loads(rdumps(list(range(999))))
+
+
+def _limit_cases(max_values, max_containers, max_channels):
+    """(value, decodes?) pairs at and just over each limit."""
+    return [
+        (list(range(max_values - 2)), True),
+        (list(range(max_values - 1)), False),
+        ((None,) * (max_values - 1), True),
+        ((None,) * max_values, False),
+        (tuple({} for _ in range(max_containers - 1)), True),
+        (tuple({} for _ in range(max_containers)), False),
+        ([Chan(1)] * max_channels, True),
+        ([Chan(1)] * (max_channels + 1), False),
+    ]
+
+
+def test_rust_encoder_refuses_what_the_decoder_would():
+    for value, ok in _limit_cases(pywire.MAX_VALUES, pywire.MAX_CONTAINERS,
+                                  pywire.MAX_CHANNELS):
+        if ok:
+            rloads(rdumps(value), channel_factory=Chan)
+            rloads(_weft.frame_dumps(4, 1, value)[9:], channel_factory=Chan)
+        else:
+            with pytest.raises(pywire.DumpError, match="in one message"):
+                rdumps(value)
+            with pytest.raises(pywire.DumpError, match="in one message"):
+                _weft.frame_dumps(4, 1, value)
+
+
+def test_python_encoder_refuses_what_the_decoder_would(monkeypatch):
+    # lower limits: the pure-Python codec is slower (both ends read them)
+    monkeypatch.setattr(pywire, "MAX_VALUES", 3000)
+    monkeypatch.setattr(pywire, "MAX_CONTAINERS", 500)
+    monkeypatch.setattr(pywire, "MAX_CHANNELS", 20)
+    for value, ok in _limit_cases(3000, 500, 20):
+        if ok:
+            pywire.loads(pywire.dumps(value), channel_factory=Chan)
+        else:
+            with pytest.raises(pywire.DumpError, match="in one message"):
+                pywire.dumps(value)

@@ -244,6 +244,31 @@ BAD_HEADERS = [
 ]
 
 
+# Per-message limits (MAX_VALUES, MAX_CONTAINERS, MAX_CHANNELS): too big to
+# spell out, so each vector is a list of [hex, count] parts whose
+# concatenation (each hex repeated count times) is the input, with the
+# offset and message of the error both decoders must raise (or "ok").
+def _tuple_of(item_hex, n):
+    return [[item_hex, n], [("@" + I32(n)).encode("latin-1").hex() + "51", 1]]
+
+
+LIMITS = [
+    ("values at the limit", _tuple_of("4c", wire.MAX_VALUES - 1), None),
+    ("one value too many", _tuple_of("4c", wire.MAX_VALUES),
+     (wire.MAX_VALUES, "more than %d values in one message" % wire.MAX_VALUES)),
+    ("containers at the limit", _tuple_of("4a", wire.MAX_CONTAINERS - 1), None),
+    ("one container too many", _tuple_of("4a", wire.MAX_CONTAINERS),
+     (wire.MAX_CONTAINERS, "more than %d containers in one message" % wire.MAX_CONTAINERS)),
+    ("empty sets over the container limit", [["4f00000000", wire.MAX_CONTAINERS + 1], ["51", 1]],
+     (5 * wire.MAX_CONTAINERS, "more than %d containers in one message" % wire.MAX_CONTAINERS)),
+    ("channels at the limit", _tuple_of("4200000001", wire.MAX_CHANNELS), None),
+    ("one channel reference too many", _tuple_of("4200000001", wire.MAX_CHANNELS + 1),
+     (5 * wire.MAX_CHANNELS, "more than %d channel references in one message" % wire.MAX_CHANNELS)),
+    ("2 MiB of NEWDICT", [["4a", 2 << 20], ["51", 1]],
+     (wire.MAX_CONTAINERS, "more than %d containers in one message" % wire.MAX_CONTAINERS)),
+]
+
+
 def main():
     valid = []
     for name, value in VALID:
@@ -295,6 +320,14 @@ def main():
         "malformed": malformed,
         "frames": frames,
         "bad_headers": [{"name": n, "hex": h(x)} for n, x in BAD_HEADERS],
+        "limits": [
+            dict({"name": n, "parts": parts},
+                 **({"ok": True} if err is None else {"offset": err[0], "error": err[1]}))
+            for n, parts, err in LIMITS
+        ],
+        "max_values": wire.MAX_VALUES,
+        "max_containers": wire.MAX_CONTAINERS,
+        "max_channels": wire.MAX_CHANNELS,
     }
     path = os.path.join(HERE, "wire.json")
     with open(path, "w", encoding="utf-8") as f:

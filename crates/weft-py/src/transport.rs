@@ -12,7 +12,7 @@ use pyo3::exceptions::{PyEOFError, PyOSError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 use weft_transport::role::{Acquire, Holder, Ready, Role};
-use weft_transport::{write_from, FdReader, HEADER_SIZE};
+use weft_transport::{try_write_from, wait_writable, FdReader, HEADER_SIZE};
 use weft_wire::{opcode, Emitter};
 
 use crate::event::{in_main_thread, take_deferred, SIGNAL_SLICE};
@@ -436,18 +436,6 @@ impl PyFrameReader {
     }
 }
 
-/// Write all of `parts` to `fd`, the GIL released around each `writev`.
-fn write_parts(py: Python<'_>, fd: i32, parts: &[&[u8]]) -> PyResult<()> {
-    let total: usize = parts.iter().map(|p| p.len()).sum();
-    let mut done = 0;
-    while done < total {
-        if let Some(n) = retry_or_raise(py, py.detach(|| write_from(fd, parts, done)))? {
-            done += n;
-        }
-    }
-    Ok(())
-}
-
 /// What goes before the bytes of a message that carries one `bytes` object
 /// of `len` bytes: the header, the BYTES opcode and the length (STOP after).
 fn bytes_frame_head(py: Python<'_>, msgcode: u8, channelid: u32, len: usize) -> PyResult<[u8; HEADER_SIZE + 5]> {
@@ -493,11 +481,24 @@ pub fn frame_dumps<'py>(
 /// time, to a file descriptor it does not own. `send` and `write` are what
 /// `FdIO`/`SocketIO` do under their write lock, in one call: the lock is a
 /// turn (a flag under a Rust mutex), waited for with the GIL released if
-/// another thread has it, and kept while the frame is written (GIL released)
-/// so frames never interleave.
+/// another thread has it, and kept while the frame is written so frames
+/// never interleave.
+///
+/// Writes never block for long: the descriptor is written without waiting
+/// (a socket with `MSG_DONTWAIT`; any other descriptor should be
+/// non-blocking, as `FdIO` makes its pipes) and a full one is waited for in
+/// slices of `SIGNAL_SLICE`, the GIL released. Between slices the signal
+/// handlers run (Ctrl-C reaches a main thread blocked sending to a stopped
+/// peer) and `close()` is noticed. A frame cut short that way (a handler
+/// raised, `close()` from another thread, a write error) after some of its
+/// bytes went out would leave the peer a torn frame: the writer is then
+/// *broken*: it refuses every later write with an OSError saying why
+/// (`broken` holds the text), so nothing is sent after a torn frame.
 #[pyclass(module = "weft._weft", name = "FrameWriter", frozen)]
 pub struct PyFrameWriter {
     fd: i32,
+    /// `fd` is a socket: written with `sendmsg(MSG_DONTWAIT)`.
+    socket: bool,
     state: Mutex<WriterState>,
     /// Signalled when a writer finishes.
     done: Condvar,
@@ -507,8 +508,14 @@ pub struct PyFrameWriter {
 struct WriterState {
     /// A thread is writing a frame.
     busy: bool,
-    /// `close` was called.
+    /// Which thread (`thread_id()`), while `busy`.
+    owner: u64,
+    /// `close` was called (or a frame was torn): no more writes.
     closed: bool,
+    /// Why the stream cannot continue (a frame was torn), if it cannot.
+    broken: Option<String>,
+    /// `close` has been called.
+    close_called: bool,
 }
 
 /// The right to write, for one frame; given back when dropped.
@@ -517,7 +524,25 @@ struct Turn<'a>(&'a PyFrameWriter);
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
         self.0.state().busy = false;
-        self.0.done.notify_one();
+        self.0.done.notify_all();
+    }
+}
+
+/// Why no turn was had.
+enum NoTurn {
+    Closed,
+    TimedOut,
+    /// This very thread holds the turn (a signal handler or a finalizer
+    /// that runs inside a write): waiting would never end.
+    Reentrant,
+}
+
+fn is_socket(fd: i32) -> bool {
+    // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite; we
+    // pass a pointer to it, valid for the call, and only read it on success.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK
     }
 }
 
@@ -527,45 +552,114 @@ impl PyFrameWriter {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Wait (GIL released if needed) until no other thread writes, then
-    /// take the turn; None once closed.
-    fn turn(&self, py: Python<'_>) -> Option<Turn<'_>> {
-        // Under the state lock: None while another thread writes, else
-        // whether the turn was taken (false: closed).
-        let try_take = |g: &mut WriterState| {
-            if g.busy {
-                None
-            } else {
-                g.busy = !g.closed;
-                Some(g.busy)
-            }
-        };
-        let quick = try_take(&mut self.state());
-        let taken = match quick {
-            Some(taken) => taken,
-            None => py.detach(|| {
-                let mut g = self.state();
-                loop {
-                    if let Some(taken) = try_take(&mut g) {
-                        return taken;
-                    }
-                    g = self.done.wait(g).unwrap_or_else(|e| e.into_inner());
-                }
-            }),
-        };
-        if taken {
-            Some(Turn(self))
-        } else {
-            None
+    fn closed_error(&self) -> PyErr {
+        match &self.state().broken {
+            Some(why) => PyOSError::new_err((libc::EPIPE, why.clone())),
+            None => pyo3::exceptions::PyValueError::new_err("write to closed transport"),
         }
     }
 
-    fn write_locked(&self, py: Python<'_>, parts: &[&[u8]]) -> PyResult<()> {
-        let Some(_turn) = self.turn(py) else {
-            return Err(pyo3::exceptions::PyValueError::new_err("write to closed transport"));
-        };
-        write_parts(py, self.fd, parts)
+    /// Take the turn: wait (GIL released, signal handlers run between
+    /// slices) until no other thread writes, at most until `deadline`.
+    fn turn(&self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<Result<Turn<'_>, NoTurn>> {
+        let me = thread_id();
+        loop {
+            {
+                let mut g = self.state();
+                if g.closed {
+                    return Ok(Err(NoTurn::Closed));
+                }
+                if !g.busy {
+                    g.busy = true;
+                    g.owner = me;
+                    return Ok(Ok(Turn(self)));
+                }
+                if g.owner == me {
+                    return Ok(Err(NoTurn::Reentrant));
+                }
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Ok(Err(NoTurn::TimedOut));
+            }
+            let until = deadline.map_or(now + SIGNAL_SLICE, |d| d.min(now + SIGNAL_SLICE));
+            py.detach(|| {
+                let g = self.state();
+                if g.busy && !g.closed {
+                    let wait = until.saturating_duration_since(Instant::now());
+                    drop(self.done.wait_timeout(g, wait).unwrap_or_else(|e| e.into_inner()));
+                }
+            });
+            py.check_signals()?;
+        }
     }
+
+    /// Mark the stream broken if a frame of `total` bytes stopped after
+    /// `done` of them; returns `err`.
+    fn torn(&self, done: usize, total: usize, why: &str, err: PyErr) -> PyErr {
+        if done > 0 && done < total {
+            let mut g = self.state();
+            g.closed = true;
+            g.broken = Some(format!(
+                "a frame was cut short after {done} of {total} bytes ({why}); \
+                 the stream cannot go on, so this transport sends nothing more"
+            ));
+        }
+        err
+    }
+
+    /// Write all of `parts`, holding the turn. With `give_up`, return
+    /// Ok(false) if not a byte could be written before that instant.
+    fn write_parts(&self, py: Python<'_>, parts: &[&[u8]], give_up: Option<Instant>) -> PyResult<bool> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let (fd, socket) = (self.fd, self.socket);
+        let mut done = 0;
+        while done < total {
+            if self.state().closed {
+                let err = PyOSError::new_err((libc::EPIPE, "the transport was closed while a frame was being written"));
+                return Err(self.torn(done, total, "the transport was closed meanwhile", err));
+            }
+            let wrote = py.detach(|| match try_write_from(fd, parts, done, socket) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    wait_writable(fd, Some(SIGNAL_SLICE)).map(|_| 0)
+                }
+                r => r,
+            });
+            match wrote {
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let why = e.to_string();
+                    return Err(self.torn(done, total, &why, os_error(e)));
+                }
+            }
+            if done < total {
+                if let Err(e) = py.check_signals() {
+                    let why = format!("{} raised by a signal handler", e.get_type(py).name().map(|n| n.to_string()).unwrap_or_default());
+                    return Err(self.torn(done, total, &why, e));
+                }
+                if done == 0 && give_up.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn write_locked(&self, py: Python<'_>, parts: &[&[u8]]) -> PyResult<()> {
+        match self.turn(py, None)? {
+            Ok(_turn) => self.write_parts(py, parts, None).map(|_| ()),
+            Err(NoTurn::Reentrant) => Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "send from a signal handler or finalizer while this thread is sending: \
+                 it would wait for itself",
+            )),
+            Err(_) => Err(self.closed_error()),
+        }
+    }
+}
+
+fn deadline_after(timeout: Option<f64>) -> Option<Instant> {
+    timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.clamp(0.0, 1e9)))
 }
 
 #[pymethods]
@@ -574,6 +668,7 @@ impl PyFrameWriter {
     fn new(fd: i32) -> Self {
         PyFrameWriter {
             fd,
+            socket: is_socket(fd),
             state: Mutex::new(WriterState::default()),
             done: Condvar::new(),
         }
@@ -581,7 +676,8 @@ impl PyFrameWriter {
 
     /// Write a message (`msgcode`, `channelid`, serialized `obj`, the
     /// unversioned form); ValueError once closed, OSError if the write
-    /// fails. A `bytes` object is written straight from its buffer.
+    /// fails or the stream is broken. A `bytes` object is written straight
+    /// from its buffer.
     fn send(&self, py: Python<'_>, msgcode: u8, channelid: u32, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         if let Ok(b) = obj.cast_exact::<PyBytes>() {
             let head = bytes_frame_head(py, msgcode, channelid, b.as_bytes().len())?;
@@ -596,16 +692,55 @@ impl PyFrameWriter {
         self.write_locked(py, &[data])
     }
 
-    /// Refuse writes from now on (waiting for a write in progress); True if
-    /// this call closed it, so the caller closes the descriptor once.
+    /// Write `data` only if the turn comes within `timeout` seconds (None:
+    /// no limit) and, with `write_timeout`, its first bytes go out within
+    /// that many more: False (nothing written) otherwise, or once closed.
+    /// For messages that must not wait behind a blocked writer (the exit
+    /// message, closes deferred from finalizers).
+    #[pyo3(signature = (data, timeout = None, write_timeout = None))]
+    fn try_write(&self, py: Python<'_>, data: &[u8], timeout: Option<f64>, write_timeout: Option<f64>) -> PyResult<bool> {
+        match self.turn(py, deadline_after(timeout))? {
+            Ok(_turn) => self.write_parts(py, &[data], deadline_after(write_timeout)),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Why the stream cannot go on (a frame was cut short), or None.
+    #[getter]
+    fn broken(&self) -> Option<String> {
+        self.state().broken.clone()
+    }
+
+    /// Whether writes are refused (closed, or a frame was torn).
+    #[getter]
+    fn closed(&self) -> bool {
+        self.state().closed
+    }
+
+    /// Refuse writes from now on; a write in progress in another thread
+    /// stops within one slice (its frame is torn: `broken` says so). True
+    /// if this call closed it, so the caller closes the descriptor once,
+    /// after every writer has let go of it.
     fn close(&self, py: Python<'_>) -> bool {
-        let Some(turn) = self.turn(py) else {
-            return false;
+        let first = {
+            let mut g = self.state();
+            let first = !g.close_called;
+            g.close_called = true;
+            g.closed = true;
+            first
         };
-        self.state().closed = true;
-        drop(turn);
-        self.done.notify_all();
-        true
+        // wait (GIL released) until no other thread writes to the
+        // descriptor; if this thread is the writer (close from a signal
+        // handler inside its write), that write stops at its next look at
+        // `closed`, before it touches the descriptor again
+        let me = thread_id();
+        py.detach(|| {
+            let mut g = self.state();
+            while g.busy && g.owner != me {
+                g = self.done.wait(g).unwrap_or_else(|e| e.into_inner());
+            }
+        });
+        first
     }
 }
 

@@ -9,7 +9,7 @@ use pyo3::types::{
     PyBool, PyBytes, PyComplex, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString,
     PyTuple, PyType,
 };
-use weft_wire::{Emitter, LoadOptions, MAX_DEPTH, MAX_INT_DIGITS};
+use weft_wire::{Emitter, LoadOptions, MAX_CHANNELS, MAX_CONTAINERS, MAX_DEPTH, MAX_INT_DIGITS, MAX_VALUES};
 
 const ERRORS_MODULE: &str = "weft._bootstrap.wire";
 
@@ -49,11 +49,59 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
     }
 }
 
-/// Serialize `obj` into `out` (after what it holds), mirroring `_save` in
-/// the Python twin: the same bytes, the same errors. Straight from the
-/// Python objects to bytes, through `weft_wire::Emitter`.
+/// Values, containers and channel references written so far, counted
+/// exactly as the decoder will count them (docs/wire.md, "Resource
+/// limits"): a message it would refuse is a DumpError here.
+#[derive(Default)]
+pub(crate) struct Counts {
+    values: usize,
+    containers: usize,
+    channels: usize,
+}
+
+impl Counts {
+    fn value(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.values += 1;
+        if self.values > MAX_VALUES {
+            return Err(dump_error(py, format!("more than {MAX_VALUES} values in one message")));
+        }
+        Ok(())
+    }
+    fn container(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.containers += 1;
+        if self.containers > MAX_CONTAINERS {
+            return Err(dump_error(py, format!("more than {MAX_CONTAINERS} containers in one message")));
+        }
+        Ok(())
+    }
+    fn channel(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.channels += 1;
+        if self.channels > MAX_CHANNELS {
+            return Err(dump_error(
+                py,
+                format!("more than {MAX_CHANNELS} channel references in one message"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Serialize `obj` into `out` (after what it holds) as one message's value,
+/// mirroring `_save` in the Python twin: the same bytes, the same errors.
+/// Straight from the Python objects to bytes, through `weft_wire::Emitter`.
 pub(crate) fn dump_into(out: &mut Vec<u8>, obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<()> {
+    dump_counted(out, obj, depth, &mut Counts::default())
+}
+
+fn dump_counted(out: &mut Vec<u8>, obj: &Bound<'_, PyAny>, depth: usize, counts: &mut Counts) -> PyResult<()> {
     let py = obj.py();
+    // a tuple or set is counted after its items, where the decoder meets it
+    let late = obj.is_exact_instance_of::<PyTuple>()
+        || obj.is_exact_instance_of::<PySet>()
+        || obj.is_exact_instance_of::<PyFrozenSet>();
+    if !late {
+        counts.value(py)?;
+    }
     let wire = |r: Result<(), weft_wire::DumpError>| r.map_err(|e| dump_error(py, e.to_string()));
     if obj.is_none() {
         Emitter::new(out).none();
@@ -117,12 +165,43 @@ pub(crate) fn dump_into(out: &mut Vec<u8>, obj: &Bound<'_, PyAny>, depth: usize)
                 ),
             ));
         }
+        if !late {
+            counts.container(py)?;
+        }
         if let Ok(d) = obj.cast_exact::<PyDict>() {
             Emitter::new(out).dict_start();
-            for (k, v) in d.iter() {
-                dump_into(out, &k, depth)?;
-                dump_into(out, &v, depth)?;
+            // PyDict_Next, not pyo3's dict iterator: that one panics when
+            // the dict changes size, and encoding a key or value can run
+            // Python code (a channel's _weft_channel_id property) that
+            // changes it. A change is a DumpError, as in the Python twin;
+            // every pair written is whole, so the bytes stay decodable.
+            let size = d.len();
+            let mut pos: pyo3::ffi::Py_ssize_t = 0;
+            loop {
+                let mut k: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+                let mut v: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+                // SAFETY: `d` is a live dict (we hold a reference and the
+                // GIL); PyDict_Next reads the dict's current table with
+                // bounds checks on `pos`, so it is memory-safe even after
+                // the dict was mutated (it may then skip or repeat entries,
+                // which the size check below turns into an error).
+                let more = unsafe { pyo3::ffi::PyDict_Next(d.as_ptr(), &mut pos, &mut k, &mut v) };
+                if more == 0 {
+                    break;
+                }
+                // SAFETY: on success PyDict_Next gives borrowed, non-null
+                // references owned by the dict; we take strong references
+                // at once, before any Python code can run and drop them.
+                let (key, value) = unsafe { (Bound::from_borrowed_ptr(py, k), Bound::from_borrowed_ptr(py, v)) };
+                dump_counted(out, &key, depth, counts)?;
+                dump_counted(out, &value, depth, counts)?;
                 Emitter::new(out).setitem();
+                if d.len() != size {
+                    return Err(dump_error(
+                        py,
+                        "dict changed during serialization: dictionary changed size during iteration".into(),
+                    ));
+                }
             }
             return Ok(());
         }
@@ -132,17 +211,29 @@ pub(crate) fn dump_into(out: &mut Vec<u8>, obj: &Bound<'_, PyAny>, depth: usize)
             let items: Vec<Bound<'_, PyAny>> = l.iter().collect();
             wire(Emitter::new(out).list_start(items.len()))?;
             for (i, item) in items.iter().enumerate() {
+                counts.value(py)?; // the index
                 Emitter::new(out).list_item(i);
-                dump_into(out, item, depth)?;
+                dump_counted(out, item, depth, counts)?;
                 Emitter::new(out).setitem();
+                counts.values -= 1; // stored: the index no longer counts
             }
             return Ok(());
         }
         let mut n = 0;
         for item in obj.try_iter()? {
-            dump_into(out, &item?, depth)?;
+            // a set changed by the encoding of its items: a DumpError
+            let item = item.map_err(|e| {
+                if e.is_instance_of::<pyo3::exceptions::PyRuntimeError>(py) {
+                    dump_error(py, format!("{} changed during serialization: {}", type_name(obj), e.value(py)))
+                } else {
+                    e
+                }
+            })?;
+            dump_counted(out, &item, depth, counts)?;
             n += 1;
         }
+        counts.value(py)?;
+        counts.container(py)?;
         let mut e = Emitter::new(out);
         return wire(if obj.is_exact_instance_of::<PyTuple>() {
             e.tuple_end(n)
@@ -168,6 +259,7 @@ pub(crate) fn dump_into(out: &mut Vec<u8>, obj: &Bound<'_, PyAny>, depth: usize)
         if cid.is_exact_instance_of::<PyInt>() {
             if let Ok(id) = cid.extract::<u32>() {
                 if id <= i32::MAX as u32 {
+                    counts.channel(py)?;
                     return wire(Emitter::new(out).channel(id));
                 }
             }

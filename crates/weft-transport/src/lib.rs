@@ -250,6 +250,76 @@ pub fn write_from(fd: RawFd, parts: &[&[u8]], skip: usize) -> io::Result<usize> 
     }
 }
 
+/// Like [`write_from`], but never waits: a descriptor that takes no more
+/// bytes now is an [`io::ErrorKind::WouldBlock`] error (wait with
+/// [`wait_writable`]). With `socket`, the bytes go out with `sendmsg` and
+/// `MSG_DONTWAIT`, so a blocking socket (whose file description a reader
+/// shares) need not be switched to non-blocking; any other descriptor must
+/// be non-blocking for this call not to block. `EINTR` is returned as
+/// [`io::ErrorKind::Interrupted`].
+pub fn try_write_from(fd: RawFd, parts: &[&[u8]], skip: usize, socket: bool) -> io::Result<usize> {
+    let mut iov: Vec<libc::iovec> = Vec::with_capacity(parts.len());
+    let mut skip = skip;
+    for part in parts {
+        if skip >= part.len() {
+            skip -= part.len();
+            continue;
+        }
+        let rest = &part[skip..];
+        skip = 0;
+        iov.push(libc::iovec {
+            iov_base: rest.as_ptr() as *mut libc::c_void,
+            iov_len: rest.len(),
+        });
+    }
+    if iov.is_empty() {
+        return Ok(0);
+    }
+    let count = iov.len().min(IOV_MAX);
+    let n = if socket {
+        // SAFETY: an all-zero msghdr is a valid empty message (no name, no
+        // control data); msg_iov points to `count` iovecs of `iov`, each into
+        // a slice of `parts` borrowed for the whole call, and sendmsg only
+        // reads through them.
+        unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+            msg.msg_iovlen = count as _;
+            libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+        }
+    } else {
+        // SAFETY: as in `write_from`: every iovec points into a slice of
+        // `parts`, borrowed for the whole call, and `count <= iov.len()`.
+        unsafe { libc::writev(fd, iov.as_ptr(), count as libc::c_int) }
+    };
+    if n >= 0 {
+        return Ok(n as usize);
+    }
+    Err(io::Error::last_os_error())
+}
+
+/// Wait until `fd` takes more bytes (or has an error or hang-up to report),
+/// at most `timeout` (None: no limit): true if it is ready, false on
+/// timeout. `EINTR` is returned as [`io::ErrorKind::Interrupted`].
+pub fn wait_writable(fd: RawFd, timeout: Option<std::time::Duration>) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let ms = match timeout {
+        None => -1,
+        Some(t) => t.as_millis().min(i32::MAX as u128) as libc::c_int,
+    };
+    // SAFETY: `p` is a valid pollfd for the duration of the call and we pass
+    // a count of exactly one.
+    let r = unsafe { libc::poll(&mut p, 1, ms) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r > 0)
+}
+
 /// A [`FrameBuf`] fed from one descriptor (which it does not own).
 #[derive(Debug)]
 pub struct FdReader {

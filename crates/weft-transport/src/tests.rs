@@ -177,3 +177,25 @@ fn nonblocking_descriptors_wait_instead_of_failing() {
     drop(a);
     assert_eq!(reader.join().unwrap(), big.len());
 }
+
+#[test]
+fn try_write_never_blocks_a_blocking_socket() {
+    let (a, b) = UnixStream::pair().unwrap(); // both blocking
+    let big = vec![3u8; 8_000_000]; // more than the socket buffer holds
+    let mut done = 0;
+    loop {
+        match try_write_from(a.as_raw_fd(), &[&big], done, true) {
+            Ok(n) => done += n,
+            Err(e) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+                break;
+            }
+        }
+    }
+    assert!(done > 0 && done < big.len());
+    assert!(!wait_writable(a.as_raw_fd(), Some(std::time::Duration::from_millis(10))).unwrap());
+    drop(b);
+    // the peer is gone: writable (to report the error), and the write fails
+    assert!(wait_writable(a.as_raw_fd(), Some(std::time::Duration::from_millis(1000))).unwrap());
+    assert!(try_write_from(a.as_raw_fd(), &[&big], done, true).is_err());
+}

@@ -11,12 +11,15 @@
 //!   by a distinct input byte: total list capacity <= input length;
 //! * the stack gains at most one entry per input byte;
 //! * containers nest at most [`MAX_DEPTH`] deep, so dropping, comparing or
-//!   re-encoding a decoded value recurses at most that far.
+//!   re-encoding a decoded value recurses at most that far;
+//! * one message makes at most [`MAX_VALUES`] values, [`MAX_CONTAINERS`]
+//!   containers and [`MAX_CHANNELS`] channel references, each counted
+//!   before it is made.
 
 use crate::error::LoadError;
 use crate::opcode as op;
 use crate::value::{check_decimal, Value};
-use crate::{DUMPFORMAT_VERSION, MAX_DEPTH};
+use crate::{DUMPFORMAT_VERSION, MAX_CHANNELS, MAX_CONTAINERS, MAX_DEPTH, MAX_VALUES};
 
 const MIN_LIST_ITEM: usize = 7;
 
@@ -258,6 +261,7 @@ pub fn decode_into<B: Builder>(data: &[u8], opts: &LoadOptions, b: &mut B) -> Re
     }
     let mut stack: Vec<Entry<B::Item>> = Vec::new();
     let mut missing: usize = 0; // announced list items not yet stored
+    let (mut values, mut containers, mut channels) = (0usize, 0usize, 0usize);
 
     loop {
         let at = r.pos;
@@ -265,6 +269,29 @@ pub fn decode_into<B: Builder>(data: &[u8], opts: &LoadOptions, b: &mut B) -> Re
             return Err(LoadError::new("truncated: no STOP opcode", at));
         };
         r.pos += 1;
+        if code != op::SETITEM && code != op::STOP {
+            values += 1;
+            if values > MAX_VALUES {
+                return Err(LoadError::new(format!("more than {MAX_VALUES} values in one message"), at));
+            }
+            if matches!(code, op::NEWDICT | op::NEWLIST | op::BUILDTUPLE | op::SET | op::FROZENSET) {
+                containers += 1;
+                if containers > MAX_CONTAINERS {
+                    return Err(LoadError::new(
+                        format!("more than {MAX_CONTAINERS} containers in one message"),
+                        at,
+                    ));
+                }
+            } else if code == op::CHANNEL {
+                channels += 1;
+                if channels > MAX_CHANNELS {
+                    return Err(LoadError::new(
+                        format!("more than {MAX_CHANNELS} channel references in one message"),
+                        at,
+                    ));
+                }
+            }
+        }
         let built = |v: Result<B::Item, String>| -> Result<Entry<B::Item>, LoadError> {
             Ok(Entry {
                 slot: Slot::Done(v.map_err(|why| LoadError::new(why, at))?),
@@ -388,6 +415,7 @@ pub fn decode_into<B: Builder>(data: &[u8], opts: &LoadOptions, b: &mut B) -> Re
                         }
                         items.push(value);
                         missing -= 1;
+                        values -= 1; // the index is gone: it does not count
                         if items.len() == *size {
                             let full = std::mem::take(items);
                             target.slot = Slot::Done(b.list(full).map_err(|why| LoadError::new(why, at))?);
@@ -423,13 +451,15 @@ pub fn decode_into<B: Builder>(data: &[u8], opts: &LoadOptions, b: &mut B) -> Re
                         at,
                     ));
                 }
-                let entries = stack.split_off(stack.len() - n as usize);
-                let depth = 1 + entries.iter().map(|e| e.depth).max().unwrap_or(0);
+                // taken straight off the stack (no intermediate copy of the
+                // entries: a million-item tuple would double its peak)
+                let start = stack.len() - n as usize;
+                let depth = 1 + stack[start..].iter().map(|e| e.depth).max().unwrap_or(0);
                 if depth > MAX_DEPTH {
                     return Err(too_deep(at));
                 }
-                let mut items = Vec::with_capacity(entries.len());
-                for e in entries {
+                let mut items = Vec::with_capacity(n as usize);
+                for e in stack.drain(start..) {
                     items.push(finished(e.slot, at)?);
                 }
                 let v = match code {

@@ -15,8 +15,10 @@
 //!
 //! Limits (the same in both implementations): containers nest at most
 //! [`MAX_DEPTH`] deep, long ints have at most [`MAX_INT_DIGITS`] digits, every
-//! length must fit in the bytes that remain, and a NEWLIST may announce only
-//! as many items as the remaining bytes could hold.
+//! length must fit in the bytes that remain, a NEWLIST may announce only
+//! as many items as the remaining bytes could hold, and one message makes at
+//! most [`MAX_VALUES`] values, [`MAX_CONTAINERS`] containers and
+//! [`MAX_CHANNELS`] channel references.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -45,6 +47,20 @@ pub const MAX_DEPTH: usize = 256;
 /// Most decimal digits (sign excluded) in a LONGINT; CPython's default
 /// `int_max_str_digits`, so the Python twin can always convert them.
 pub const MAX_INT_DIGITS: usize = 4300;
+
+/// Most values one message may make: every opcode except SETITEM and STOP
+/// makes one (a scalar, a container, a channel reference); a list item's
+/// index stops counting once its SETITEM has stored the item. Checked as the
+/// decoder meets them, so a message of one-byte opcodes cannot make more
+/// objects than this, whatever its length (docs/wire.md, "Resource limits").
+pub const MAX_VALUES: usize = 1_000_000;
+
+/// Most containers (dict, list, tuple, set, frozenset) one message may make.
+pub const MAX_CONTAINERS: usize = 250_000;
+
+/// Most channel references one message may carry (each makes a Channel with
+/// its queue and events on the Python side).
+pub const MAX_CHANNELS: usize = 1_000;
 
 /// The version byte that [`encode_versioned`] prepends, as `execnet.dumps`.
 pub const DUMPFORMAT_VERSION: u8 = 2;

@@ -39,6 +39,15 @@ fn seeds() -> Vec<Vec<u8>> {
             );
         }
     }
+    // the committed seed corpus (grown by scripts/fuzz_wire_diff.py)
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/fuzz-corpus");
+    if let Ok(dir) = std::fs::read_dir(&corpus) {
+        let mut files: Vec<_> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.sort();
+        for f in files {
+            out.push(std::fs::read(&f).expect("read corpus file"));
+        }
+    }
     out
 }
 

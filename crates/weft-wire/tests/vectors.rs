@@ -220,3 +220,32 @@ fn every_opcode_is_covered() {
     );
     let _ = decode(b"LQ").unwrap();
 }
+
+#[test]
+fn limit_vectors() {
+    let doc = vectors();
+    assert_eq!(doc["max_values"].as_u64().unwrap() as usize, weft_wire::MAX_VALUES);
+    assert_eq!(doc["max_containers"].as_u64().unwrap() as usize, weft_wire::MAX_CONTAINERS);
+    assert_eq!(doc["max_channels"].as_u64().unwrap() as usize, weft_wire::MAX_CHANNELS);
+    let limits = doc["limits"].as_array().unwrap();
+    assert!(limits.len() >= 6);
+    for v in limits {
+        let name = v["name"].as_str().unwrap();
+        let mut data = Vec::new();
+        for part in v["parts"].as_array().unwrap() {
+            let bytes = unhex(part[0].as_str().unwrap());
+            for _ in 0..part[1].as_u64().unwrap() {
+                data.extend_from_slice(&bytes);
+            }
+        }
+        match (decode(&data), v["ok"].as_bool().unwrap_or(false)) {
+            (Ok(_), true) => {}
+            (Ok(_), false) => panic!("{name}: decoded, expected LoadError"),
+            (Err(e), true) => panic!("{name}: {e}"),
+            (Err(e), false) => {
+                assert_eq!(e.message(), v["error"].as_str().unwrap(), "{name}");
+                assert_eq!(e.offset() as u64, v["offset"].as_u64().unwrap(), "{name}");
+            }
+        }
+    }
+}

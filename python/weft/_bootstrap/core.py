@@ -461,28 +461,145 @@ def _grow_pipe(fd):
             size //= 2
 
 
-class _PyWriter:
-    """``weft._weft.FrameWriter``'s pure-Python twin: whole writes, one
-    thread at a time, refused after ``close()``."""
+_SLICE = 0.05  # seconds a blocked write waits before it looks around again
 
-    def __init__(self, write_all):
-        self._write_all = write_all
+
+class _PyWriter:
+    """``weft._weft.FrameWriter``'s pure-Python twin: whole frames, one
+    thread at a time, refused after ``close()``.
+
+    A write never blocks for long: the descriptor is written without waiting
+    (``MSG_DONTWAIT`` on a socket; ``FdIO`` makes its pipes non-blocking)
+    and a full one is polled for in slices, so signal handlers run (Ctrl-C)
+    and a ``close()`` from another thread is noticed.  A frame cut short
+    after some of its bytes went out (a handler raised, ``close()``, an
+    error) would leave the peer a torn frame: the writer is then *broken*,
+    every later write raises OSError saying why, and nothing more is sent.
+
+    ``encode(data)``, if given, turns a frame into the bytes to write (the
+    session record layer) and returns ``(blob, undo)``; ``undo()`` is called
+    when not a byte of ``blob`` went out."""
+
+    def __init__(self, fd, sock=None, encode=None):
+        self._fd = fd
+        self._sock = sock
+        if sock is not None:
+            import socket
+            self._flags = socket.MSG_DONTWAIT
+        self._encode = encode
         self._lock = _Lock()
+        self._owner = None  # the thread holding _lock
         self._closed = False
+        self._close_called = False
+        self.broken = None
+
+    @property
+    def closed(self):
+        """Whether writes are refused (closed, or a frame was torn)."""
+        return self._closed
+
+    def _closed_error(self):
+        if self.broken:
+            return OSError(32, self.broken)
+        return ValueError("write to closed transport")
+
+    def _write_some(self, view):
+        try:
+            if self._sock is not None:
+                return self._sock.send(view, self._flags)
+            return os.write(self._fd, view)
+        except BlockingIOError:
+            return 0
+
+    def _wait_writable(self, timeout):
+        import select
+        poll = select.poll()
+        poll.register(self._fd, select.POLLOUT)
+        poll.poll(int(timeout * 1000))
+
+    def _write_all(self, data, give_up=None):
+        """Write a whole frame, holding the lock; False if ``give_up`` (a
+        time.monotonic() value) passed before its first byte went out."""
+        undo = None
+        if self._encode is not None:
+            data, undo = self._encode(data)
+        view = memoryview(data)
+        total = len(view)
+        done = 0
+        try:
+            while done < total:
+                if self._closed:
+                    raise OSError(32, "the transport was closed while a frame was being written")
+                n = self._write_some(view[done:])
+                done += n
+                if done < total and not n:
+                    if done == 0 and give_up is not None and time.monotonic() >= give_up:
+                        if undo is not None:
+                            undo()
+                        return False
+                    self._wait_writable(_SLICE)
+        except BaseException as exc:
+            if 0 < done < total:
+                self._closed = True
+                self.broken = (
+                    "a frame was cut short after %d of %d bytes (%s: %s); the stream "
+                    "cannot go on, so this transport sends nothing more"
+                    % (done, total, type(exc).__name__, exc))
+            elif done == 0 and undo is not None:
+                undo()
+            raise
+        return True
 
     def write(self, data):
+        me = get_ident()
+        if self._owner == me:
+            raise RuntimeError("send from a signal handler or finalizer while this thread "
+                               "is sending: it would wait for itself")
         with self._lock:
-            if self._closed:
-                raise ValueError("write to closed transport")
-            self._write_all(data)
+            self._owner = me
+            try:
+                if self._closed:
+                    raise self._closed_error()
+                self._write_all(data)
+            finally:
+                self._owner = None
 
-    def close(self):
-        """Refuse writes from now on; True if this call closed it."""
-        with self._lock:
+    def try_write(self, data, timeout=None, write_timeout=None):
+        """Write ``data`` if the turn comes within ``timeout`` seconds and
+        (with ``write_timeout``) its first bytes go out within that many
+        more; False (nothing written) otherwise, or once closed."""
+        me = get_ident()
+        if self._owner == me:
+            return False  # this thread is inside a write (a handler, a finalizer)
+        if timeout is None:
+            got = self._lock.acquire()
+        else:
+            got = self._lock.acquire(True, max(0.0, timeout)) if timeout > 0 else \
+                self._lock.acquire(False)
+        if not got:
+            return False
+        self._owner = me
+        try:
             if self._closed:
                 return False
-            self._closed = True
-            return True
+            give_up = None if write_timeout is None else time.monotonic() + write_timeout
+            return self._write_all(data, give_up)
+        finally:
+            self._owner = None
+            self._lock.release()
+
+    def close(self):
+        """Refuse writes from now on (a write in progress stops within a
+        slice); True if this call closed it."""
+        first = not self._close_called
+        self._close_called = True
+        self._closed = True
+        if self._owner != get_ident():
+            with self._lock:  # the writer in progress, if any, has let go
+                pass
+        # else: this thread is the writer (close from a signal handler inside
+        # its write); that write stops at its next look at _closed
+        return first
 
 
 class _Transport:
@@ -494,10 +611,10 @@ class _Transport:
     _reader = None
     _rfile = None
 
-    def _init_transport(self, rfd, wfd, write_all):
+    def _init_transport(self, rfd, wfd, sock=None):
         reader = getattr(_wire, "FrameReader", None)
         if reader is None:
-            self._writer = _PyWriter(write_all)
+            self._writer = _PyWriter(wfd, sock)
             return False
         self._reader = reader(rfd, min(MAX_FRAME_SIZE, 2 ** 31 - 1))
         self.read_frames = self._reader.read_frames
@@ -513,13 +630,13 @@ class _Transport:
     def write(self, data):
         self._writer.write(data)
 
+    def try_write(self, data, timeout=None, write_timeout=None):
+        return self._writer.try_write(data, timeout, write_timeout)
 
-def _fd_write_all(fd):
-    def write_all(data):
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    return write_all
+    @property
+    def broken(self):
+        """Why this transport cannot send any more (a frame was torn), or None."""
+        return self._writer.broken
 
 
 class FdIO(_Transport):
@@ -529,7 +646,13 @@ class FdIO(_Transport):
         self._rfd = rfd
         self._wfd = wfd
         self._rclosed = False
-        if not self._init_transport(rfd, wfd, _fd_write_all(wfd)):
+        # writes poll in slices instead of blocking (see _PyWriter); the
+        # write end of a pipe is ours alone
+        try:
+            os.set_blocking(wfd, False)
+        except OSError:
+            pass
+        if not self._init_transport(rfd, wfd):
             self._rfile = os.fdopen(rfd, "rb", 65536)
         _grow_pipe(rfd)
         _grow_pipe(wfd)
@@ -558,7 +681,7 @@ class SocketIO(_Transport):
 
     def __init__(self, sock):
         self.sock = sock
-        if not self._init_transport(sock.fileno(), sock.fileno(), sock.sendall):
+        if not self._init_transport(sock.fileno(), sock.fileno(), sock):
             self._rfile = sock.makefile("rb", 65536)
 
     def close_read(self):
@@ -575,6 +698,115 @@ class SocketIO(_Transport):
                 self.sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
+
+
+# --------------------------------------------------------------------------
+# Authenticated sessions (socket gateways; docs/gateways.md, docs/wire.md)
+# --------------------------------------------------------------------------
+# After the handshake every byte in either direction travels in records:
+#   length (4 bytes, big-endian, 1..RECORD_MAX) + data + tag (32 bytes)
+#   tag = HMAC-SHA256(direction key, sequence (8 bytes, big-endian) + length + data)
+# The keys come from the secret and both nonces (session_keys), the sequence
+# counts the records of that direction from 0.  A record that fails its tag
+# (forged, altered, replayed, reordered, from another session) ends the
+# connection before any of its bytes is used.
+
+RECORD_MAX = 1 << 20
+RECORD_TAG = 32
+
+
+class SessionError(OSError):
+    """A record of an authenticated session failed its check."""
+
+
+def session_keys(secret, nonce_s, nonce_c):
+    """``(client->server key, server->client key)`` of one session."""
+    import hmac
+    base = hmac.digest(secret, b"weft-session" + nonce_s + nonce_c, "sha256")
+    return (hmac.digest(base, b"client->server", "sha256"),
+            hmac.digest(base, b"server->client", "sha256"))
+
+
+class RecordSealer:
+    """Turns bytes into records for one direction (``seal``)."""
+
+    def __init__(self, key, seq=0):
+        import hmac
+        self._digest = hmac.digest
+        self._key = key
+        self.seq = seq
+
+    def seal(self, data):
+        """``(records, undo)``: ``undo()`` takes the sequence numbers back."""
+        digest, key = self._digest, self._key
+        view = memoryview(data)
+        start = self.seq
+        out = []
+        for i in range(0, len(view), RECORD_MAX):
+            chunk = view[i:i + RECORD_MAX]
+            head = self.seq.to_bytes(8, "big") + len(chunk).to_bytes(4, "big")
+            out.append(head[8:])
+            out.append(chunk)
+            out.append(digest(key, head + chunk, "sha256"))
+            self.seq += 1
+
+        def undo():
+            self.seq = start
+        return b"".join(out), undo
+
+
+class RecordOpener:
+    """Checks and opens the records of one direction, read with
+    ``read_exact(n)`` (exactly n bytes or EOFError)."""
+
+    def __init__(self, key, read_exact, seq=0):
+        import hmac
+        self._digest = hmac.digest
+        self._compare = hmac.compare_digest
+        self._key = key
+        self._read_exact = read_exact
+        self.seq = seq
+
+    def next_record(self):
+        head = self._read_exact(4)
+        length = int.from_bytes(head, "big")
+        if not 0 < length <= RECORD_MAX:
+            raise SessionError("authenticated session: record %d announces %d bytes "
+                               "(1..%d allowed); the connection is not from our peer "
+                               "or was tampered with" % (self.seq, length, RECORD_MAX))
+        data = self._read_exact(length)
+        tag = self._read_exact(RECORD_TAG)
+        want = self._digest(self._key, self.seq.to_bytes(8, "big") + head + data, "sha256")
+        if not self._compare(tag, want):
+            raise SessionError("authenticated session: record %d failed its check "
+                               "(forged, altered, replayed or out of order); "
+                               "nothing of it was used" % self.seq)
+        self.seq += 1
+        return data
+
+
+class SessionSocketIO(_Transport):
+    """Byte transport over a socket whose every byte is in authenticated
+    records (pure Python on both ends, whatever the codec)."""
+
+    def __init__(self, sock, key_in, key_out, seq_in=0, seq_out=0):
+        self.sock = sock
+        self._rfile = sock.makefile("rb", 65536)
+        self._opener = RecordOpener(key_in, lambda n: _read_exact(self._rfile, n), seq_in)
+        self._sealer = RecordSealer(key_out, seq_out)
+        self._writer = _PyWriter(sock.fileno(), sock, self._sealer.seal)
+        self._inbuf = bytearray()
+
+    def read(self, n):
+        buf = self._inbuf
+        while len(buf) < n:
+            buf += self._opener.next_record()
+        data = bytes(buf[:n])
+        del buf[:n]
+        return data
+
+    close_read = SocketIO.close_read
+    close_write = SocketIO.close_write
 
 
 class Popen2IO:
@@ -786,7 +1018,9 @@ class Channel:
             if gateway._channelfactory.finished or self._receiveclosed.is_set():
                 return
             code = CHANNEL_LAST_MESSAGE if self._items is None else CHANNEL_CLOSE
-            gateway._send(code, self.id)
+            # never waits for the writer: a finalizer may run inside a write
+            # (a garbage collection, a signal handler) in this very thread
+            gateway._send_from_finalizer(code, self.id)
         except Exception:
             pass
 
@@ -938,7 +1172,21 @@ class ChannelFactory:
             pass
         else:
             if endmarker is not NO_ENDMARKER_WANTED:
-                callback(endmarker)
+                try:
+                    callback(endmarker)
+                except BaseException as exc:
+                    # only this channel's business: report it, go on
+                    self._callback_failed(id, exc)
+
+    def _callback_failed(self, id, exc):
+        errortext = geterrortext(exc)
+        self.gateway._trace("channel %d: callback failed on its endmarker: %r" % (id, exc))
+        try:
+            sys.stderr.write("[%s] weft: the callback of channel %d raised on its "
+                             "endmarker (the channel was closing anyway):\n%s"
+                             % (os.getpid(), id, errortext))
+        except Exception:
+            pass
 
     def _local_close(self, id, remoteerror=None, sendonly=False):
         channel = self._channels.get(id)
@@ -973,7 +1221,7 @@ class ChannelFactory:
             callback, endmarker = entry
             try:
                 callback(_wire.loads(data, channel_factory=self.new))
-            except Exception as exc:
+            except BaseException as exc:  # ends this channel, not the gateway
                 self._reject(id, exc)
 
     def _reject(self, id, exc):
@@ -1086,6 +1334,8 @@ class BaseGateway:
         self._receive_done = _new_event()
         # the Rust transport frames and writes an item in one call
         self._io_send = getattr(io, "send", None)
+        # bodiless messages from finalizers, waiting for the writer's turn
+        self._deferred = deque()
 
     def _trace(self, *msg):
         if _trace_enabled():
@@ -1125,6 +1375,11 @@ class BaseGateway:
             except (OSError, ValueError, DataFormatError) as exc:
                 self._trace("transport error: %r" % (exc,))
                 error = self._connection_lost(exc)
+                # the stream is unusable: let the other side see its end
+                try:
+                    self._io.close_write()
+                except Exception:
+                    pass
             except BaseException as exc:  # pragma: no cover - a bug in dispatch
                 self._trace("receiver crashed: %s" % geterrortext(exc))
                 error = GatewayDied("receiver thread crashed:\n" + geterrortext(exc))
@@ -1158,7 +1413,15 @@ class BaseGateway:
         elif code == CHANNEL_CLOSE:
             factory._local_close(cid)
         elif code == CHANNEL_CLOSE_ERROR:
-            factory._local_close(cid, RemoteError(_wire.loads(payload)))
+            try:
+                text = _wire.loads(payload)
+            except LoadError as exc:
+                text = ("the other side closed channel %d with an error this side cannot "
+                        "decode: %s" % (cid, exc))
+            if not isinstance(text, str):
+                text = "the other side closed channel %d with a %s, not an error text: %.200r" % (
+                    cid, type(text).__name__, text)
+            factory._local_close(cid, RemoteError(text))
         elif code == CHANNEL_LAST_MESSAGE:
             factory._local_close(cid, sendonly=True)
         elif code == CHANNEL_EXEC:
@@ -1167,7 +1430,12 @@ class BaseGateway:
             self._status_reply(cid)
         elif code == RECONFIGURE:
             if cid == 0:
-                self._strconfig = tuple(_wire.loads(payload))
+                config = _wire.loads(payload)
+                if not (isinstance(config, (tuple, list)) and len(config) == 2
+                        and all(isinstance(x, bool) for x in config)):
+                    raise DataFormatError(
+                        "RECONFIGURE carries %.200r, not a pair of booleans" % (config,))
+                self._strconfig = tuple(config)
         elif code == GATEWAY_TERMINATE:
             self._terminate_execution()
             raise _GatewayTerminate()
@@ -1200,7 +1468,14 @@ class BaseGateway:
         except DataFormatError:
             raise
         except (OSError, ValueError) as exc:
+            if isinstance(exc, ValueError) and not getattr(self._io._writer, "closed", True):
+                raise  # the item's own error (as the pure-Python dumps raises it)
             raise self._send_failed(exc) from exc
+        except BaseException:
+            self._check_torn()
+            raise
+        if self._deferred:
+            self._flush_deferred()
 
     def _send(self, code, cid=0, data=b""):
         frame = _wire.pack_message(code, cid, data)
@@ -1208,11 +1483,62 @@ class BaseGateway:
             self._io.write(frame)
         except (OSError, ValueError) as exc:
             raise self._send_failed(exc) from exc
+        except BaseException:
+            self._check_torn()
+            raise
+        if self._deferred:
+            self._flush_deferred()
+
+    def _check_torn(self):
+        """After a send was interrupted: if its frame went out in part, the
+        stream is over; end the connection so the other side knows it."""
+        if getattr(self._io, "broken", None):
+            self._trace("frame torn: %s" % (self._io.broken,))
+            try:
+                self._io.close_write()
+            except Exception:
+                pass
 
     def _send_failed(self, exc):
         """The IOError a send raises when the transport refused it."""
         self._trace("failed to send frame: %r" % (exc,))
+        self._check_torn()
+        broken = getattr(self._io, "broken", None)
+        if broken:
+            return IOError("cannot send on %r: %s" % (self, broken))
         return IOError("cannot send (already closed?) on %r" % (self,))
+
+    def _send_from_finalizer(self, code, cid):
+        """Send a bodiless message without waiting for the writer (from
+        ``Channel.__del__``): if another write is in progress, possibly in
+        this very thread, the message waits in ``_deferred`` and that
+        writer sends it when it is done."""
+        self._deferred.append(_wire.pack_message(code, cid, b""))
+        self._flush_deferred()
+
+    def _flush_deferred(self):
+        deferred = self._deferred
+        try_write = getattr(self._io, "try_write", None)
+        # twice: a turn taken by someone else after our first try is held
+        # by a writer that looks at _deferred again when it is done
+        for _ in (0, 1):
+            while deferred:
+                try:
+                    frame = deferred.popleft()
+                except IndexError:
+                    return
+                try:
+                    if try_write is None:
+                        self._io.write(frame)
+                        continue
+                    if not try_write(frame, 0):
+                        deferred.appendleft(frame)
+                        break
+                except Exception:
+                    deferred.clear()  # the transport is gone
+                    return
+            else:
+                return
 
     def newchannel(self):
         """Return a new independent channel."""
@@ -1234,7 +1560,15 @@ class WorkerGateway(BaseGateway):
                 channel.close(MAIN_THREAD_ONLY_DEADLOCK_TEXT)
                 return
             self._executetask_complete.clear()
-        task = _wire.loads(payload)
+        try:
+            task = _wire.loads(payload)
+            source, file_name, call_name, kwargs = task
+            if not (isinstance(source, str) and isinstance(kwargs, dict)):
+                raise TypeError("not (str, file_name, call_name, dict)")
+        except (LoadError, TypeError, ValueError) as exc:
+            channel.close("cannot run this CHANNEL_EXEC: its payload is not a valid task "
+                          "(%s: %s)" % (type(exc).__name__, exc))
+            return
         try:
             self._execpool.spawn(self.executetask, channel, task)
         except ValueError:
@@ -1331,7 +1665,18 @@ def worker_main(config, boot_fd=None):
         config["rfd"], config["wfd"] = int(rfd), int(wfd)
     if kind == "socketfd":
         import socket
-        io = SocketIO(socket.socket(fileno=boot_fd))
+        # an authenticating server hands us the session on the boot pipe
+        # (socketserver.py): "SOCKFD KEY_IN KEY_OUT SEQ_IN SEQ_OUT"
+        session = getattr(sys.modules.get("__main__"), "_weft_session", None)
+        if session is not None:
+            fd, key_in, key_out, seq_in, seq_out = session.split()
+            io = SessionSocketIO(socket.socket(fileno=int(fd)), bytes.fromhex(key_in.decode()),
+                                 bytes.fromhex(key_out.decode()), int(seq_in), int(seq_out))
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.close(devnull)
+        else:
+            io = SocketIO(socket.socket(fileno=boot_fd))
     elif kind == "fds":
         io = FdIO(config["rfd"], config["wfd"])
         # stdin was the boot channel: detach it so remote code cannot eat it

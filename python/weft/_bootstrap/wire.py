@@ -69,6 +69,9 @@ __all__ = [
     "MESSAGE_NAMES",
     "MAX_DEPTH",
     "MAX_INT_DIGITS",
+    "MAX_VALUES",
+    "MAX_CONTAINERS",
+    "MAX_CHANNELS",
     "DUMPFORMAT_VERSION",
 ]
 
@@ -157,6 +160,12 @@ def unpack_header(header, max_length=None):
 DUMPFORMAT_VERSION = 2
 MAX_DEPTH = 256  # containers nested deeper than this are refused both ways
 MAX_INT_DIGITS = 4300  # decimal digits of a LONGINT (CPython's str limit)
+# Most values / containers / channel references one message may make
+# (checked as they are decoded; docs/wire.md, "Resource limits").
+MAX_VALUES = 1000000
+MAX_CONTAINERS = 250000
+MAX_CHANNELS = 1000
+_LIMIT_NAMES = ("values", "containers", "channel references")
 _MIN_LIST_ITEM = 7  # bytes: INT index (5) + smallest value (1) + SETITEM (1)
 
 # opcodes (execnet 2.1 numbering)
@@ -206,13 +215,27 @@ def dumps(obj, versioned=False):
     buf = bytearray()
     if versioned:
         buf.append(DUMPFORMAT_VERSION)
-    _save(buf, obj, 0)
+    _save(buf, obj, 0, [0, 0, 0])
     buf.append(STOP)
     return bytes(buf)
 
 
-def _save(buf, obj, depth):
+def _count(counts, what):
+    """Count one value (what=0), container (1) or channel (2) as the decoder
+    will: more than it accepts is a DumpError here, not a LoadError there."""
+    counts[what] += 1
+    limit = MAX_VALUES if what == 0 else MAX_CONTAINERS if what == 1 else MAX_CHANNELS
+    if counts[what] > limit:
+        raise DumpError("more than %d %s in one message" % (limit, _LIMIT_NAMES[what]))
+
+
+def _save(buf, obj, depth, counts):
+    # counts: [values, containers, channels] so far, exactly as the decoder
+    # counts them (docs/wire.md, "Resource limits")
     tp = type(obj)
+    counts[0] += 1
+    if counts[0] > MAX_VALUES and not (tp is tuple or tp is set or tp is frozenset):
+        raise DumpError("more than %d values in one message" % MAX_VALUES)
     if obj is None:
         buf.append(NONE)
     elif tp is bool:
@@ -260,34 +283,44 @@ def _save(buf, obj, depth):
                 % (MAX_DEPTH, tp.__name__)
             )
         if tp is list:
+            # the items as they are now: encoding one can run Python code
+            # (a channel's _weft_channel_id property) that changes the list,
+            # and the count is written first (the Rust twin does the same)
+            _count(counts, 1)
+            items = obj[:]
             buf.append(NEWLIST)
-            _len4(buf, len(obj), "list")
+            _len4(buf, len(items), "list")
             i = 0
-            for item in obj:
+            for item in items:
+                _count(counts, 0)  # the index
                 buf.append(INT)
                 buf += _I4.pack(i)
-                _save(buf, item, depth)
+                _save(buf, item, depth, counts)
                 buf.append(SETITEM)
+                counts[0] -= 1  # stored: the index no longer counts
                 i += 1
-            if i != len(obj):
-                raise DumpError("list changed size during serialization")
         elif tp is dict:
+            _count(counts, 1)
             buf.append(NEWDICT)
             try:
                 for key, value in obj.items():
-                    _save(buf, key, depth)
-                    _save(buf, value, depth)
+                    _save(buf, key, depth, counts)
+                    _save(buf, value, depth, counts)
                     buf.append(SETITEM)
             except RuntimeError as e:  # changed size during iteration
                 raise DumpError("dict changed during serialization: %s" % e) from None
         else:
+            # the decoder meets this container's opcode after its items
+            counts[0] -= 1
             n = 0
             try:
                 for item in obj:
-                    _save(buf, item, depth)
+                    _save(buf, item, depth, counts)
                     n += 1
             except RuntimeError as e:
                 raise DumpError("%s changed during serialization: %s" % (tp.__name__, e)) from None
+            _count(counts, 0)
+            _count(counts, 1)
             buf.append(BUILDTUPLE if tp is tuple else SET if tp is set else FROZENSET)
             _len4(buf, n, tp.__name__)
     else:
@@ -303,6 +336,7 @@ def _save(buf, obj, depth):
                 "%s._weft_channel_id is %r, expected an int in 0..2**31-1"
                 % (_type_name(tp), cid)
             )
+        _count(counts, 2)
         buf.append(CHANNEL)
         buf += _I4.pack(cid)
 
@@ -348,6 +382,7 @@ def loads(
     depths = []  # nesting depth of each stack entry: scalar 0, container >= 1
     open_lists = 0  # _ListBuilder entries on the stack
     missing = 0  # list items announced by NEWLIST and not yet stored
+    values = containers = channels = 0
     unpack_i4 = _I4.unpack_from
 
     def fail(msg, at):
@@ -376,6 +411,10 @@ def loads(
         op = data[pos]
         at = pos
         pos += 1
+        if op != SETITEM and op != STOP:
+            values += 1
+            if values > MAX_VALUES:
+                fail("more than %d values in one message" % MAX_VALUES, at)
         if op == NONE:
             stack.append(None)
             depths.append(0)
@@ -437,9 +476,15 @@ def loads(
             stack.append(value)
             depths.append(0)
         elif op == NEWDICT:
+            containers += 1
+            if containers > MAX_CONTAINERS:
+                fail("more than %d containers in one message" % MAX_CONTAINERS, at)
             stack.append({})
             depths.append(1)
         elif op == NEWLIST:
+            containers += 1
+            if containers > MAX_CONTAINERS:
+                fail("more than %d containers in one message" % MAX_CONTAINERS, at)
             n = read_i4(pos)
             if n < 0:
                 fail("negative list length %d" % n, pos)
@@ -486,6 +531,7 @@ def loads(
                     )
                 items.append(value)
                 missing -= 1
+                values -= 1  # the index is gone: it does not count
                 if len(items) == target.size:
                     stack[-1] = items
                     open_lists -= 1
@@ -497,6 +543,9 @@ def loads(
                     fail("containers nested deeper than %d" % MAX_DEPTH, at)
                 depths[-1] = d
         elif op == BUILDTUPLE or op == SET or op == FROZENSET:
+            containers += 1
+            if containers > MAX_CONTAINERS:
+                fail("more than %d containers in one message" % MAX_CONTAINERS, at)
             n = read_i4(pos)
             pos += 4
             if n < 0 or n > len(stack):
@@ -528,6 +577,9 @@ def loads(
             stack.append(value)
             depths.append(d)
         elif op == CHANNEL:
+            channels += 1
+            if channels > MAX_CHANNELS:
+                fail("more than %d channel references in one message" % MAX_CHANNELS, at)
             cid = read_i4(pos)
             pos += 4
             if cid < 0:

@@ -23,29 +23,61 @@ to_child_r, to_child_w = os.pipe()
 from_child_r, from_child_w = os.pipe()
 env = dict(os.environ)
 env["WEFT_BOOT_FDS"] = "%d,%d" % (to_child_r, from_child_w)
+def _die_with_us():
+    pass
+try:  # Linux: the child gets SIGKILL when this process dies (even if stopped)
+    import ctypes
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+    def _die_with_us():
+        _prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+except Exception:
+    pass
 proc = subprocess.Popen(args, stdin=subprocess.PIPE, pass_fds=(to_child_r, from_child_w),
-                        env=env)
+                        env=env, preexec_fn=_die_with_us)
 os.close(to_child_r)
 os.close(from_child_w)
 proc.stdin.write(payload)
 proc.stdin.close()
 
-def _to_child(item):
+# The callback runs in this gateway's receiver thread, which must never
+# block on the child (a stopped child would stall the whole gateway): it
+# hands the bytes to a writer thread.
+import queue
+_pending = queue.SimpleQueue()
+
+def _write_to_child():
     global to_child_w
-    if item is None:
-        if to_child_w is not None:
-            os.close(to_child_w)
-            to_child_w = None
-    elif isinstance(item, str):
-        if item == "kill" and proc.poll() is None:
-            proc.kill()
-    elif to_child_w is not None:
+    while True:
+        item = _pending.get()
+        if item is None:
+            break
         view = memoryview(item)
         try:
             while view:
                 view = view[os.write(to_child_w, view):]
         except OSError:
             pass
+    os.close(to_child_w)
+
+threading.Thread(target=_write_to_child, daemon=True).start()
+
+def _kill_if_stuck():
+    # the local side closed the channel (exit() or terminate): a child that
+    # has not ended soon after (stopped, or deaf) is killed; the local side's
+    # own "kill" cannot reach us over a closed channel
+    try:
+        proc.wait(5.0)  # as a worker waits for its tasks after an exit
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+def _to_child(item):
+    if isinstance(item, str):
+        if item == "kill" and proc.poll() is None:
+            proc.kill()
+    else:
+        _pending.put(item)  # None (the end) included
+        if item is None:
+            threading.Thread(target=_kill_if_stuck, daemon=True).start()
 
 channel.setcallback(_to_child, endmarker=None)
 while True:

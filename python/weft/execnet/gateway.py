@@ -5,6 +5,7 @@ import linecache
 import os
 import sys
 import textwrap
+import time
 import types
 
 from weft._bootstrap import core as _core
@@ -13,6 +14,10 @@ from weft._bootstrap import wire as _wire
 from . import _wait  # noqa: F401  (installs the blocking hook)
 
 __all__ = ["Gateway", "RInfo", "RemoteStatus", "rinfo_source"]
+
+# Most seconds exit() waits for the writer's turn, and then for the first
+# byte of its message to go out, before it closes the transport anyway.
+EXIT_WAIT = 0.5
 
 
 class Gateway(_core.BaseGateway):
@@ -44,6 +49,14 @@ class Gateway(_core.BaseGateway):
             return None
         describe = getattr(self._io, "describe_death", None)
         how = describe() if describe is not None else "the connection was closed (%s)" % (exc,)
+        text = str(exc)
+        if not (isinstance(exc, EOFError)
+                and (text in ("", "connection closed") or text.startswith("expected 9 bytes, got 0"))):
+            # not a plain end of the stream: say what really ended it
+            how = "%s: %s; %s" % (type(exc).__name__, text, how)
+        broken = getattr(self._io, "broken", None)
+        if broken:
+            how = "this side stopped sending: %s; %s" % (broken, how)
         return _core.GatewayDied("gateway %r: %s" % (self.id, how))
 
     def hasreceiver(self):
@@ -51,8 +64,11 @@ class Gateway(_core.BaseGateway):
         return not self._receive_done.is_set()
 
     def exit(self):
-        """Ask the remote side to exit; ``Group.terminate`` waits and kills."""
+        """Ask the remote side to exit; ``Group.terminate`` waits and kills.
+        (Inside ``Group.terminate`` the wait for a busy writer is bounded by
+        one deadline across all the group's gateways.)"""
         group = self._group
+        _deadline = getattr(group, "_exit_deadline", None)
         if group is not None:
             if self not in group:
                 return
@@ -61,10 +77,21 @@ class Gateway(_core.BaseGateway):
             return
         self._exiting = True
         try:
-            self._send(_core.GATEWAY_TERMINATE)
-            self._io.close_write()
+            try_write = getattr(self._io, "try_write", None)
+            if try_write is None:
+                self._send(_core.GATEWAY_TERMINATE)
+            elif not try_write(_wire.pack_message(_core.GATEWAY_TERMINATE, 0, b""),
+                               *_exit_waits(_deadline)):
+                # another thread is stuck sending (a stopped worker, a full
+                # pipe): don't wait for it; closing stops that write, and
+                # Group.terminate kills what does not end
+                self._trace("exit message not sent within %s s: closing" % (EXIT_WAIT,))
         except (ValueError, EOFError, OSError) as exc:
             self._trace("could not send termination: %r" % (exc,))
+        try:
+            self._io.close_write()
+        except (ValueError, EOFError, OSError) as exc:
+            self._trace("could not close: %r" % (exc,))
 
     def reconfigure(self, py2str_as_py3str=True, py3str_as_py2str=False):
         """Set the string coercion for Python-2 strings (kept for execnet)."""
@@ -121,6 +148,14 @@ class Gateway(_core.BaseGateway):
 
     def _terminate_execution(self):
         pass
+
+
+def _exit_waits(deadline):
+    """(turn timeout, write timeout) for an exit message."""
+    if deadline is None:
+        return EXIT_WAIT, EXIT_WAIT
+    left = max(0.0, deadline - time.monotonic())
+    return left / 2, left / 2
 
 
 class RInfo:

@@ -122,9 +122,16 @@ class Group:
         that have not ended within ``timeout`` seconds.  Waits happen in
         helper threads, so this returns after about ``timeout`` seconds plus
         the time a kill takes, whatever the workers do."""
-        while self:
-            for gw in reversed(list(self._gateways)):  # via= users first
-                gw.exit()
+        # one bound for all exit messages stuck behind busy writers
+        # (Gateway.exit reads it; exit() keeps execnet's signature)
+        from .gateway import EXIT_WAIT
+        self._exit_deadline = time.monotonic() + 2 * EXIT_WAIT
+        try:
+            while self:
+                for gw in reversed(list(self._gateways)):  # via= users first
+                    gw.exit()
+        finally:
+            self._exit_deadline = None
         gateways = list(self._gateways_to_join)
         del self._gateways_to_join[:]
 
