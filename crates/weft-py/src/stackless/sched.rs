@@ -183,6 +183,7 @@ fn create(py: Python<'_>) -> PyResult<()> {
         blocked: std::sync::atomic::AtomicUsize::new(0),
         parked: std::sync::atomic::AtomicUsize::new(0),
     });
+    mark_thread_end(py, &shared)?;
     let main = Py::new(py, Tasklet::new_main(coro, shared.clone()))?;
     let mut ring = Ring::new();
     let key = ring.push_back(main.clone_ref(py));
@@ -209,6 +210,32 @@ fn create(py: Python<'_>) -> PyResult<()> {
             td,
         })
     });
+    Ok(())
+}
+
+/// Lives in the thread state's dict: CPython clears that dict when the
+/// thread's Python code is done, before `Thread.join()` returns (a TLS
+/// destructor may run later), so the scheduler is known dead by then.
+#[pyclass(module = "weft._weft", name = "_ThreadEnd", frozen)]
+struct ThreadEndMark {
+    shared: Arc<Shared>,
+}
+
+impl Drop for ThreadEndMark {
+    fn drop(&mut self) {
+        self.shared.alive.store(false, Ordering::Release);
+    }
+}
+
+fn mark_thread_end(py: Python<'_>, shared: &Arc<Shared>) -> PyResult<()> {
+    // SAFETY: GIL held; a borrowed dict of this thread state (or null).
+    let d = unsafe { pyo3::ffi::PyThreadState_GetDict() };
+    if d.is_null() {
+        return Ok(());
+    }
+    // SAFETY: a live borrowed dict.
+    let d = unsafe { Bound::from_borrowed_ptr(py, d) };
+    d.set_item("weft.stackless.thread_end", Py::new(py, ThreadEndMark { shared: shared.clone() })?)?;
     Ok(())
 }
 
