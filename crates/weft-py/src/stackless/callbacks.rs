@@ -96,10 +96,7 @@ pub(crate) fn handle_error(py: Python<'_>, e: PyErr) -> Option<PyErr> {
         .traceback(py)
         .map(|t| t.into_any())
         .unwrap_or_else(|| py.None().into_bound(py));
-    match h.call1(py, (typ, val, tb)) {
-        Ok(_) => None,
-        Err(e2) => Some(e2),
-    }
+    h.call1(py, (typ, val, tb)).err()
 }
 
 #[pyfunction]

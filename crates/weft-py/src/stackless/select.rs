@@ -31,11 +31,15 @@ use super::tasklet::{Place, Tasklet, Temp};
 
 const NOT_FIRED: usize = usize::MAX;
 
+/// A Stackless case's place: the channel object, the direction, the key in
+/// that direction's queue.
+type Entry = (*mut pyo3::ffi::PyObject, Dir, Key);
+
 /// A select waiting: which case fired, and what it carried.
 pub(crate) struct Select {
     fired: AtomicUsize,
-    /// Per case: (channel object, direction, queue key) of a Stackless case.
-    entries: Mutex<Vec<Option<(*mut pyo3::ffi::PyObject, Dir, Key)>>>,
+    /// Per case: where a Stackless case waits.
+    entries: Mutex<Vec<Option<Entry>>>,
     /// Per case: the value a send case offers.
     sends: Mutex<Vec<Option<Py<PyAny>>>>,
     /// What the fired case received (a receive), or Empty.

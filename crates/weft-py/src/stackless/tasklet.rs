@@ -265,14 +265,7 @@ impl Tasklet {
     }
 
     /// Marks a finished tasklet dead and gives back what it held.
-    pub(crate) fn finish(
-        &self,
-    ) -> (
-        Option<Py<PyAny>>,
-        Option<Py<PyTuple>>,
-        Option<Py<PyDict>>,
-        Temp,
-    ) {
+    pub(crate) fn finish(&self) -> Released {
         let mut st = self.st.borrow_mut();
         st.dead = true;
         st.atomic = false;
@@ -316,6 +309,13 @@ impl Drop for Tasklet {
         }
     }
 }
+
+/// A tasklet's pickled state: function, args, kwargs, (atomic,
+/// ignore_nesting, block_trap), scheduled.
+type PickledState<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>, (bool, bool, bool), bool);
+
+/// What a finished tasklet gives back: its binding and its tempval.
+pub(crate) type Released = (Option<Py<PyAny>>, Option<Py<PyTuple>>, Option<Py<PyDict>>, Temp);
 
 /// The running context, made first if the thread has none yet (so that it
 /// can be shared).
@@ -925,7 +925,7 @@ impl Tasklet {
         if slf.get().is_alive() {
             return Err(rt("cannot restore the state of a tasklet that is alive"));
         }
-        let (func, args, kwargs, flags, scheduled): (Bound<'_, PyAny>, Bound<'_, PyAny>, Bound<'_, PyAny>, (bool, bool, bool), bool) = state.extract()?;
+        let (func, args, kwargs, flags, scheduled): PickledState<'_> = state.extract()?;
         let has_args = !args.is_none() || !kwargs.is_none();
         if !func.is_none() {
             Tasklet::bind(slf, Some(func), has_args.then_some(args), if kwargs.is_none() { None } else { Some(kwargs) })?;

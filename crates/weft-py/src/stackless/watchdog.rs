@@ -139,7 +139,6 @@ unsafe extern "C" fn tick(
     }
     let fire = sched::with_existing(|s| {
         let cur_atomic = s.current.get().atomic();
-        let cur_is_owner;
         let w = s.watchers.last_mut()?;
         if w.limit == 0 {
             return None;
@@ -148,7 +147,7 @@ unsafe extern "C" fn tick(
         if w.ticks < w.limit {
             return None;
         }
-        cur_is_owner = s.current.as_ptr() == w.owner.as_ptr();
+        let cur_is_owner = s.current.as_ptr() == w.owner.as_ptr();
         if cur_is_owner || cur_atomic {
             return None;
         }
