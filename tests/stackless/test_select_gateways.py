@@ -29,12 +29,14 @@ def test_fan_out_to_gateways_and_collect_with_select(group):
 
 def test_gateway_channel_and_tasklet_channel_in_one_select(group):
     gw = group.makegateway("popen")
-    remote = gw.remote_exec("import time; time.sleep(0.3); channel.send('remote')")
+    # The remote side stays open until told to end: only one case is ready at a time.
+    remote = gw.remote_exec("import time; time.sleep(0.3); channel.send('remote'); channel.receive()")
     local = stackless.channel()
     assert select(recv(remote), recv(local), timeout=30) == (0, "remote")
     stackless.tasklet(local.send)("local")
     stackless.run()
     assert select(recv(remote), recv(local), timeout=30) == (1, "local")
+    remote.send("end")
     remote.waitclose(10)
     assert select(recv(remote), timeout=30) == (0, CLOSED)
 
