@@ -141,26 +141,34 @@ def channel_weft(n):
     return (time.perf_counter() - t0) / (2 * n) * 1e9
 
 
-def channel_emulation(n):
-    sched, Channel = _emulation()
-    ping, pong = Channel(), Channel()
+def _ping_pong(n, spawn, run, make_chan, recv_name):
+    """ns per message between two microthreads of a scheduler driven by
+    ``spawn(fn)`` and ``run()``, over channels with ``send`` and ``recv_name``."""
+    ping, pong = make_chan(), make_chan()
     out = []
 
     def ponger():
+        r = getattr(ping, recv_name)
         for _ in range(n):
-            pong.send(ping.receive())
+            pong.send(r())
 
     def pinger():
+        r = getattr(pong, recv_name)
         t0 = time.perf_counter()
         for i in range(n):
             ping.send(i)
-            pong.receive()
+            r()
         out.append(time.perf_counter() - t0)
 
-    sched.spawn(ponger)
-    sched.spawn(pinger)
-    sched.run()
+    spawn(ponger)
+    spawn(pinger)
+    run()
     return out[0] / (2 * n) * 1e9
+
+
+def channel_emulation(n):
+    sched, Channel = _emulation()
+    return _ping_pong(n, sched.spawn, sched.run, Channel, "receive")
 
 
 def channel_asyncio(n):
@@ -214,24 +222,7 @@ def _runloom():
 
 def channel_runloom(n):
     rl = _runloom()
-    ping, pong = rl.Chan(), rl.Chan()
-    out = []
-
-    def ponger():
-        for _ in range(n):
-            pong.send(ping.recv())
-
-    def pinger():
-        t0 = time.perf_counter()
-        for i in range(n):
-            ping.send(i)
-            pong.recv()
-        out.append(time.perf_counter() - t0)
-
-    rl.fiber(ponger)
-    rl.fiber(pinger)
-    rl.run(1)
-    return out[0] / (2 * n) * 1e9
+    return _ping_pong(n, rl.fiber, lambda: rl.run(1), rl.Chan, "recv")
 
 
 BATCH = 1000

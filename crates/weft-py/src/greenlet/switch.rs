@@ -419,6 +419,18 @@ unsafe fn die(me: Obj) {
 pub(crate) unsafe fn switch_to_coroutine(py: Python<'_>, td: *mut ThreadData, target: Obj, passing: Passing, run: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
     // SAFETY: forwarded contract; the value carried lives in `td`.
     unsafe {
+        move_to(td, target, passing, run);
+        arrived(py)
+    }
+}
+
+/// The stack moves to `target` (started if it has not), carrying `passing`.
+///
+/// # Safety
+/// As for `switch_to_coroutine`.
+unsafe fn move_to(td: *mut ThreadData, target: Obj, passing: Passing, run: Option<Py<PyAny>>) {
+    // SAFETY: forwarded contract; the value carried lives in `td`.
+    unsafe {
         (*td).passing = Some(passing);
         if payload(target).coro().status == Status::Unstarted {
             (*td).starting_run = run;
@@ -426,7 +438,6 @@ pub(crate) unsafe fn switch_to_coroutine(py: Python<'_>, td: *mut ThreadData, ta
         } else {
             switch_stack(td, target);
         }
-        arrived(py)
     }
 }
 
@@ -440,13 +451,7 @@ pub(crate) unsafe fn exit_to_coroutine(td: *mut ThreadData, me: Obj, target: Obj
     // SAFETY: forwarded contract.
     unsafe {
         die(me);
-        (*td).passing = Some(passing);
-        if payload(target).coro().status == Status::Unstarted {
-            (*td).starting_run = run;
-            start(td, target);
-        } else {
-            switch_stack(td, target);
-        }
+        move_to(td, target, passing, run);
         ffi::Py_FatalError(c"weft: a finished tasklet was resumed".as_ptr())
     }
 }

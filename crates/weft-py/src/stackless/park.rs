@@ -77,38 +77,17 @@ pub(crate) fn park(py: Python<'_>, event: Bound<'_, PyAny>, timeout: Option<f64>
 /// Leaves the run queue until `inner` is set or `deadline` passes.
 fn park_once(py: Python<'_>, inner: &std::sync::Arc<crate::event::Inner>, deadline: Option<Instant>) -> PyResult<()> {
     let (td, me) = sched::current_checked(py)?;
-    let t = me.get();
-    let token = {
-        let mut st = t.state();
-        st.park_token += 1;
-        st.park_token
-    };
-    let gone = sched::with(py, |s| {
-        let gone = sched::unlink(s, t);
-        t.set_place(Place::Parked(token));
-        if let Some(d) = deadline {
-            s.sleepers.push((d, me.clone_ref(py), token));
-        }
-        gone
-    })?;
-    drop(gone);
-    let shared = t.thread();
-    let waker_ref = me.clone_ref(py);
-    inner.add_waker(Box::new(move || shared.post_token(waker_ref, Some(token))));
+    let token = sched::park_current(py, &me, deadline, None)?;
+    inner.add_waker(sched::waker(py, &me, token));
     let next = sched::with(py, |s| sched::pick_next(s, py))?;
     if next.as_ptr() == me.as_ptr() {
         // Woken already (or nothing else at all): we are running.
-        if t.place() == Place::Parked(token) {
-            sched::with(py, |s| sched::make_head(s, &me, t, false))?;
-        }
-        return Ok(());
+        return sched::unpark(py, &me);
     }
     drop(me);
     let r = sched::switch_to(py, td, next, Passing::Empty);
     let me = sched::with(py, |s| s.current.clone_ref(py))?;
-    if matches!(me.get().place(), Place::Parked(_)) {
-        // Thrown into while parked: running again, in the ring.
-        sched::with(py, |s| sched::make_head(s, &me, me.get(), false))?;
-    }
+    // Thrown into while parked: running again, in the ring.
+    sched::unpark(py, &me)?;
     r.map(|_| ())
 }

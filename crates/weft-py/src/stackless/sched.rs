@@ -269,6 +269,46 @@ pub(crate) fn current_checked(py: Python<'_>) -> PyResult<(*mut ThreadData, Py<T
     Ok((td, cur))
 }
 
+/// The running tasklet `me` leaves the ring to wait for a wake-up carrying
+/// the returned token (or for `deadline`); `select`, if given, is the select
+/// it waits in. The caller registers the wake-ups and switches away.
+pub(crate) fn park_current(py: Python<'_>, me: &Py<Tasklet>, deadline: Option<std::time::Instant>, select: Option<Arc<super::select::Select>>) -> PyResult<u64> {
+    let t = me.get();
+    let token = {
+        let mut st = t.state();
+        st.park_token += 1;
+        st.select = select;
+        st.park_token
+    };
+    let gone = with(py, |s| {
+        let gone = unlink(s, t);
+        t.set_place(Place::Parked(token));
+        if let Some(d) = deadline {
+            s.sleepers.push((d, me.clone_ref(py), token));
+        }
+        gone
+    })?;
+    drop(gone);
+    Ok(token)
+}
+
+/// A wake-up for the parking `token` of `me`: posts it to its thread (no
+/// refcount touched, so any thread may call it, with or without the GIL).
+pub(crate) fn waker(py: Python<'_>, me: &Py<Tasklet>, token: u64) -> crate::event::Waker {
+    let shared = me.get().thread();
+    let r = me.clone_ref(py);
+    Box::new(move || shared.post_token(r, Some(token)))
+}
+
+/// A parked tasklet that runs again (woken, or thrown into) is linked back
+/// into the ring as its head.
+pub(crate) fn unpark(py: Python<'_>, me: &Py<Tasklet>) -> PyResult<()> {
+    if matches!(me.get().place(), Place::Parked(_)) {
+        with(py, |s| make_head(s, me, me.get(), false))?;
+    }
+    Ok(())
+}
+
 /// Queues the coroutine of a collected, suspended tasklet of `thread` for
 /// its kill; false if it is not this thread's (the caller drops it).
 pub(crate) fn doom(thread: &Arc<Shared>, coro: &Py<Greenlet>) -> bool {

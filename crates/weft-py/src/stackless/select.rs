@@ -219,21 +219,7 @@ fn park<'py>(py: Python<'py>, cases: &[Case<'py>], deadline: Option<Instant>) ->
         sends: Mutex::new(cases.iter().map(|c| c.value.as_ref().map(|v| v.clone().unbind())).collect()),
         got: Mutex::new(None),
     });
-    let token = {
-        let mut st = t.state();
-        st.park_token += 1;
-        st.select = Some(sel.clone());
-        st.park_token
-    };
-    let gone = sched::with(py, |s| {
-        let gone = sched::unlink(s, t);
-        t.set_place(Place::Parked(token));
-        if let Some(d) = deadline {
-            s.sleepers.push((d, me.clone_ref(py), token));
-        }
-        gone
-    })?;
-    drop(gone);
+    let token = sched::park_current(py, &me, deadline, Some(sel.clone()))?;
     for (i, c) in cases.iter().enumerate() {
         match c.kind {
             RECV | SEND => {
@@ -245,9 +231,7 @@ fn park<'py>(py: Python<'py>, cases: &[Case<'py>], deadline: Option<Instant>) ->
             _ => {
                 if let Some(ev) = &c.event {
                     if let Ok(e) = ev.cast::<PyEvent>() {
-                        let shared = t.thread();
-                        let r = me.clone_ref(py);
-                        e.get().inner().add_waker(Box::new(move || shared.post_token(r, Some(token))));
+                        e.get().inner().add_waker(sched::waker(py, &me, token));
                     }
                 }
             }
@@ -273,9 +257,7 @@ fn park<'py>(py: Python<'py>, cases: &[Case<'py>], deadline: Option<Instant>) ->
         let mut st = t.state();
         st.select = None;
     }
-    if matches!(t.place(), Place::Parked(_)) {
-        sched::with(py, |s| sched::make_head(s, &me, t, false))?;
-    }
+    sched::unpark(py, &me)?;
     result?;
     let fired = sel.fired.load(Ordering::Acquire);
     if fired == NOT_FIRED {
