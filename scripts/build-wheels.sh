@@ -97,7 +97,8 @@ audit_wheel() {
     show="$("$TOOLS/bin/auditwheel" show "$whl" 2>&1)" || die "audit: auditwheel show failed on $name: $show"
     echo "$show" | tr '\n' ' ' | grep -q "consistent with the following platform tag: \"${WHEEL_GLIBC_TAG}_$arch\"" ||
         die "audit: $name is not manylinux_2_17_$arch compliant: $show"
-    if echo "$show" | grep -qi "external shared libraries"; then
+    # ("The wheel requires no external shared libraries! :)" is the good case.)
+    if echo "$show" | tr '\n' ' ' | grep -qi "following external shared libraries"; then
         die "audit: $name needs libraries outside the manylinux policy: $show"
     fi
     so="weft/_weft.cpython-${v/./}-$arch-linux-gnu.so"

@@ -159,7 +159,9 @@ wrong_case() {
     msg="$(echo "$out" | grep -E 'Error' | tail -n1)"
     if [ "$rc" != 0 ] && echo "$msg" | grep -qi "built for CPython"; then
         result PASS wrong-py "$v" "$name: refused with: $msg"
-        in_list "$WRONG_XFAIL" "$name" && echo "NOTE: '$name' passes now: remove it from WEFT_WRONG_VERSION_XFAIL's default"
+        if in_list "$WRONG_XFAIL" "$name"; then
+            echo "NOTE: '$name' passes now: remove it from WEFT_WRONG_VERSION_XFAIL's default"
+        fi
     elif [ "$rc" = 0 ]; then
         result FAIL wrong-py "$v" "$name: imported without complaint on $("$py" -V)"
     elif in_list "$WRONG_XFAIL" "$name"; then

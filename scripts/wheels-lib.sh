@@ -1,6 +1,8 @@
 # Shared helpers for scripts/build-wheels.sh and scripts/test-wheels.sh
 # (sourced, not run; both also run inside the Debian sid root, see sid.sh --exec).
 # shellcheck shell=bash
+# Functions here are called inside $(...): let a failure there stop the script.
+shopt -s inherit_errexit
 
 # The versions a wheel is built for, and where each one's interpreter comes
 # from. x86-64: pyenv on the host for 3.11-3.13, Debian sid (scripts/sid.sh's
@@ -79,10 +81,7 @@ unregister_binfmt_aarch64() {
 # which cannot be co-installed) is unpacked into DIR. Prints DIR/python3.V.
 ensure_arm64_python() {
     local v="$1" dir="$2"
-    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-        dpkg --add-architecture arm64
-        apt-get update -qq >&2
-    fi
+    ensure_arm64_arch
     if ! dpkg -s "libpython$v-dev:arm64" >/dev/null 2>&1; then
         apt-get install -y -qq --no-install-recommends "libpython$v-dev:arm64" >/dev/null 2>&1 ||
             { apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends "libpython$v-dev:arm64" >/dev/null; }
@@ -103,6 +102,19 @@ ensure_arm64_python() {
     echo "$dir/python$v"
 }
 
+# Debian multiarch: arm64 packages installable beside the native ones.
+ensure_arm64_arch() {
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        dpkg --add-architecture arm64
+    fi
+    if ! apt-cache show libc6:arm64 >/dev/null 2>&1; then
+        # Check-Valid-Until=false: the sid root's mirror has served Release
+        # files that this machine's clock finds expired (signatures are still
+        # checked; debootstrap does not look at the date at all).
+        apt-get -o Acquire::Check-Valid-Until=false update -qq >&2 || die "apt-get update failed"
+    fi
+}
+
 # An aarch64 Rust std: Debian's (rustc-web + libstd-rust-web-dev:arm64 on
 # bookworm, rustc + libstd-rust-dev:arm64 later), used as RUSTC with rustup's
 # cargo. Prints the rustc to use.
@@ -113,10 +125,13 @@ ensure_aarch64_rustc() {
             echo "$r"; return 0
         fi
     done
-    local pkgs="rustc libstd-rust-dev:arm64"
-    if apt-cache show rustc-web >/dev/null 2>&1; then pkgs="rustc-web libstd-rust-web-dev:arm64"; fi
+    ensure_arm64_arch
+    # The workspace needs Rust 1.85+: bookworm's rustc is 1.63, its rustc-web current.
+    local pkgs="rustc libstd-rust-dev:arm64" cand
+    cand="$(apt-cache policy rustc | sed -n 's/^ *Candidate: *//p')"
+    if ! dpkg --compare-versions "${cand:-0}" ge 1.85; then pkgs="rustc-web libstd-rust-web-dev:arm64"; fi
     # shellcheck disable=SC2086  # a list of package names
-    apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+    apt-get install -y -qq --no-install-recommends $pkgs >/dev/null || die "apt-get install $pkgs failed"
     for r in /usr/bin/rustc /usr/bin/rustc-web; do
         if [ -x "$r" ] && ls "$("$r" --print sysroot)"/lib/rustlib/aarch64-unknown-linux-gnu/lib/libstd-*.rlib >/dev/null 2>&1; then
             echo "$r"; return 0
