@@ -26,7 +26,8 @@
 # Each wheel is audited: `auditwheel show` must find it consistent with
 # manylinux_2_17_<arch> (no library outside the policy, no newer glibc symbol),
 # its file name must carry cpXY-cpXY-manylinux2014_<arch>.manylinux_2_17_<arch>,
-# and its extension must be an ELF for <arch> named _weft.cpython-XY-<arch>-linux-gnu.so.
+# and its extension must be an ELF for <arch> named _weft.cpython-XY-<arch>-linux-gnu.so
+# that links libgcc_s.so.1 (one unwinder: see build_wheel).
 #
 # Needs root (apt-get for the multiarch packages, chroot, binfmt_misc) for
 # anything but the host x86-64 wheels. Tools (pinned, from PyPI): maturin,
@@ -75,8 +76,19 @@ build_wheel() {
     tmp="$WEFT_CI_WORK/wheel-build-$arch-$v"
     rm -rf "$tmp"
     section "wheel: CPython $v $arch ($(where_built "$arch" "$v"); interpreter $py)"
+    # The unwinder: zig replaces rustc's -lgcc_s with its own static LLVM
+    # libunwind. glibc's pthread_exit (CPython ends daemon threads with it at
+    # shutdown) force-unwinds with libgcc_s's unwinder, and Rust's personality
+    # routine then handed libgcc's context to the other unwinder: a segfault
+    # (tests/greenlet/test_greenlet_faults.py, two shutdown tests). Linking the
+    # target's libgcc_s.so.1 by path keeps one unwinder, libgcc_s, as in any
+    # gcc-linked extension (it is in the manylinux policy; GCC_3.0-4.2.0 symbols).
+    local gcc_s upper
+    gcc_s="$(libgcc_s_path "$arch")"
+    upper="$(triple "$arch" | tr 'a-z-' 'A-Z_')"
     # PATH: maturin finds zig as `python3 -m ziglang` (the tools venv's python3).
-    env PATH="$TOOLS/bin:$PATH" "$@" CARGO_TARGET_DIR="$WEFT_CI_WORK/target-wheel-$arch-$v" \
+    env PATH="$TOOLS/bin:$PATH" "CARGO_TARGET_${upper}_RUSTFLAGS=-C link-arg=$gcc_s" "$@" \
+        CARGO_TARGET_DIR="$WEFT_CI_WORK/target-wheel-$arch-$v" \
         "$TOOLS/bin/maturin" build --release --zig --compatibility "$WHEEL_COMPAT" --auditwheel check \
         --target "$(triple "$arch")" -i "$py" -o "$tmp"
     whl="$(find "$tmp" -name '*.whl')"
@@ -86,6 +98,20 @@ build_wheel() {
     rm -f "$OUT"/$(wheel_glob "$v" "$arch")
     mv "$whl" "$OUT/"
     TIMINGS+=("$((SECONDS - t0))s  $(basename "$whl")")
+}
+
+# libgcc_s_path ARCH: the target's libgcc_s.so.1 (multiarch for arm64).
+libgcc_s_path() {
+    local d
+    for d in /usr/lib/"$1"-linux-gnu /lib/"$1"-linux-gnu; do
+        if [ -e "$d/libgcc_s.so.1" ]; then echo "$d/libgcc_s.so.1"; return 0; fi
+    done
+    if [ "$1" = aarch64 ]; then
+        ensure_arm64_arch
+        apt-get install -y -qq --no-install-recommends libgcc-s1:arm64 >/dev/null || die "apt-get install libgcc-s1:arm64 failed"
+        libgcc_s_path "$1"; return
+    fi
+    die "no libgcc_s.so.1 for $1"
 }
 
 # audit_wheel WHEEL ARCH V
@@ -108,6 +134,19 @@ audit_wheel() {
     local machine
     machine="$(od -An -tu2 -j18 -N2 "$x/$so" | tr -d ' ')"   # ELF e_machine: 62 x86-64, 183 AArch64
     case "$arch:$machine" in x86_64:62|aarch64:183) ;; *) die "audit: $so in $name is e_machine $machine, not $arch" ;; esac
+    # One unwinder (see build_wheel): libgcc_s needed, _Unwind_* not defined inside.
+    "$TOOLS/bin/python" - "$x/$so" <<'PY' || die "audit: $so in $name does not use libgcc_s's unwinder"
+import sys
+from elftools.elf.elffile import ELFFile
+with open(sys.argv[1], "rb") as f:
+    elf = ELFFile(f)
+    needed = [t.needed for t in elf.get_section_by_name(".dynamic").iter_tags() if t.entry.d_tag == "DT_NEEDED"]
+    defined = [s.name for s in elf.get_section_by_name(".dynsym").iter_symbols()
+               if s.name.startswith("_Unwind_") and s["st_shndx"] != "SHN_UNDEF"]
+if "libgcc_s.so.1" not in needed or defined:
+    print(f"NEEDED {needed}; _Unwind_ symbols defined inside: {defined}")
+    sys.exit(1)
+PY
     rm -rf "$x"
     echo "audit: $name OK (auditwheel: consistent with manylinux_2_17_$arch, no external libraries; $so is an $arch ELF)"
 }
