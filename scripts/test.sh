@@ -11,7 +11,8 @@
 #      3.11 and 3.12 install the manylinux wheels that scripts/build-wheels.sh
 #      builds (and audits) here, and run their tests with no cargo on PATH;
 #      3.13 builds from the sdist made beside them (pip install SDIST[test]).
-#      After 3.12: the wrong-interpreter checks (scripts/test-wheels.sh --wrong-version).
+#      Once both wheels are there: the wrong-interpreter checks
+#      (scripts/test-wheels.sh --wrong-version).
 #   3. for CPython 3.14, 3.15 from Debian sid, in a chroot: scripts/sid.sh
 #      (pytest, pytest with the JIT on, and greenlet's own suite)
 #
