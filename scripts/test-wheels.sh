@@ -135,11 +135,14 @@ test_aarch64() {
     if [ "$A64_PYTEST" = 1 ]; then
         "$venv/bin/python" "$pipwhl/pip" install -q pip
         "$venv/bin/python" -m pip install -q pytest hypothesis psutil execnet==2.1.2
-        # The thread-exit RSS bound cannot hold under qemu-user (every finished
-        # thread leaves memory behind there): see scripts/test-aarch64-python.sh.
+        # The two thread-exit RSS bounds cannot hold under qemu-user (every
+        # finished thread leaves memory behind there, about 270 KiB, greenlets
+        # or not): see scripts/test-aarch64-python.sh. The second one failed
+        # so (growth 57765888 bytes) in the 3.11 run on 2026-12-01.
         PATH="$venv/bin:$(path_without_cargo)" timeout "${WEFT_AARCH64_PYTEST_TIMEOUT:-3600}" \
             "$venv/bin/python" -m pytest -q -p no:cacheprovider -rfE tests \
             --deselect tests/greenlet/test_greenlet_leaks.py::test_thread_exit_with_suspended_greenlets_flat_rss_subprocess \
+            --deselect tests/greenlet/test_greenlet_leaks.py::test_greenlets_left_suspended_by_exited_thread_dropped_in_main_flat_rss_subprocess \
             2>&1 | tee "$log" || rc=$?
         if [ "$rc" = 0 ]; then result PASS aarch64 "$v" "pytest under qemu: $(last_count "$log") ($((SECONDS - t0))s)"
         else result FAIL aarch64 "$v" "pytest under qemu: $(last_count "$log") (exit $rc; log $log)"; fi
