@@ -4,7 +4,7 @@
 #   bash scripts/test-wheels.sh                       # every wheel, both arches
 #   bash scripts/test-wheels.sh --arch x86_64 3.11    # one wheel
 #   bash scripts/test-wheels.sh --wrong-version       # only the wrong-interpreter checks
-#   bash scripts/test-wheels.sh --arch aarch64 --aarch64-pytest 3.14   # by hand: whole suite under qemu
+#   bash scripts/test-wheels.sh --arch aarch64 --aarch64-pytest 3.11   # by hand: whole suite under qemu
 #
 # x86-64 (each of 3.11-3.15): a fresh venv of that CPython (pyenv's on the
 # host; Debian sid's 3.14/3.15 in scripts/sid.sh's root), with no cargo or
