@@ -84,6 +84,15 @@ last_count() {
     grep -E '[0-9]+ (passed|failed)' "$1" | tail -n1 | sed -E 's/^[= ]*//; s/[= ]*$//; s/ in [0-9.]+s.*$//'
 }
 
+# smoke_summary LOG: wheel-smoke.py's count line, and whether anything
+# printed a traceback (an "Exception ignored" at exit counts: a user sees it).
+smoke_summary() {
+    local line
+    line="$(grep '^smoke:' "$1" | tail -n1)"
+    if grep -q Traceback "$1"; then line="$line, but a traceback was printed ($(grep -E '^[A-Za-z]+Error' "$1" | tail -n1))"; fi
+    echo "${line:-no smoke: line}"
+}
+
 # test_x86 V PYTHON WHEEL: fresh venv, no cargo, wheel[test], pytest, greenlet's suite.
 test_x86() {
     local v="$1" py="$2" whl="$3" venv="$WEFT_CI_WORK/wheeltest-x86_64-$v" t0=$SECONDS
@@ -105,7 +114,8 @@ assert so.startswith(sys.prefix), f"weft._weft from {so}, not from the venv {sys
     counts="pytest: $(last_count "$log")"
     if [ "$rc" = 0 ]; then
         PATH="$nocargo" "$venv/bin/python" "$WEFT_REPO/scripts/wheel-smoke.py" 2>&1 | tee "$log.smoke" || rc=$?
-        counts="$counts; $(tail -n1 "$log.smoke")"
+        counts="$counts; $(smoke_summary "$log.smoke")"
+        if [ "$rc" = 0 ] && grep -q Traceback "$log.smoke"; then rc=1; fi
     fi
     if [ "$rc" = 0 ] && [ "${WEFT_WHEEL_CONFORMANCE:-1}" = 1 ]; then
         section "greenlet's own suite on the CPython $v wheel"
@@ -149,8 +159,9 @@ test_aarch64() {
         return 0
     fi
     (cd /tmp && "$venv/bin/python" "$WEFT_REPO/scripts/wheel-smoke.py") 2>&1 | tee "$log" || rc=$?
-    if [ "$rc" = 0 ]; then result PASS aarch64 "$v" "$(tail -n1 "$log") under qemu ($((SECONDS - t0))s)"
-    else result FAIL aarch64 "$v" "$(tail -n1 "$log") under qemu (exit $rc; log $log)"; fi
+    if [ "$rc" = 0 ] && grep -q Traceback "$log"; then rc=1; fi
+    if [ "$rc" = 0 ]; then result PASS aarch64 "$v" "$(smoke_summary "$log") under qemu ($((SECONDS - t0))s)"
+    else result FAIL aarch64 "$v" "$(smoke_summary "$log") under qemu (exit $rc; log $log)"; fi
 }
 
 # wrong_case NAME PYTHON DIR: import weft from DIR with PYTHON; it must fail

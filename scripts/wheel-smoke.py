@@ -1,7 +1,8 @@
 """Smoke test of an installed weft wheel (scripts/test-wheels.sh runs it on
 every AArch64 wheel under qemu-user, and on the x86-64 ones too).
 
-Checks: weft imports from the installed wheel (not the source tree), a
+Checks (scripts/test-wheels.sh also fails a run that prints a traceback,
+even at exit): weft imports from the installed wheel (not the source tree), a
 greenlet switch there and back with values, a popen gateway round trip
 (the peer is a new interpreter of the same kind: under qemu on AArch64), and
 a tasklet channel round trip once weft.stackless exists. Prints
