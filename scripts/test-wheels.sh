@@ -95,15 +95,16 @@ smoke_summary() {
 
 # test_x86 V PYTHON WHEEL: fresh venv, no cargo, wheel[test], pytest, greenlet's suite.
 test_x86() {
-    local v="$1" py="$2" whl="$3" venv="$WEFT_CI_WORK/wheeltest-x86_64-$v" t0=$SECONDS
-    local nocargo log="$WEFT_CI_WORK/wheeltest-x86_64-$v.log" rc=0 counts conf=""
+    local v="$1" py="$2" whl="$3" t0=$SECONDS
+    local venv="$WEFT_CI_WORK/wheeltest-x86_64-$v" log="$WEFT_CI_WORK/wheeltest-x86_64-$v.log"
+    local nocargo rc=0 counts conf=""
     nocargo="$venv/bin:$(path_without_cargo)"
     section "x86-64 wheel on CPython $v: $(basename "$whl")"
     if PATH="$nocargo" command -v cargo >/dev/null 2>&1; then die "cargo still on PATH"; fi
     echo "PATH for the test (no cargo, no rustup): $nocargo"
     "$py" -m venv --clear "$venv"
     PATH="$nocargo" "$venv/bin/python" -m pip install -q --upgrade pip
-    PATH="$nocargo" "$venv/bin/python" -m pip install -q --only-binary weft "$whl[test]"
+    PATH="$nocargo" "$venv/bin/python" -m pip install -q --only-binary weft "${whl}[test]"
     PATH="$nocargo" "$venv/bin/python" -c '
 import sys, weft, weft._weft
 so = weft._weft.__file__
@@ -132,8 +133,9 @@ assert so.startswith(sys.prefix), f"weft._weft from {so}, not from the venv {sys
 
 # test_aarch64 V ARM64_PYTHON WHEEL: venv, the interpreter's own pip, smoke (or pytest).
 test_aarch64() {
-    local v="$1" py="$2" whl="$3" venv="$WEFT_CI_WORK/wheeltest-aarch64-$v" t0=$SECONDS
-    local log="$WEFT_CI_WORK/wheeltest-aarch64-$v.log" rc=0 pipwhl
+    local v="$1" py="$2" whl="$3" t0=$SECONDS
+    local venv="$WEFT_CI_WORK/wheeltest-aarch64-$v" log="$WEFT_CI_WORK/wheeltest-aarch64-$v.log"
+    local rc=0 pipwhl
     section "AArch64 wheel on arm64 CPython $v under qemu-user: $(basename "$whl")"
     "$py" -c 'import platform, sys; print(platform.machine(), sys.version)'
     rm -rf "$venv"

@@ -217,7 +217,7 @@ for v in $HOST_PYTHONS; do
         stage "CPython $v: venv + pip install $(basename "$whl")[test] (no cargo on PATH)"
         "$py" -m venv --clear "$venv"
         PATH="$NO_CARGO_PATH" "$venv/bin/python" -m pip install -q --upgrade pip
-        PATH="$NO_CARGO_PATH" "$venv/bin/python" -m pip install --only-binary weft "$whl[test]"
+        PATH="$NO_CARGO_PATH" "$venv/bin/python" -m pip install --only-binary weft "${whl}[test]"
         # pytest and the peers' suites below run without cargo reachable too.
         stage_path="$NO_CARGO_PATH"
     else
@@ -228,7 +228,7 @@ for v in $HOST_PYTHONS; do
         # One target dir per Python so reruns are incremental (pyo3 rebuilds
         # whenever the configured interpreter changes).
         CARGO_TARGET_DIR="$WEFT_CI_WORK/target-py$v" \
-            "$venv/bin/python" -m pip install "$src[test]"
+            "$venv/bin/python" -m pip install "${src}[test]"
         stage_path="$PATH"
     fi
     PATH="$stage_path" "$venv/bin/python" -c 'import sys, weft, weft._weft; print("weft", weft.__version__, "on", sys.version, "from", weft._weft.__file__)'

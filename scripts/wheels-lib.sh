@@ -11,9 +11,10 @@ shopt -s inherit_errexit
 # bookworm's 3.11 on the host, sid's 3.13-3.15 in the sid root. No Debian
 # release has an arm64 CPython 3.12: that wheel is built against pyenv's
 # 3.12 headers and never run (see docs/wheels.md).
+# shellcheck disable=SC2034  # used by the scripts that source this file
 WHEEL_VERSIONS_DEFAULT="3.11 3.12 3.13 3.14 3.15"
+# shellcheck disable=SC2034
 WHEEL_ARCHES_DEFAULT="x86_64 aarch64"
-SID_WHEEL_VERSIONS="3.13 3.14 3.15"     # versions sid has (x86-64 uses it for 3.14/3.15 only)
 # manylinux_2_17 (manylinux2014): glibc 2.17, what zig links against. See docs/wheels.md.
 WHEEL_COMPAT=manylinux2014
 WHEEL_GLIBC_TAG=manylinux_2_17
@@ -35,7 +36,7 @@ triple() { echo "$1-unknown-linux-gnu"; }
 cptag() { echo "cp${1/./}"; }
 
 # wheel_name_glob V ARCH: the file name a built wheel has.
-wheel_glob() { echo "weft-*-$(cptag "$1")-$(cptag "$1")-$WHEEL_COMPAT"_"$2.${WHEEL_GLIBC_TAG}_$2.whl"; }
+wheel_glob() { echo "weft-*-$(cptag "$1")-$(cptag "$1")-${WHEEL_COMPAT}_$2.${WHEEL_GLIBC_TAG}_$2.whl"; }
 
 # ensure_wheel_tools PYTHON VENV: a venv with maturin, ziglang and auditwheel.
 ensure_wheel_tools() {
