@@ -148,7 +148,7 @@ if "libgcc_s.so.1" not in needed or defined:
     sys.exit(1)
 PY
     rm -rf "$x"
-    echo "audit: $name OK (auditwheel: consistent with manylinux_2_17_$arch, no external libraries; $so is an $arch ELF)"
+    echo "audit: $name OK (auditwheel: consistent with manylinux_2_17_$arch, only libraries of the policy; $so is an $arch ELF using libgcc_s.so.1)"
 }
 
 # python_unzip WHEEL MEMBER: extract one member into the current directory.
