@@ -6,6 +6,9 @@
 #   bash scripts/sid.sh 3.14        # test one version
 #   bash scripts/sid.sh --prepare   # only create (or check) the cached sid root
 #   bash scripts/sid.sh --shell     # interactive shell in the chroot, mounts set up
+#   bash scripts/sid.sh --exec CMD [ARGS...]  # run CMD in the chroot, mounts set up
+#                                   # (the repo is /src there; scripts/build-wheels.sh
+#                                   # and scripts/test-wheels.sh use this)
 #
 # Needs root (debootstrap, chroot, mount). The host's Rust toolchain and this
 # repo are bind-mounted into the chroot; all mounts are made inside a private
@@ -131,6 +134,11 @@ in_namespace() {
         chroot "$SID_ROOT" /usr/bin/env -i "${CHROOT_ENV[@]}" bash -l || true
         return 0
     fi
+    if [ "${1:-}" = --exec ]; then
+        shift
+        chroot "$SID_ROOT" /usr/bin/env -i "${CHROOT_ENV[@]}" "$@"
+        return
+    fi
     local v
     for v in "$@"; do
         chroot "$SID_ROOT" /usr/bin/env -i "${CHROOT_ENV[@]}" \
@@ -211,6 +219,11 @@ case "${1:-}" in
     --shell)
         prepare_root
         exec unshare --mount --propagation private bash "$0" --in-namespace --shell ;;
+    --exec)
+        shift
+        [ "$#" -gt 0 ] || die "--exec needs a command"
+        prepare_root
+        exec unshare --mount --propagation private bash "$0" --in-namespace --exec "$@" ;;
     -h|--help)
         sed -n '2,/^set -euo/p' "$0" | sed '$d' ;;
     *)

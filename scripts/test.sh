@@ -6,9 +6,14 @@
 # Stages:
 #   1. cargo test --workspace (+ a short fuzz of the Rust wire decoder, and
 #      weft-stack's unit tests for aarch64 under qemu: scripts/test-aarch64.sh)
-#   2. for CPython 3.11, 3.12, 3.13 from pyenv: venv, pip install .[test], pytest
+#   2. for CPython 3.11, 3.12, 3.13 from pyenv: venv, install weft, pytest
 #      (+ greenlet's own suite on each; execnet's, xdist's and gevent's after 3.11,
-#      and on 3.11 the differential fuzz of both wire decoders, 1,000,000 runs)
+#      and on 3.11 the differential fuzz of both wire decoders, 1,000,000 runs).
+#      3.11 and 3.12 install the manylinux wheels that scripts/build-wheels.sh
+#      builds (and audits) here, and run their tests with no cargo on PATH;
+#      3.13 builds from the sdist made beside them (pip install SDIST[test]).
+#      Once both wheels are there: the wrong-interpreter checks
+#      (scripts/test-wheels.sh --wrong-version).
 #   3. for CPython 3.14, 3.15 from Debian sid, in a chroot: scripts/sid.sh
 #      (pytest, pytest with the JIT on, and greenlet's own suite)
 #
@@ -20,12 +25,18 @@
 #   WEFT_CARGO_TEST_ARGS  arguments to cargo test     (default "--workspace")
 #   WEFT_CI_WORK        work dir for venvs/targets/sid root (default .ci-work)
 #   WEFT_AARCH64        "0" skips the aarch64 (qemu) stage  (default "1")
+#   WEFT_WHEEL_PYTHONS  host versions installed from a built wheel (default "3.11 3.12";
+#                       the others build from source: the sdist, or "." without one)
 set -euo pipefail
 # shellcheck source=scripts/ci-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/ci-lib.sh"
+# shellcheck source=scripts/wheels-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/wheels-lib.sh"
 cd "$WEFT_REPO"
 
 HOST_PYTHONS="${WEFT_HOST_PYTHONS-3.11 3.12 3.13}"
+WHEEL_PYTHONS="${WEFT_WHEEL_PYTHONS-3.11 3.12}"
+CI_DIST="$WEFT_CI_WORK/dist-ci"
 SID_PYTHONS="${WEFT_SID_PYTHONS-3.14 3.15}"
 # Conformance suites: `python -m weft.conformance SUITE` for each, after the
 # pytest run (greenlet on every host version, the others on 3.11 only). Each runner gates itself: it exits 1 only on a failure not
@@ -184,25 +195,53 @@ if [ "${WEFT_AARCH64:-1}" != 0 ]; then
     CARGO_TARGET_DIR="$WEFT_CI_WORK/target-aarch64" bash scripts/test-aarch64.sh
 fi
 
+# ---- 2a. the manylinux wheels (and sdist) for the host versions ---------------
+# The wheels the 3.11/3.12 stages install: built and audited by the documented
+# command, the same build a release makes (x86-64 only here; AArch64 and the
+# sid versions on demand: docs/wheels.md).
+wheel_versions=()
+for v in $WHEEL_PYTHONS; do
+    if in_list "$HOST_PYTHONS" "$v"; then wheel_versions+=("$v"); fi
+done
+if [ ${#wheel_versions[@]} -gt 0 ]; then
+    stage "manylinux wheels ${wheel_versions[*]} x86-64 + sdist (scripts/build-wheels.sh)"
+    rm -rf "$CI_DIST"
+    bash scripts/build-wheels.sh --arch x86_64 --out "$CI_DIST" "${wheel_versions[@]}"
+fi
+NO_CARGO_PATH="$(path_without_cargo)"
+
 # ---- 2. host CPythons from pyenv --------------------------------------------
 for v in $HOST_PYTHONS; do
     py="${HOST_PY[$v]}"
     venv="$WEFT_CI_WORK/venv-$v"
+    sdist="$(ls "$CI_DIST"/weft-*.tar.gz 2>/dev/null | head -n1 || true)"
 
-    stage "CPython $v: venv + pip install .[test]"
-    "$py" -m venv --clear "$venv"
-    "$venv/bin/python" -m pip install -q --upgrade pip
-    # One target dir per Python so reruns are incremental (pyo3 rebuilds
-    # whenever the configured interpreter changes).
-    CARGO_TARGET_DIR="$WEFT_CI_WORK/target-py$v" \
-        "$venv/bin/python" -m pip install ".[test]"
-    "$venv/bin/python" -c 'import sys, weft; print("weft", weft.__version__, "on", sys.version)'
+    if in_list "${wheel_versions[*]}" "$v"; then
+        whl="$(ls "$CI_DIST"/$(wheel_glob "$v" x86_64))"
+        stage "CPython $v: venv + pip install $(basename "$whl")[test] (no cargo on PATH)"
+        "$py" -m venv --clear "$venv"
+        PATH="$NO_CARGO_PATH" "$venv/bin/python" -m pip install -q --upgrade pip
+        PATH="$NO_CARGO_PATH" "$venv/bin/python" -m pip install --only-binary weft "${whl}[test]"
+        # pytest and the peers' suites below run without cargo reachable too.
+        stage_path="$NO_CARGO_PATH"
+    else
+        src="${sdist:-.}"
+        stage "CPython $v: venv + pip install $(basename "$src")[test] (a source build)"
+        "$py" -m venv --clear "$venv"
+        "$venv/bin/python" -m pip install -q --upgrade pip
+        # One target dir per Python so reruns are incremental (pyo3 rebuilds
+        # whenever the configured interpreter changes).
+        CARGO_TARGET_DIR="$WEFT_CI_WORK/target-py$v" \
+            "$venv/bin/python" -m pip install "${src}[test]"
+        stage_path="$PATH"
+    fi
+    PATH="$stage_path" "$venv/bin/python" -c 'import sys, weft, weft._weft; print("weft", weft.__version__, "on", sys.version, "from", weft._weft.__file__)'
 
     stage "CPython $v: pytest"
     # The million-tasklet ring runs at full size once (on $CONFORMANCE_PYTHON),
     # at a tenth elsewhere: it takes about 8 GiB and a minute.
     if [ "$v" = "$CONFORMANCE_PYTHON" ]; then ring=1000000; else ring=100000; fi
-    WEFT_RING_TASKLETS="${WEFT_RING_TASKLETS:-$ring}" run_pytest "$venv/bin/python"
+    PATH="$stage_path" WEFT_RING_TASKLETS="${WEFT_RING_TASKLETS:-$ring}" run_pytest "$venv/bin/python"
 
     if [ "$v" = "$CONFORMANCE_PYTHON" ]; then
         # both wire decoders on the same mutants: they must agree (~30 s)
@@ -231,12 +270,21 @@ for v in $HOST_PYTHONS; do
                 if [ "$suite" = execnet ]; then ensure_sshd; fi
                 # Prints the known and NEW failures and "N passed, N failed,
                 # N skipped" (known failures counted); exits 1 on a NEW failure.
-                allowed_to_fail "$CONFORMANCE_XFAIL" "$suite" \
+                PATH="$stage_path" allowed_to_fail "$CONFORMANCE_XFAIL" "$suite" \
                     "$venv/bin/python" -m weft.conformance "$suite"
             done
         else
             echo "NOTE: python/weft/conformance.py does not exist yet; no conformance runs"
         fi
+    fi
+
+    # Once the cp311 and cp312 wheels both exist: each one's extension loaded
+    # by the other CPython must say what it was built for (docs/wheels.md).
+    if [ -n "$(ls "$CI_DIST"/$(wheel_glob 3.11 x86_64) 2>/dev/null)" ] &&
+       [ -n "$(ls "$CI_DIST"/$(wheel_glob 3.12 x86_64) 2>/dev/null)" ] && [ -z "${WRONG_DONE:-}" ]; then
+        WRONG_DONE=1
+        stage "wheels on the wrong CPython (scripts/test-wheels.sh --wrong-version)"
+        WEFT_DIST="$CI_DIST" bash scripts/test-wheels.sh --wrong-version
     fi
 done
 
