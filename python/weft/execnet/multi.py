@@ -213,6 +213,8 @@ class MultiChannel:
 def safe_terminate(execmodel, timeout, list_of_paired_functions):
     """Call each ``termfunc`` in a thread; call its ``killfunc`` if it has not
     finished within ``timeout`` seconds."""
+    if not list_of_paired_functions:
+        return  # nothing to wait for: no helper thread (none may start at exit)
     workerpool = _core.WorkerPool(execmodel)
 
     def termkill(termfunc, killfunc):
@@ -222,8 +224,18 @@ def safe_terminate(execmodel, timeout, list_of_paired_functions):
         except IOError:
             killfunc()
 
-    replylist = [workerpool.spawn(termkill, termfunc, killfunc)
-                 for termfunc, killfunc in list_of_paired_functions]
+    replylist = []
+    pairs = list(list_of_paired_functions)
+    for i, (termfunc, killfunc) in enumerate(pairs):
+        try:
+            replylist.append(workerpool.spawn(termkill, termfunc, killfunc))
+        except RuntimeError:
+            # CPython 3.12+ starts no thread once the interpreter is shutting
+            # down (an atexit terminate): the workers not yet waited for are
+            # killed at once instead of waited for.
+            for _, kill_rest in pairs[i:]:
+                kill_rest()
+            break
     for reply in replylist:
         reply.get()
 

@@ -743,10 +743,12 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // SAFETY: reading the running interpreter's version constant.
     let running = unsafe { ffi::Py_Version } as u32;
     if running >> 16 != weft_pystate::built_for() >> 16 {
+        let v = |x: u32| format!("{}.{}", x >> 24, (x >> 16) & 0xff);
         return Err(pyo3::exceptions::PyImportError::new_err(format!(
-            "weft was built for CPython {:#x} but runs on {:#x}; rebuild it for this interpreter",
-            weft_pystate::built_for(),
-            running
+            "weft was built for CPython {} but runs on CPython {}: install the weft wheel for CPython {}, or rebuild weft with this interpreter (pip install .)",
+            v(weft_pystate::built_for()),
+            v(running),
+            v(running)
         )));
     }
     m.add_class::<Greenlet>()?;
