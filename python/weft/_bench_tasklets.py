@@ -42,7 +42,9 @@ WORKLOADS = ["channel", "create", "memory", "million", "xthread", "gateway"]
 PEERS = {
     "channel": ["weft", "emulation", "asyncio", "threads", "runloom"],
     "create": ["weft", "emulation", "asyncio", "threads", "runloom"],
-    "memory": ["weft", "emulation", "asyncio", "runloom"],
+    # runloom's memory workload ends in its deadlock report with 100,000
+    # parked fibers; measured by hand (docs/stackless.md), not here.
+    "memory": ["weft", "emulation", "asyncio"],
     "million": ["weft"],
     "xthread": ["weft", "threads"],
     "gateway": ["weft", "threads"],
