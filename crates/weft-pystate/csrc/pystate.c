@@ -559,3 +559,15 @@ int weft_pystate_release_orphaned(weft_pystate *s)
     PyMem_RawFree(objs);
     return 1;
 }
+
+/* 1 if this file was compiled for an interpreter built with the JIT
+ * (-D_Py_JIT), whose thread state has the JIT's fields: a wheel built for
+ * Debian's 3.15 must not load into a 3.15 built without them. */
+int weft_pystate_built_with_jit(void)
+{
+#ifdef _Py_JIT
+    return 1;
+#else
+    return 0;
+#endif
+}

@@ -35,6 +35,7 @@ pub type Visit = unsafe extern "C" fn(obj: *mut Object, arg: *mut c_void) -> c_i
 unsafe extern "C-unwind" {
     fn weft_pystate_bytes() -> usize;
     fn weft_pystate_built_for() -> c_ulong;
+    fn weft_pystate_built_with_jit() -> c_int;
     fn weft_is_finalizing() -> c_int;
     fn weft_set_refcnt(o: *mut Object, n: isize);
     fn weft_pystate_save(ts: *mut ThreadState, s: *mut Blob);
@@ -59,6 +60,13 @@ unsafe extern "C-unwind" {
 pub fn built_for() -> u32 {
     // SAFETY: a pure function of the build.
     unsafe { weft_pystate_built_for() as u32 }
+}
+
+/// True if the C file was compiled for an interpreter built with the JIT
+/// (its thread state then has the JIT's fields).
+pub fn built_with_jit() -> bool {
+    // SAFETY: a pure function of the build.
+    unsafe { weft_pystate_built_with_jit() != 0 }
 }
 
 /// True once the interpreter has begun to finalize.

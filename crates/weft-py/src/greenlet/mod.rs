@@ -751,6 +751,22 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
             v(running)
         )));
     }
+    // 3.14+: an interpreter built with the JIT lays its thread state out with
+    // the JIT's fields; one without does not. Built for one, weft must not
+    // run on the other (it would read the thread state at wrong offsets).
+    if let Ok(jit) = py.import("sys").and_then(|s| s.getattr("_jit")) {
+        let running_jit = jit.call_method0("is_available").and_then(|v| v.is_truthy()).unwrap_or(false);
+        if running_jit != weft_pystate::built_with_jit() {
+            let what = |b: bool| if b { "with" } else { "without" };
+            return Err(pyo3::exceptions::PyImportError::new_err(format!(
+                "weft was built for a CPython {} built {} the JIT, but this one is built {} it (their thread states differ): \
+                 build weft from source with this interpreter (pip install .)",
+                format!("{}.{}", running >> 24, (running >> 16) & 0xff),
+                what(weft_pystate::built_with_jit()),
+                what(running_jit)
+            )));
+        }
+    }
     m.add_class::<Greenlet>()?;
     layout::install(py)?;
     typeslots::install(py)?;
