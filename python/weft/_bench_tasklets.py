@@ -37,7 +37,7 @@ import subprocess
 import sys
 import time
 
-WORKLOADS = ["channel", "create", "memory", "million", "xthread", "gateway"]
+WORKLOADS = ["channel", "create", "memory", "million", "xthread", "gateway", "select"]
 # workload -> peers that can run it
 PEERS = {
     "channel": ["weft", "emulation", "asyncio", "threads", "runloom"],
@@ -48,6 +48,7 @@ PEERS = {
     "million": ["weft"],
     "xthread": ["weft", "threads"],
     "gateway": ["weft", "threads"],
+    "select": ["weft", "plain", "runloom"],
 }
 # workload -> (metric, unit, {peer: target ratio of weft's figure to that peer's})
 METRICS = {
@@ -57,6 +58,7 @@ METRICS = {
     "million": ("seconds", "s", {}),
     "xthread": ("us_per_round_trip", "µs/round trip", {"threads": 1.0}),
     "gateway": ("us_per_round_trip", "µs/round trip", {"threads": 1.2}),
+    "select": ("ns_per_message", "ns/message", {"plain": 2.0, "runloom": 0.5}),
 }
 
 
@@ -442,9 +444,58 @@ def gateway_threads(n):
     return _gateway_echo(n)
 
 
+def select_weft(n):
+    """A ping-pong whose receiving side selects over two channels (one idle)."""
+    import weft.stackless as stackless
+    from weft.select import recv, select
+
+    ping, pong, idle = stackless.channel(), stackless.channel(), stackless.channel()
+
+    def ponger():
+        cases = [recv(ping), recv(idle)]
+        for _ in range(n):
+            pong.send(select(cases)[1])
+
+    stackless.tasklet(ponger)()
+    r, s = pong.receive, ping.send
+    t0 = time.perf_counter()
+    for i in range(n):
+        s(i)
+        r()
+    return (time.perf_counter() - t0) / (2 * n) * 1e9
+
+
+def select_plain(n):
+    """The same ping-pong with a plain receive (what select is measured against)."""
+    return channel_weft(n)
+
+
+def select_runloom(n):
+    rl = _runloom()
+    ping, pong, idle = rl.Chan(), rl.Chan(), rl.Chan()
+    out = []
+
+    def ponger():
+        for _ in range(n):
+            _, (value, _ok) = rl.select([("recv", ping), ("recv", idle)])
+            pong.send(value)
+
+    def pinger():
+        t0 = time.perf_counter()
+        for i in range(n):
+            ping.send(i)
+            pong.recv()
+        out.append(time.perf_counter() - t0)
+
+    rl.fiber(ponger)
+    rl.fiber(pinger)
+    rl.run(1)
+    return out[0] / (2 * n) * 1e9
+
+
 # ---- runner ------------------------------------------------------------------------
 
-SIZES = {"channel": 200_000, "create": 100_000, "memory": 100_000, "million": 1, "xthread": 20_000, "gateway": 5_000}
+SIZES = {"channel": 200_000, "create": 100_000, "memory": 100_000, "million": 1, "xthread": 20_000, "gateway": 5_000, "select": 100_000}
 
 
 def available(peer):

@@ -42,12 +42,14 @@ _RECV, _SEND, _POLL = 0, 1, 2
 
 
 class recv:
-    """A receive case: from a weft.stackless channel or a weft.execnet channel."""
+    """A receive case: from a weft.stackless channel or a weft.execnet channel.
+    A case object may be used in any number of selects."""
 
-    __slots__ = ("channel",)
+    __slots__ = ("channel", "_built")
 
     def __init__(self, channel):
         self.channel = channel
+        self._built = None
 
     def __repr__(self):
         return f"recv({self.channel!r})"
@@ -94,6 +96,9 @@ def _gateway_case(ch):
 
 
 def _case(c):
+    built = getattr(c, "_built", None)  # a recv case builds its tuple once
+    if built is not None:
+        return built
     if isinstance(c, send):
         if not isinstance(c.channel, _sl.channel):
             raise TypeError(f"send cases need a weft.stackless channel, not {type(c.channel).__name__} "
@@ -101,9 +106,11 @@ def _case(c):
         return (_SEND, c.channel, c.value, None)
     if isinstance(c, recv):
         if isinstance(c.channel, _sl.channel):
-            return (_RECV, c.channel, None, None)
+            c._built = (_RECV, c.channel, None, None)
+            return c._built
         if hasattr(c.channel, "receive") and hasattr(c.channel, "_items"):
-            return _gateway_case(c.channel)
+            c._built = _gateway_case(c.channel)
+            return c._built
         raise TypeError(f"cannot receive from {type(c.channel).__name__} in select: "
                         "use a weft.stackless channel or a weft.execnet channel")
     raise TypeError(f"select cases are recv(channel) or send(channel, value), not {type(c).__name__}")
@@ -111,10 +118,13 @@ def _case(c):
 
 def select(*cases, timeout=None, default=_NO_DEFAULT):
     """Wait until one of ``cases`` takes effect; returns ``(index, value)``."""
-    if len(cases) == 1 and isinstance(cases[0], (list, tuple)):
-        cases = tuple(cases[0])
+    if len(cases) == 1 and type(cases[0]) in (list, tuple):
+        cases = cases[0]
     if timeout is not None and timeout < 0:
         raise ValueError("select(): timeout must be None or >= 0 seconds")
-    built = [_case(c) for c in cases]
-    nonblocking = default is not _NO_DEFAULT
-    return _sl.select(built, CLOSED, timeout, nonblocking, None if not nonblocking else default)
+    if default is _NO_DEFAULT:
+        return _select(list(map(_case, cases)), CLOSED, timeout, False, None)
+    return _select(list(map(_case, cases)), CLOSED, timeout, True, default)
+
+
+_select = _sl.select
