@@ -4,7 +4,8 @@
 #   bash scripts/test.sh
 #
 # Stages:
-#   1. cargo test --workspace (+ a short fuzz of the wire decoder, and
+#   1. cargo test --workspace, cargo clippy (undocumented unsafe denied), a
+#      short fuzz of the wire decoder, and
 #      weft-stack's unit tests for aarch64 under qemu: scripts/test-aarch64.sh)
 #   2. for CPython 3.11, 3.12, 3.13 from pyenv: venv, pip install .[test], pytest
 #      (+ greenlet's own suite on each; execnet's, xdist's and gevent's after 3.11)
@@ -166,6 +167,21 @@ first_py=python3
 for v in $HOST_PYTHONS; do first_py="${HOST_PY[$v]}"; break; done
 PYO3_PYTHON="$first_py" CARGO_TARGET_DIR="$WEFT_CI_WORK/target-cargo-test" \
     cargo test "${CARGO_TEST_ARGS[@]}"
+
+# ---- 1a. clippy: every unsafe block documented ----------------------------------
+# Every target, tests included. Only undocumented_unsafe_blocks is denied
+# (other lints stay warnings). Needs rustup's clippy component: installed here
+# when rustup is there and the component is missing; otherwise SKIP.
+stage "cargo clippy --workspace --all-targets (-D clippy::undocumented_unsafe_blocks)"
+if ! cargo clippy --version >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; then
+    rustup component add clippy || true
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+    PYO3_PYTHON="$first_py" CARGO_TARGET_DIR="$WEFT_CI_WORK/target-cargo-test" \
+        cargo clippy --workspace --all-targets -- -D clippy::undocumented_unsafe_blocks
+else
+    echo "SKIP: cargo clippy is not installed and rustup could not add it (no rustup, or no network)"
+fi
 
 # ---- 1b. fuzz the wire decoder briefly ----------------------------------------
 # libFuzzer through cargo-fuzz where a nightly toolchain and cargo-fuzz are
