@@ -5,8 +5,8 @@
 #
 # Stages:
 #   1. cargo test --workspace, cargo clippy (undocumented unsafe denied), a
-#      short fuzz of the wire decoder, and
-#      weft-stack's unit tests for aarch64 under qemu: scripts/test-aarch64.sh)
+#      short fuzz of the wire decoder, and weft-stack's unit tests for aarch64
+#      under qemu (scripts/test-aarch64.sh)
 #   2. for CPython 3.11, 3.12, 3.13 from pyenv: venv, pip install .[test], pytest
 #      (+ greenlet's own suite on each; execnet's, xdist's and gevent's after 3.11)
 #   3. for CPython 3.14, 3.15 from Debian sid, in a chroot: scripts/sid.sh

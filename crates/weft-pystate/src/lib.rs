@@ -10,6 +10,8 @@
 //! All functions require the GIL (the thread state passed is the caller's own).
 use core::ffi::{c_int, c_ulong, c_void};
 
+use pyo3::Python;
+
 /// Opaque CPython thread state (`PyThreadState *`).
 pub type ThreadState = c_void;
 /// Opaque `PyObject`.
@@ -83,15 +85,25 @@ pub fn frames_traversable() -> bool {
     unsafe { weft_pystate_frames_traversable() != 0 }
 }
 
-/// Checks that the C side reserves what the Rust side allocates.
-pub fn layout_ok() -> bool {
-    // SAFETY: a pure function of the build.
-    unsafe { weft_pystate_bytes() == BLOB_BYTES }
+/// Bytes pystate.c reserves per [`Blob`] (`WEFT_PYSTATE_BYTES`).
+pub fn c_blob_bytes() -> usize {
+    // SAFETY: the C function returns a compile-time constant; it reads no
+    // state and takes no pointer, so it is sound from any thread at any time.
+    unsafe { weft_pystate_bytes() }
 }
 
-/// Sets the size of the data-stack chunk each new coroutine starts with.
-pub fn set_root_chunk_bytes(n: usize) {
-    // SAFETY: plain store, called with the GIL.
+/// Checks that the C side reserves what the Rust side allocates.
+pub fn layout_ok() -> bool {
+    c_blob_bytes() == BLOB_BYTES
+}
+
+/// Sets the size of the data-stack chunk each new coroutine starts with
+/// (at least 1 KiB). `_py` proves the GIL is held.
+pub fn set_root_chunk_bytes(_py: Python<'_>, n: usize) {
+    // SAFETY: the C function stores `n` into a plain static that pystate.c
+    // reads only in `weft_pystate_run_new`, which runs with the GIL; holding
+    // the GIL here (the token) orders this store against every such read, so
+    // there is no data race, and no pointer is involved.
     unsafe { weft_set_root_chunk_bytes(n) }
 }
 
@@ -230,4 +242,37 @@ pub unsafe fn thread_context(ts: *mut ThreadState) -> *mut Object {
 pub unsafe fn set_thread_context(ts: *mut ThreadState, ctx: *mut Object) {
     // SAFETY: per the contract.
     unsafe { weft_thread_set_context(ts, ctx) }
+}
+
+#[cfg(test)]
+#[path = "../build_checks.rs"]
+mod build_checks;
+
+#[cfg(test)]
+mod tests {
+    use super::build_checks::check_interpreter;
+
+    #[test]
+    fn default_builds_of_supported_versions_pass() {
+        for v in ["3.11", "3.12", "3.13", "3.14", "3.15"] {
+            assert_eq!(check_interpreter("python", v, "0"), Ok(()));
+            assert_eq!(check_interpreter("python", v, "None"), Ok(()), "3.11/3.12 have no Py_GIL_DISABLED");
+        }
+    }
+
+    #[test]
+    fn free_threaded_builds_are_refused_with_what_to_do() {
+        for v in ["3.13", "3.14"] {
+            let why = check_interpreter("/usr/bin/python3.14t", v, "1").unwrap_err();
+            assert!(why.contains("free-threaded"), "{why}");
+            assert!(why.contains("/usr/bin/python3.14t"), "{why}");
+            assert!(why.contains(&format!("python{v} instead of python{v}t")), "{why}");
+        }
+    }
+
+    #[test]
+    fn unsupported_versions_are_refused() {
+        let why = check_interpreter("python3.10", "3.10", "None").unwrap_err();
+        assert!(why.contains("3.11, 3.12, 3.13, 3.14, 3.15"), "{why}");
+    }
 }

@@ -731,14 +731,20 @@ fn _pending_kills(py: Python<'_>) -> PyResult<usize> {
 
 /// Size of the Python data-stack chunk a new greenlet starts with.
 #[pyfunction]
-fn _set_root_chunk_bytes(n: usize) {
-    weft_pystate::set_root_chunk_bytes(n)
+fn _set_root_chunk_bytes(py: Python<'_>, n: usize) {
+    weft_pystate::set_root_chunk_bytes(py, n)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     if !weft_pystate::layout_ok() {
-        return Err(pyo3::exceptions::PyImportError::new_err("weft: pystate layout mismatch between Rust and C"));
+        return Err(pyo3::exceptions::PyImportError::new_err(format!(
+            "weft: pystate layout mismatch: csrc/pystate.c reserves {} bytes per coroutine state, \
+             crates/weft-pystate/src/lib.rs BLOB_BYTES is {}; make WEFT_PYSTATE_BYTES and BLOB_BYTES \
+             equal and rebuild (a stale build of one crate also causes this: cargo clean -p weft-pystate)",
+            weft_pystate::c_blob_bytes(),
+            weft_pystate::BLOB_BYTES
+        )));
     }
     // SAFETY: reading the running interpreter's version constant.
     let running = unsafe { ffi::Py_Version } as u32;
