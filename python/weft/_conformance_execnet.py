@@ -40,7 +40,8 @@ _SETNULL = ("calls gateway_base.init_popen_io, which weft does not have (the wor
 _EXECTASK = ("calls WorkerGateway(io, id=...) on a BytesIO and executetask with execnet's 3-tuple task; "
              "weft's task is (source, file_name, call_name, kwargs)")
 _TRACEBACK = ("expects the file name gateway_base in a remote traceback; weft's worker code shows as "
-              "<weft-boot weft_boot_core>")
+              "its own module files (weft/_bootstrap/*.py for a popen worker running the parent's "
+              "interpreter, weft-boot/*.py for one booted from source)")
 _TRACING = ("execnet's EXECNET_DEBUG trace files and gateway_base.trace/notrace; weft traces to stderr "
             "with WEFT_EXECNET_DEBUG=1")
 KNOWN_FAILURES = {
@@ -138,8 +139,13 @@ def _gate(junit, returncode, known, flaky, report=None):
                 f.write("%s %s\n" % (outcomes[name], name))
     totals = [sum(1 for k in outcomes.values() if k == kind) for kind in ("passed", "failed", "skipped")]
     failed = [t for t, k in outcomes.items() if k == "failed"]
-    if returncode not in (0, 1):  # interrupted, internal error, usage error
-        failed.append("pytest (exit code %d)" % returncode)
+    # pytest's exit status is never ignored: 2-4 (interrupted, internal error,
+    # usage error), 5 (no tests collected), or 1 with no failing test in the
+    # report (a failure the report does not show) each fail the gate.
+    if returncode not in (0, 1) or (returncode == 1 and not failed):
+        failed.append("pytest (exit code %d%s)" % (
+            returncode, ", no tests collected" if returncode == 5 else
+            "" if returncode != 1 else ", no failing test in the JUnit report"))
         totals[1] += 1
     passed = [t for t, k in outcomes.items() if k == "passed"]
     return gate(totals, failed, known, flaky, passed, doc="docs/conformance-execnet.md")
