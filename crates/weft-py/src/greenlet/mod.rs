@@ -307,17 +307,24 @@ pub(crate) fn make_throw(py: Python<'_>, typ: &Bound<'_, PyAny>, val: &Bound<'_,
 
 fn check_parent(py: Python<'_>, slf: &Bound<'_, Greenlet>, p: &Bound<'_, Greenlet>) -> PyResult<()> {
     let mut cur = Some(p.clone().unbind());
+    // The thread of the chain's last greenlet (its root, a main greenlet):
+    // greenlet's parent setter compares a started greenlet's thread with that
+    // one, not with `p`'s own, which for an unstarted `p` is only where it
+    // was headed when its parent was last set (its chain may have moved to
+    // another thread since).
+    let mut root_thread = p.get().coro().thread.clone();
     while let Some(g) = cur {
         if g.is(slf) {
             return Err(PyValueError::new_err("cyclic parent chain"));
         }
+        root_thread = g.get().coro().thread.clone();
         cur = g.get().coro().parent.as_ref().map(|x| x.clone_ref(py));
     }
     let c = slf.get().coro();
     if c.status == Status::Unstarted {
         // Not bound to a thread until it starts: it will run in its parent's.
         c.thread = p.get().coro().thread.clone();
-    } else if !Arc::ptr_eq(&p.get().coro().thread, &c.thread) {
+    } else if !Arc::ptr_eq(&root_thread, &c.thread) {
         return Err(PyValueError::new_err("parent cannot be on a different thread"));
     }
     Ok(())
