@@ -58,6 +58,8 @@ def test_deep_python_recursion_in_greenlet_raises_recursion_error_subprocess():
             rec(0)
         except RecursionError:
             pass
+        else:
+            raise AssertionError("no RecursionError in the main greenlet after a greenlet's")
 
         # the same in a non-main thread
         out = []
