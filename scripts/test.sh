@@ -8,7 +8,8 @@
 #      short fuzz of the wire decoder, and weft-stack's unit tests for aarch64
 #      under qemu (scripts/test-aarch64.sh)
 #   2. for CPython 3.11, 3.12, 3.13 from pyenv: venv, pip install .[test], pytest
-#      (+ greenlet's own suite on each; execnet's, xdist's and gevent's after 3.11)
+#      (+ greenlet's own suite on each; execnet's, xdist's and gevent's after 3.11,
+#      and mypy's stubtest of weft._weft's stubs there)
 #   3. for CPython 3.14, 3.15 from Debian sid, in a chroot: scripts/sid.sh
 #      (pytest, pytest with the JIT on, and greenlet's own suite)
 #
@@ -218,6 +219,17 @@ for v in $HOST_PYTHONS; do
     # at a tenth elsewhere: it takes about 8 GiB and a minute.
     if [ "$v" = "$CONFORMANCE_PYTHON" ]; then ring=1000000; else ring=100000; fi
     WEFT_RING_TASKLETS="${WEFT_RING_TASKLETS:-$ring}" run_pytest "$venv/bin/python"
+
+    if [ "$v" = "$CONFORMANCE_PYTHON" ]; then
+        # The compiled module's stubs (python/weft/_weft/*.pyi) against the
+        # module itself: mypy's stubtest, once (about 30 s with the install).
+        # Run from outside the repo so that the installed weft is the one
+        # checked; MYPYPATH points mypy at the stubs (weft ships no py.typed).
+        stage "CPython $v: stubtest weft._weft"
+        "$venv/bin/python" -m pip install -q mypy
+        (cd "$WEFT_CI_WORK" && MYPYPATH="$WEFT_REPO/python" "$venv/bin/python" -m mypy.stubtest weft._weft \
+            --allowlist "$WEFT_REPO/scripts/stubtest-allowlist.txt")
+    fi
 
     if [ -n "$CONFORMANCE_SUITES" ]; then
         if [ -f python/weft/conformance.py ]; then
