@@ -520,7 +520,10 @@ impl Greenlet {
             if running_elsewhere(slf) {
                 return Err(PyValueError::new_err("cannot get context of a greenlet that is running in a different thread"));
             }
-            // SAFETY: GIL held.
+            // SAFETY: `Blob::context`'s contract is the GIL, which `py` proves;
+            // the greenlet is not running here or elsewhere (checked above), so
+            // its saved context in the blob is the one to read, and the blob
+            // is borrowed only for this call.
             unsafe { c.state.context() }
         };
         // SAFETY: a borrowed reference (or null) from the thread state or blob.
@@ -547,7 +550,10 @@ impl Greenlet {
         } else if running_elsewhere(slf) {
             return Err(PyValueError::new_err("cannot set context of a greenlet that is running in a different thread"));
         } else {
-            // SAFETY: GIL held.
+            // SAFETY: `Blob::set_context`'s contract is the GIL, which `py`
+            // proves; the greenlet runs nowhere (checked above), so the blob
+            // holds its context, and `ptr` is a live Context or null (checked
+            // above) that the C side takes its own reference to.
             unsafe { c.state.set_context(ptr.cast()) };
         }
         Ok(())
@@ -682,7 +688,10 @@ impl Drop for Coro {
         // the GIL either way.
         let py = unsafe { Python::assume_attached() };
         switch::forget_suspended(py, self);
-        // SAFETY: GIL held.
+        // SAFETY: `Blob::clear` needs the GIL, held in both places this drop
+        // runs (above); `forget_suspended` has already detached a suspended
+        // coroutine's stack, so dropping the blob's references (context,
+        // handled exception) leaves nothing that points at them.
         unsafe { self.state.clear() };
     }
 }
