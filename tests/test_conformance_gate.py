@@ -131,3 +131,33 @@ def test_pytest_clean_report_passes(tmp_path, capsys):
     junit.write_text(JUNIT.format(cases='<testcase classname="testing.test_a" name="test_a" file="testing/test_a.py"/>'))
     assert _gate(str(junit), 0, {}, {}) == 0
     assert closing(capsys.readouterr().out) == "1 passed, 0 failed, 0 skipped"
+
+
+def test_pytest_xpass_is_seen_by_the_plugin_and_fails_the_gate(tmp_path, capsys):
+    # A non-strict xfail that passes is a plain pass in the JUnit report: the
+    # runners' plugin (-p weft._conformance_execnet) records it for the gate.
+    import os
+    import subprocess
+    import sys
+
+    from weft._conformance_execnet import XPASS_ENV, XPASS_PLUGIN_ARGS
+
+    (tmp_path / "test_planted.py").write_text(
+        "import pytest\n"
+        "@pytest.mark.xfail(reason='planted')\n"
+        "def test_xpass():\n    pass\n"
+        "@pytest.mark.xfail(reason='real')\n"
+        "def test_xfail():\n    assert False\n"
+        "def test_ok():\n    pass\n")
+    junit, xpass = tmp_path / "junit.xml", tmp_path / "xpassed.txt"
+    env = dict(os.environ, **{XPASS_ENV: str(xpass)})
+    env.pop("PYTEST_ADDOPTS", None)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "--junitxml", str(junit), "-o", "junit_family=xunit1",
+                           "test_planted.py"] + XPASS_PLUGIN_ARGS,
+                          cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # pytest itself is happy
+    assert _gate(str(junit), proc.returncode, {}, {}, xpass_file=str(xpass)) == 1
+    out = capsys.readouterr().out
+    assert "UNEXPECTED successes (1" in out and "test_planted.py::test_xpass" in out
+    assert closing(out) == "1 passed, 1 failed, 1 skipped"
