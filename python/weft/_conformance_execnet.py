@@ -73,8 +73,26 @@ KNOWN_FAILURES = {
         "matches execnet's python= parsing and -u: test_gateway::test_popen_args passes)",
     "testing/test_xspec.py::TestXSpec::test_vagrant_options": "vagrant_ssh= gateways are not implemented",
 }
-# Tests that pass or fail by timing: a failure is reported, never fatal.
-KNOWN_FLAKY = {}
+# Tests that pass or fail by timing: a failure is reported, never fatal. The
+# XPASS entries are execnet's own non-strict xfail tests (reasons quoted from
+# its suite): they pass on weft on this machine (so an unexpected success,
+# which fails the gate for any test not listed) and may fail elsewhere.
+_XFAIL_TIMING = ("execnet marks it xfail (non-strict): 'on some systems this test fails due to timing "
+                 "problems'; passes on weft here")
+_XFAIL_ACTIVE_COUNT = ("execnet marks it xfail (non-strict): 'active_count() has been broken for some "
+                       "time'; passes on weft here")
+KNOWN_FLAKY = {
+    **{"testing/test_gateway.py::TestBasicGateway::test_gateway_status_busy[%s-%s]" % (m, t): _XFAIL_TIMING
+       for m in ("main_thread_only", "thread") for t in ("popen", "proxy", "socket", "ssh")},
+    "testing/test_gateway.py::TestThreads::test_status_with_threads": _XFAIL_TIMING,
+    **{"testing/test_multi.py::test_safe_terminate2[%s]" % m: _XFAIL_ACTIVE_COUNT
+       for m in ("main_thread_only", "thread")},
+    **{"testing/test_multi.py::test_safe_terminate[%s]" % m: _XFAIL_ACTIVE_COUNT
+       for m in ("main_thread_only", "thread")},
+    "testing/test_xspec.py::TestMakegateway::test_popen_nice":
+        "execnet marks it xfail (non-strict): 'fails due to timing problems on busy single-core VMs'; "
+        "passes on weft here",
+}
 
 
 def _download(version, dest):
