@@ -4,11 +4,13 @@
 #   bash scripts/test.sh
 #
 # Stages:
-#   1. cargo test --workspace (+ a short fuzz of the Rust wire decoder, and
-#      weft-stack's unit tests for aarch64 under qemu: scripts/test-aarch64.sh)
+#   1. cargo test --workspace, cargo clippy (undocumented unsafe denied), a
+#      short fuzz of the Rust wire decoder, and weft-stack's unit tests for
+#      aarch64 under qemu (scripts/test-aarch64.sh)
 #   2. for CPython 3.11, 3.12, 3.13 from pyenv: venv, install weft, pytest
 #      (+ greenlet's own suite on each; execnet's, xdist's and gevent's after 3.11,
-#      and on 3.11 the differential fuzz of both wire decoders, 1,000,000 runs).
+#      and on 3.11 the differential fuzz of both wire decoders, 1,000,000 runs,
+#      and mypy's stubtest of weft._weft's stubs).
 #      3.11 and 3.12 install the manylinux wheels that scripts/build-wheels.sh
 #      builds (and audits) here, and run their tests with no cargo on PATH;
 #      3.13 builds from the sdist made beside them (pip install SDIST[test]).
@@ -179,6 +181,21 @@ for v in $HOST_PYTHONS; do first_py="${HOST_PY[$v]}"; break; done
 PYO3_PYTHON="$first_py" CARGO_TARGET_DIR="$WEFT_CI_WORK/target-cargo-test" \
     cargo test "${CARGO_TEST_ARGS[@]}"
 
+# ---- 1a. clippy: every unsafe block documented ----------------------------------
+# Every target, tests included. Only undocumented_unsafe_blocks is denied
+# (other lints stay warnings). Needs rustup's clippy component: installed here
+# when rustup is there and the component is missing; otherwise SKIP.
+stage "cargo clippy --workspace --all-targets (-D clippy::undocumented_unsafe_blocks)"
+if ! cargo clippy --version >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; then
+    rustup component add clippy || true
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+    PYO3_PYTHON="$first_py" CARGO_TARGET_DIR="$WEFT_CI_WORK/target-cargo-test" \
+        cargo clippy --workspace --all-targets -- -D clippy::undocumented_unsafe_blocks
+else
+    echo "SKIP: cargo clippy is not installed and rustup could not add it (no rustup, or no network)"
+fi
+
 # ---- 1b. fuzz the wire decoder briefly ----------------------------------------
 # libFuzzer through cargo-fuzz where a nightly toolchain and cargo-fuzz are
 # installed, else the stable mutation fuzzer (a cargo test): see .ci/fuzz-wire.sh.
@@ -252,6 +269,17 @@ for v in $HOST_PYTHONS; do
         # crashes or hangs (~15 s)
         stage "CPython $v: fuzz of the gateway frame dispatch (scripts/fuzz_dispatch.py)"
         "$venv/bin/python" scripts/fuzz_dispatch.py
+    fi
+
+    if [ "$v" = "$CONFORMANCE_PYTHON" ]; then
+        # The compiled module's stubs (python/weft/_weft/*.pyi) against the
+        # module itself: mypy's stubtest, once (about 30 s with the install).
+        # Run from outside the repo so that the installed weft is the one
+        # checked; MYPYPATH points mypy at the stubs (weft ships no py.typed).
+        stage "CPython $v: stubtest weft._weft"
+        "$venv/bin/python" -m pip install -q mypy
+        (cd "$WEFT_CI_WORK" && MYPYPATH="$WEFT_REPO/python" "$venv/bin/python" -m mypy.stubtest weft._weft \
+            --allowlist "$WEFT_REPO/scripts/stubtest-allowlist.txt")
     fi
 
     if [ -n "$CONFORMANCE_SUITES" ]; then

@@ -2,12 +2,15 @@
 //! for: the one maturin names in PYO3_PYTHON, else `python3` on PATH.
 use std::process::Command;
 
+#[path = "build_checks.rs"]
+mod build_checks;
+
 fn main() {
     println!("cargo:rerun-if-changed=csrc/pystate.c");
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
     let python = std::env::var("PYO3_PYTHON").unwrap_or_else(|_| "python3".into());
     let out = Command::new(&python)
-        .args(["-c", "import sysconfig,sys; print(sysconfig.get_paths()['include']); print('%d.%d' % sys.version_info[:2]); print(sysconfig.get_config_var('PY_CORE_CFLAGS') or '')"])
+        .args(["-c", "import sysconfig,sys; print(sysconfig.get_paths()['include']); print('%d.%d' % sys.version_info[:2]); print(sysconfig.get_config_var('PY_CORE_CFLAGS') or ''); print(sysconfig.get_config_var('Py_GIL_DISABLED'))"])
         .output()
         .unwrap_or_else(|e| panic!("weft-pystate: cannot run {python} to find the Python headers: {e}"));
     assert!(out.status.success(), "weft-pystate: {python} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -16,9 +19,9 @@ fn main() {
     let include = lines.next().expect("include dir").to_owned();
     let version = lines.next().expect("version").to_owned();
     let core_cflags = lines.next().unwrap_or("").to_owned();
-    let supported = ["3.11", "3.12", "3.13", "3.14", "3.15"];
-    if !supported.contains(&version.as_str()) {
-        panic!("weft supports CPython {} (found {version} at {python}): building for it would need its thread-state layout in csrc/pystate.c", supported.join(", "));
+    let gil_disabled = lines.next().unwrap_or("None").to_owned();
+    if let Err(why) = build_checks::check_interpreter(&python, &version, &gil_disabled) {
+        panic!("{why}");
     }
     let mut build = cc::Build::new();
     // The interpreter's own -D_Py_* flags (Debian builds 3.14+ with -D_Py_TIER2=3

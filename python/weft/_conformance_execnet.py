@@ -40,7 +40,8 @@ _SETNULL = ("calls gateway_base.init_popen_io, which weft does not have (the wor
 _EXECTASK = ("calls WorkerGateway(io, id=...) on a BytesIO and executetask with execnet's 3-tuple task; "
              "weft's task is (source, file_name, call_name, kwargs)")
 _TRACEBACK = ("expects the file name gateway_base in a remote traceback; weft's worker code shows as "
-              "<weft-boot weft_boot_core>")
+              "its own module files (weft/_bootstrap/*.py for a popen worker running the parent's "
+              "interpreter, weft-boot/*.py for one booted from source)")
 _TRACING = ("execnet's EXECNET_DEBUG trace files and gateway_base.trace/notrace; weft traces to stderr "
             "with WEFT_EXECNET_DEBUG=1")
 KNOWN_FAILURES = {
@@ -72,8 +73,26 @@ KNOWN_FAILURES = {
         "matches execnet's python= parsing and -u: test_gateway::test_popen_args passes)",
     "testing/test_xspec.py::TestXSpec::test_vagrant_options": "vagrant_ssh= gateways are not implemented",
 }
-# Tests that pass or fail by timing: a failure is reported, never fatal.
-KNOWN_FLAKY = {}
+# Tests that pass or fail by timing: a failure is reported, never fatal. The
+# XPASS entries are execnet's own non-strict xfail tests (reasons quoted from
+# its suite): they pass on weft on this machine (so an unexpected success,
+# which fails the gate for any test not listed) and may fail elsewhere.
+_XFAIL_TIMING = ("execnet marks it xfail (non-strict): 'on some systems this test fails due to timing "
+                 "problems'; passes on weft here")
+_XFAIL_ACTIVE_COUNT = ("execnet marks it xfail (non-strict): 'active_count() has been broken for some "
+                       "time'; passes on weft here")
+KNOWN_FLAKY = {
+    **{"testing/test_gateway.py::TestBasicGateway::test_gateway_status_busy[%s-%s]" % (m, t): _XFAIL_TIMING
+       for m in ("main_thread_only", "thread") for t in ("popen", "proxy", "socket", "ssh")},
+    "testing/test_gateway.py::TestThreads::test_status_with_threads": _XFAIL_TIMING,
+    **{"testing/test_multi.py::test_safe_terminate2[%s]" % m: _XFAIL_ACTIVE_COUNT
+       for m in ("main_thread_only", "thread")},
+    **{"testing/test_multi.py::test_safe_terminate[%s]" % m: _XFAIL_ACTIVE_COUNT
+       for m in ("main_thread_only", "thread")},
+    "testing/test_xspec.py::TestMakegateway::test_popen_nice":
+        "execnet marks it xfail (non-strict): 'fails due to timing problems on busy single-core VMs'; "
+        "passes on weft here",
+}
 
 
 def _download(version, dest):
@@ -123,10 +142,34 @@ def _count(junit):
     return outcomes
 
 
-def _gate(junit, returncode, known, flaky, report=None):
+# ---- a pytest plugin: unexpected successes ----------------------------------
+# A JUnit report records a non-strict xfail test that passes (XPASS) as a plain
+# pass, so the gate could not see it. The runners load this module into the
+# suite's pytest with `-p weft._conformance_execnet` (XPASS_PLUGIN_ARGS), and
+# this hook appends each XPASS node id to the file named by $WEFT_XPASS_FILE.
+XPASS_ENV = "WEFT_XPASS_FILE"
+XPASS_PLUGIN_ARGS = ["-p", "weft._conformance_execnet"]
+
+
+def pytest_runtest_logreport(report):
+    path = os.environ.get(XPASS_ENV)
+    if path and report.when == "call" and report.passed and hasattr(report, "wasxfail"):
+        with open(path, "a") as f:
+            f.write(report.nodeid + "\n")
+
+
+def _xpassed(path):
+    if not path or not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def _gate(junit, returncode, known, flaky, report=None, xpass_file=None):
     """Counts the JUnit report, writes the per-test report if asked, and
-    applies weft.conformance's gate (known, flaky and NEW failures, closing
-    line). Returns the exit status."""
+    applies weft.conformance's gate (known, flaky and NEW failures,
+    unexpected successes from `xpass_file`, closing line). Returns the exit
+    status."""
     from weft.conformance import report as gate
     if not os.path.exists(junit):
         return gate((0, 1, 0), ["pytest (exit code %d, no JUnit report)" % returncode], known, flaky,
@@ -138,11 +181,21 @@ def _gate(junit, returncode, known, flaky, report=None):
                 f.write("%s %s\n" % (outcomes[name], name))
     totals = [sum(1 for k in outcomes.values() if k == kind) for kind in ("passed", "failed", "skipped")]
     failed = [t for t, k in outcomes.items() if k == "failed"]
-    if returncode not in (0, 1):  # interrupted, internal error, usage error
-        failed.append("pytest (exit code %d)" % returncode)
+    # pytest's exit status is never ignored: 2-4 (interrupted, internal error,
+    # usage error), 5 (no tests collected), or 1 with no failing test in the
+    # report (a failure the report does not show) each fail the gate.
+    if returncode not in (0, 1) or (returncode == 1 and not failed):
+        failed.append("pytest (exit code %d%s)" % (
+            returncode, ", no tests collected" if returncode == 5 else
+            "" if returncode != 1 else ", no failing test in the JUnit report"))
         totals[1] += 1
-    passed = [t for t, k in outcomes.items() if k == "passed"]
-    return gate(totals, failed, known, flaky, passed, doc="docs/conformance-execnet.md")
+    unexpected = _xpassed(xpass_file)
+    # An XPASS is a pass in the JUnit report and a failure here (unless the
+    # test is a listed flaky one: then it stays a pass).
+    passed = [t for t, k in outcomes.items() if k == "passed" and (t not in unexpected or t in flaky)]
+    totals[0] = len(passed)
+    return gate(totals, failed, known, flaky, passed, doc="docs/conformance-execnet.md",
+                unexpected_ids=unexpected)
 
 
 def main(argv=None):
@@ -182,9 +235,10 @@ def main(argv=None):
         # execnet's tests expect default interpreter flags (test_dont_write_bytecode)
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         junit = os.path.join(tmp, "junit.xml")
+        env[XPASS_ENV] = xpass_file = os.path.join(tmp, "xpassed.txt")
         cmd = [sys.executable, "-m", "pytest", "testing", "-q", "-p", "no:cacheprovider",
                "--junitxml", junit, "-o", "junit_family=xunit1",
-               "--continue-on-collection-errors"]
+               "--continue-on-collection-errors"] + XPASS_PLUGIN_ARGS
         try:
             import pytest_timeout  # noqa: F401
             cmd += ["--timeout", str(opts.timeout)]
@@ -194,7 +248,7 @@ def main(argv=None):
             cmd += ["--gx", "ssh=%s" % sshd.spec_ssh]
         cmd += extra
         proc = subprocess.run(cmd, cwd=root, env=env)
-        return _gate(junit, proc.returncode, KNOWN_FAILURES, KNOWN_FLAKY, opts.report)
+        return _gate(junit, proc.returncode, KNOWN_FAILURES, KNOWN_FLAKY, opts.report, xpass_file)
     finally:
         if sshd is not None:
             sshd.stop()

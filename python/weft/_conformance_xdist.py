@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 
-from weft._conformance_execnet import ALIASES, _extract, _gate
+from weft._conformance_execnet import ALIASES, XPASS_ENV, XPASS_PLUGIN_ARGS, _extract, _gate
 
 XDIST_VERSION = "3.8.0"
 
@@ -78,15 +78,16 @@ def main(argv=None):
         env.pop("PYTEST_ADDOPTS", None)
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         junit = os.path.join(tmp, "junit.xml")
+        env[XPASS_ENV] = xpass_file = os.path.join(tmp, "xpassed.txt")
         cmd = [sys.executable, "-m", "pytest", "testing", "-q", "-p", "no:cacheprovider",
-               "--junitxml", junit, "-o", "junit_family=xunit1"]
+               "--junitxml", junit, "-o", "junit_family=xunit1"] + XPASS_PLUGIN_ARGS
         try:
             import pytest_timeout  # noqa: F401
             cmd += ["--timeout", str(opts.timeout)]
         except ImportError:
             pass
         proc = subprocess.run(cmd + extra, cwd=root, env=env)
-        return _gate(junit, proc.returncode, KNOWN_FAILURES, KNOWN_FLAKY, opts.report)
+        return _gate(junit, proc.returncode, KNOWN_FAILURES, KNOWN_FLAKY, opts.report, xpass_file)
     finally:
         if opts.keep:
             sys.stderr.write("kept %s\n" % tmp)

@@ -237,11 +237,16 @@ def run_pair(ops_a, ops_b):
         assert time.monotonic() < deadline, [repr(g) for g in suspended if not g.dead]
         time.sleep(0.001)
     everything = a.all_greenlets + b.all_greenlets
+    here = getcurrent()
     for g in everything[:3] + suspended[:3]:
+        # every one of them belongs to (its parents lead to) an exited thread
         try:
             g.switch()
         except G.error:
             pass
+        else:
+            raise AssertionError(f"switched into {g!r}, of an exited thread")
+        assert getcurrent() is here
     del everything, suspended, a, b
     gc.collect()
 

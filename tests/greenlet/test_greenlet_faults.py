@@ -58,6 +58,8 @@ def test_deep_python_recursion_in_greenlet_raises_recursion_error_subprocess():
             rec(0)
         except RecursionError:
             pass
+        else:
+            raise AssertionError("no RecursionError in the main greenlet after a greenlet's")
 
         # the same in a non-main thread
         out = []
@@ -680,15 +682,24 @@ def test_thread_exits_while_greenlets_suspended_subprocess():
         for g in kept["gs"] + [kept["main"]]:
             assert g.dead and not g
             assert g.gr_frame is None
-            # switching to a dead greenlet of a dead thread must not resurrect it
+            # switching to a dead greenlet of a dead thread must not resurrect
+            # it: the switch goes to its parents, all of that thread, which
+            # is gone (greenlet: "cannot switch to a different thread (which
+            # happens to have exited)")
             try:
                 g.switch()
             except G.error:
                 pass
+            else:
+                raise AssertionError(f"switched into {g!r} of an exited thread")
+        # an unstarted greenlet of a dead thread cannot start here either
         try:
             kept["unstarted"].switch()
         except G.error:
             pass
+        else:
+            raise AssertionError("started an unstarted greenlet of an exited thread")
+        assert not kept["unstarted"].dead and not kept["unstarted"]
         kept.clear()
         for _ in range(3):
             gc.collect()

@@ -19,5 +19,10 @@ fn _weft(m: &Bound<'_, PyModule>) -> PyResult<()> {
     transport::register(m)?;
     event::register(m)?;
     queue::register(m)?;
+    // `import weft._weft.stackless` (and tools that import a module by name,
+    // as mypy's stubtest does for python/weft/_weft/stackless.pyi) find the
+    // submodule, which is otherwise only an attribute.
+    let stackless = m.getattr("stackless")?;
+    m.py().import("sys")?.getattr("modules")?.set_item("weft._weft.stackless", stackless)?;
     Ok(())
 }

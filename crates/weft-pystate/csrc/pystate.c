@@ -86,8 +86,12 @@ struct weft_link {
 
 /* Rust reserves this many bytes per blob; the assert keeps both sides honest. */
 #define WEFT_PYSTATE_BYTES 160
-_Static_assert(sizeof(weft_pystate) <= WEFT_PYSTATE_BYTES, "weft_pystate grew: raise PYSTATE_BYTES in lib.rs");
-_Static_assert(_Alignof(weft_pystate) <= 8, "weft_pystate alignment");
+_Static_assert(sizeof(weft_pystate) <= WEFT_PYSTATE_BYTES,
+               "weft_pystate grew past WEFT_PYSTATE_BYTES: raise WEFT_PYSTATE_BYTES here and BLOB_BYTES "
+               "in crates/weft-pystate/src/lib.rs to the same new size (a multiple of 8)");
+_Static_assert(_Alignof(weft_pystate) <= 8,
+               "weft_pystate needs more than 8-byte alignment: raise align(8) on Blob in "
+               "crates/weft-pystate/src/lib.rs to match");
 
 size_t weft_pystate_bytes(void) { return WEFT_PYSTATE_BYTES; }
 unsigned long weft_pystate_built_for(void) { return PY_VERSION_HEX; }

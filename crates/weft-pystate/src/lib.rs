@@ -8,7 +8,20 @@
 //! exports. What it must not do: switch stacks, or decide when to switch.
 //!
 //! All functions require the GIL (the thread state passed is the caller's own).
+//!
+//! The `SAFETY` notes below rest on two facts:
+//! * **P1** every `*mut Blob` handed to C is `&mut self`: valid, 8-aligned,
+//!   `BLOB_BYTES` long and not aliased for the call; pystate.c's
+//!   `_Static_assert`s prove its `weft_pystate` fits in that many bytes and
+//!   needs no more alignment, and `layout_ok` (checked at import) that both
+//!   sides agree on the size, so the C side never reads or writes outside it.
+//! * **P2** the GIL serialises every access to interpreter state, and each
+//!   function's `# Safety` contract is exactly what its C function assumes
+//!   (named in csrc/pystate.c): given that contract, the C code touches only
+//!   the thread state it is passed and the blob.
 use core::ffi::{c_int, c_ulong, c_void};
+
+use pyo3::Python;
 
 /// Opaque CPython thread state (`PyThreadState *`).
 pub type ThreadState = c_void;
@@ -80,7 +93,9 @@ pub fn is_finalizing() -> bool {
 /// # Safety
 /// GIL held; `o` is an object in its tp_dealloc.
 pub unsafe fn set_refcnt(o: *mut Object, n: isize) {
-    // SAFETY: per the contract.
+    // SAFETY: `o` is a live object (in its tp_dealloc, not yet freed), so
+    // writing its refcount field is in bounds; the GIL (contract) keeps any
+    // other thread from reading or writing it meanwhile.
     unsafe { weft_set_refcnt(o, n) }
 }
 
@@ -91,15 +106,25 @@ pub fn frames_traversable() -> bool {
     unsafe { weft_pystate_frames_traversable() != 0 }
 }
 
-/// Checks that the C side reserves what the Rust side allocates.
-pub fn layout_ok() -> bool {
-    // SAFETY: a pure function of the build.
-    unsafe { weft_pystate_bytes() == BLOB_BYTES }
+/// Bytes pystate.c reserves per [`Blob`] (`WEFT_PYSTATE_BYTES`).
+pub fn c_blob_bytes() -> usize {
+    // SAFETY: the C function returns a compile-time constant; it reads no
+    // state and takes no pointer, so it is sound from any thread at any time.
+    unsafe { weft_pystate_bytes() }
 }
 
-/// Sets the size of the data-stack chunk each new coroutine starts with.
-pub fn set_root_chunk_bytes(n: usize) {
-    // SAFETY: plain store, called with the GIL.
+/// Checks that the C side reserves what the Rust side allocates.
+pub fn layout_ok() -> bool {
+    c_blob_bytes() == BLOB_BYTES
+}
+
+/// Sets the size of the data-stack chunk each new coroutine starts with
+/// (at least 1 KiB). `_py` proves the GIL is held.
+pub fn set_root_chunk_bytes(_py: Python<'_>, n: usize) {
+    // SAFETY: the C function stores `n` into a plain static that pystate.c
+    // reads only in `weft_pystate_run_new`, which runs with the GIL; holding
+    // the GIL here (the token) orders this store against every such read, so
+    // there is no data race, and no pointer is involved.
     unsafe { weft_set_root_chunk_bytes(n) }
 }
 
@@ -109,7 +134,9 @@ impl Blob {
     /// # Safety
     /// GIL held; `ts` is the current thread state; the blob holds nothing.
     pub unsafe fn save(&mut self, ts: *mut ThreadState) {
-        // SAFETY: per the contract.
+        // SAFETY: P1 for the blob; `ts` is the caller's current thread state
+        // (contract), which the C code reads and resets under the GIL (P2);
+        // the blob holds nothing, so overwriting it leaks no reference.
         unsafe { weft_pystate_save(ts, self) }
     }
 
@@ -119,7 +146,10 @@ impl Blob {
     /// GIL held; `ts` is the current thread state; the blob was filled by
     /// [`Blob::save`] on this thread and the coroutine's stack is back in place.
     pub unsafe fn restore(&mut self, ts: *mut ThreadState) {
-        // SAFETY: per the contract.
+        // SAFETY: P1; the blob was filled by `save` on this thread (contract),
+        // so the frame and data-stack pointers it installs into `ts` belong to
+        // this thread and point at memory that is back in place (the stack
+        // was restored first); P2 for `ts`.
         unsafe { weft_pystate_restore(ts, self) }
     }
 
@@ -129,14 +159,19 @@ impl Blob {
     /// # Safety
     /// GIL held; the running coroutine's state was just saved out of `ts`.
     pub unsafe fn run_new(&mut self, ts: *mut ThreadState, body: unsafe extern "C-unwind" fn(*mut c_void), arg: *mut c_void) -> bool {
-        // SAFETY: per the contract.
+        // SAFETY: P1; the running coroutine's state was saved out of `ts`
+        // (contract), so the fresh frame chain and data stack the C code
+        // installs overwrite nothing still owned; `body` is a valid function
+        // the C code calls with `arg` and which never returns into it; P2.
         unsafe { weft_pystate_run_new(ts, self, body, arg) == 0 }
     }
 
     /// # Safety
     /// GIL held; called by the GC with its own `visit`/`arg`.
     pub unsafe fn traverse(&mut self, visit: Visit, arg: *mut c_void) -> c_int {
-        // SAFETY: per the contract.
+        // SAFETY: P1; the C code only passes the blob's own strong references
+        // (or skips nulls) to the GC's `visit` with the GC's `arg`, during a
+        // collection that holds the GIL (contract, P2).
         unsafe { weft_pystate_traverse(self, visit, arg) }
     }
 
@@ -147,7 +182,10 @@ impl Blob {
     /// GIL held; called by the GC with its own `visit`/`arg`; the blob holds a
     /// coroutine that is suspended (saved, not running in any thread).
     pub unsafe fn traverse_frames(&mut self, visit: Visit, arg: *mut c_void) -> c_int {
-        // SAFETY: per the contract.
+        // SAFETY: P1; the coroutine is suspended (contract), so its saved
+        // frames live in its data-stack chunks, which no thread is changing,
+        // and the C code walks them read-only, handing their references to
+        // the GC's `visit` under the GIL (P2).
         unsafe { weft_pystate_traverse_frames(self, visit, arg) }
     }
 
@@ -156,7 +194,9 @@ impl Blob {
     /// # Safety
     /// GIL held.
     pub unsafe fn clear(&mut self) {
-        // SAFETY: per the contract.
+        // SAFETY: P1; the C code drops the references the blob owns and nulls
+        // the slots, so none is dropped twice; the GIL (contract) makes those
+        // decrefs (and what they run) legal here.
         unsafe { weft_pystate_clear(self) }
     }
 
@@ -165,7 +205,8 @@ impl Blob {
     /// # Safety
     /// GIL held.
     pub unsafe fn context(&mut self) -> *mut Object {
-        // SAFETY: per the contract.
+        // SAFETY: P1; a read of one pointer field of the blob; the GIL
+        // (contract) keeps it from changing under us.
         unsafe { weft_pystate_context(self) }
     }
 
@@ -174,7 +215,9 @@ impl Blob {
     /// # Safety
     /// GIL held.
     pub unsafe fn refs(&mut self) -> [*mut Object; 2] {
-        // SAFETY: per the contract.
+        // SAFETY: P1; two reads of the blob's reference slots (indices 0 and
+        // 1, the only ones the C function accepts); the GIL (contract) keeps
+        // them from changing under us.
         unsafe { [weft_pystate_ref(self, 0), weft_pystate_ref(self, 1)] }
     }
 
@@ -183,7 +226,9 @@ impl Blob {
     /// # Safety
     /// GIL held.
     pub unsafe fn set_context(&mut self, ctx: *mut Object) {
-        // SAFETY: per the contract.
+        // SAFETY: P1; the C code takes a new reference to `ctx` (borrowed,
+        // null allowed) and releases the old one, so the blob keeps owning
+        // exactly one; the GIL (contract) makes the refcount changes legal.
         unsafe { weft_pystate_set_context(self, ctx) }
     }
 
@@ -194,7 +239,9 @@ impl Blob {
     /// exited: `ts`, the caller's own thread state, is only lent to make the
     /// frame object).
     pub unsafe fn top_frame(&mut self, ts: *mut ThreadState) -> *mut Object {
-        // SAFETY: per the contract.
+        // SAFETY: P1; the coroutine is suspended (contract), so its frames are
+        // saved and unchanging; `ts` is the caller's own thread state, only
+        // used to make the frame object, under the GIL (P2).
         unsafe { weft_pystate_top_frame(ts, self) }
     }
 
@@ -207,7 +254,10 @@ impl Blob {
     /// GIL held; the blob holds the saved state of a coroutine that was
     /// suspended (not running) when its thread exited, and will never run.
     pub unsafe fn release_orphaned(&mut self) -> bool {
-        // SAFETY: per the contract.
+        // SAFETY: P1; the coroutine will never run again (contract: its thread
+        // exited while it was suspended), so freeing its data-stack chunks
+        // cannot pull memory from under a running frame, and the C code frees
+        // them only when no frame object outside still points into them; P2.
         unsafe { weft_pystate_release_orphaned(self) != 0 }
     }
 
@@ -217,7 +267,9 @@ impl Blob {
     /// # Safety
     /// GIL held; the running coroutine's body has returned; `ts` is current.
     pub unsafe fn finish(&mut self, ts: *mut ThreadState) {
-        // SAFETY: per the contract.
+        // SAFETY: P1; the body returned (contract), so no frame of this
+        // coroutine is live and its data stack can be released; `ts` is the
+        // current thread state, changed under the GIL (P2).
         unsafe { weft_pystate_finish(ts, self) }
     }
 }
@@ -227,7 +279,8 @@ impl Blob {
 /// # Safety
 /// GIL held; `ts` is the current thread state.
 pub unsafe fn thread_context(ts: *mut ThreadState) -> *mut Object {
-    // SAFETY: per the contract.
+    // SAFETY: a read of `ts->context` of the caller's own, live thread state
+    // (contract); the GIL keeps it from changing under us (P2).
     unsafe { weft_thread_context(ts) }
 }
 
@@ -236,6 +289,41 @@ pub unsafe fn thread_context(ts: *mut ThreadState) -> *mut Object {
 /// # Safety
 /// GIL held; `ts` is the current thread state.
 pub unsafe fn set_thread_context(ts: *mut ThreadState, ctx: *mut Object) {
-    // SAFETY: per the contract.
+    // SAFETY: the C code takes a new reference to `ctx` (null allowed),
+    // releases the old one and bumps `context_ver` (so cached lookups see the
+    // change), on the caller's own thread state (contract), under the GIL (P2).
     unsafe { weft_thread_set_context(ts, ctx) }
+}
+
+#[cfg(test)]
+#[path = "../build_checks.rs"]
+mod build_checks;
+
+#[cfg(test)]
+mod tests {
+    use super::build_checks::check_interpreter;
+
+    #[test]
+    fn default_builds_of_supported_versions_pass() {
+        for v in ["3.11", "3.12", "3.13", "3.14", "3.15"] {
+            assert_eq!(check_interpreter("python", v, "0"), Ok(()));
+            assert_eq!(check_interpreter("python", v, "None"), Ok(()), "3.11/3.12 have no Py_GIL_DISABLED");
+        }
+    }
+
+    #[test]
+    fn free_threaded_builds_are_refused_with_what_to_do() {
+        for v in ["3.13", "3.14"] {
+            let why = check_interpreter("/usr/bin/python3.14t", v, "1").unwrap_err();
+            assert!(why.contains("free-threaded"), "{why}");
+            assert!(why.contains("/usr/bin/python3.14t"), "{why}");
+            assert!(why.contains(&format!("python{v} instead of python{v}t")), "{why}");
+        }
+    }
+
+    #[test]
+    fn unsupported_versions_are_refused() {
+        let why = check_interpreter("python3.10", "3.10", "None").unwrap_err();
+        assert!(why.contains("3.11, 3.12, 3.13, 3.14, 3.15"), "{why}");
+    }
 }

@@ -1,4 +1,19 @@
 //! The switch without Python: coroutines made of plain Rust functions.
+//!
+//! Ground rules the `SAFETY` notes below rest on:
+//! * **T1** every `*mut Co` comes from [`new_co`] (`Box::into_raw`) and is freed
+//!   exactly once, by the test that made it, after its coroutine finished; so
+//!   between the two, `(*co)` is a live, never-moving `Co` (the S1 half of
+//!   "fixed address").
+//! * **T2** tests use raw pointers only: no `&`/`&mut` to a `Co` or a `Slice`
+//!   is held across a switch, so the raw accesses inside `save_current` and
+//!   `restore_target` never alias a live reference. The one reference held
+//!   across switches is the `&mut` to a coroutine's `body` while it runs,
+//!   which is a field disjoint from `slice`.
+//! * **T3** each test runs on one thread (libtest gives each test its own), so
+//!   `MAIN`, `CURRENT` and every slice are of that thread (S1), and `CURRENT`
+//!   always names the slice that runs: it is set to the target right before
+//!   every switch, and nothing runs between that and the switch.
 use super::*;
 use std::cell::RefCell;
 
@@ -17,10 +32,15 @@ fn main_slice() -> *mut Slice {
     MAIN.with(|m| m.get())
 }
 fn current() -> *mut Slice {
+    // SAFETY: T3: only this thread touches its CURRENT, and the closure copies
+    // the pointer out without holding a reference past this statement (nothing
+    // in it can re-enter and write the cell meanwhile).
     let c = CURRENT.with(|c| unsafe { *c.get() });
     if c.is_null() { main_slice() } else { c }
 }
 fn set_current(s: *mut Slice) {
+    // SAFETY: as in `current`: a single write of a `Copy` value to a
+    // thread-local cell that no live reference points into.
     CURRENT.with(|c| unsafe { *c.get() = s });
 }
 fn log(s: String) {
@@ -31,6 +51,12 @@ fn log(s: String) {
 fn switch_to(to: *mut Slice) {
     let from = current();
     set_current(to);
+    // SAFETY: `switch`'s contract: `from` is the running slice (T3) and `to`,
+    // which every caller passes started (it switched away before), is a live
+    // slice of this thread at a fixed address (T1: in a live `Co`, or MAIN, a
+    // thread-local that lives as long as the thread). No reference into this
+    // frame's stack is held by anyone else (T2), so another coroutine
+    // overwriting these bytes while we are away cannot invalidate one.
     assert_eq!(unsafe { switch(from, to) }, Arrival::Resumed);
 }
 
@@ -39,7 +65,11 @@ fn switch_to(to: *mut Slice) {
 fn start(co: *mut Co) {
     let marker = core::hint::black_box(0u8);
     let from = current();
-    // SAFETY: `from` runs now; `marker` lives until this frame returns.
+    // SAFETY: `begin`'s contract: `from` is this thread's running slice (T3).
+    // `(*co)` is a live `Co` (T1) that no reference points into (T2). `marker`
+    // lives in this frame, which stays on the stack until the coroutine
+    // switched back or finished (`run_new` returns only then), so everything
+    // below it may belong to the new coroutine (S4).
     unsafe { (*co).slice.begin(&marker as *const u8 as *mut u8, from) };
     run_new(from, co);
     core::hint::black_box(&marker);
@@ -47,17 +77,33 @@ fn start(co: *mut Co) {
 
 #[inline(never)]
 fn run_new(from: *mut Slice, co: *mut Co) {
+    // SAFETY: T1: `co` is live; only a raw pointer to its slice is made (the
+    // `&mut` ends within the expression), so nothing aliases it (T2).
     let target = unsafe { &mut (*co).slice as *mut Slice };
     set_current(target);
+    // SAFETY: `switch`'s contract: `from` runs (T3, `start` got it from
+    // `current()`), `target` is live and fixed (T1), and `begin` was called on
+    // it from `start`'s frame, our caller, which stays on the stack (S4).
     match unsafe { switch(from, target) } {
         Arrival::Resumed => {}
         Arrival::Started => {
+            // SAFETY: we now run as the new coroutine on the stack below
+            // `start`'s marker; `co` is live (T1). `mark_running` and
+            // `mark_dead` take short `&mut`s to `slice`, while no other code
+            // runs; the body is called through `&mut (*co).body`, a field
+            // disjoint from `slice`, which is the only place other coroutines
+            // reach (by raw pointer) while the body is suspended (T2).
             unsafe {
                 (*co).slice.mark_running();
                 ((*co).body)();
                 (*co).slice.mark_dead();
             }
             set_current(from);
+            // SAFETY: `switch`'s contract: `target` is the running slice (just
+            // marked dead: `save_current` skips it), `from` is the slice that
+            // started us, still suspended in `start` (T1/T3: MAIN or a live
+            // `Co`, which frees no `Co` before it finished). This frame never
+            // returns (`unreachable!` below), as `Arrival::Started` requires.
             unsafe { switch(target, from) };
             unreachable!("a finished coroutine was resumed");
         }
@@ -84,14 +130,22 @@ fn ping_pong_keeps_locals_on_both_sides() {
     let mut mine = vec![1u8; 3];
     for i in 0..1000 {
         mine.push(i as u8);
+        // SAFETY: T1: `co` is live until the `Box::from_raw` below; the
+        // `&mut` is coerced to a raw pointer at once (T2).
         switch_to(unsafe { &mut (*co).slice });
     }
+    // SAFETY: T1; the coroutine finished, so nothing else accesses its slice
+    // while this shared borrow lives.
     assert!(!unsafe { (*co).slice.is_active() });
     let l = LOG.with(|l| l.borrow().clone());
     assert_eq!(l.len(), 1001);
     assert_eq!(l[999], "co 999");
     assert_eq!(l[1000], format!("co sum {}", (0..1000u64).sum::<u64>()));
     assert_eq!(mine.len(), 1003);
+    // SAFETY: T1: `co` came from `Box::into_raw` and is freed once, here. Its
+    // coroutine finished (asserted above), so no slice's `prev` points at it
+    // (`restore_target` skipped it when it switched away for the last time)
+    // and no later switch reads it.
     drop(unsafe { Box::from_raw(co) });
 }
 
@@ -109,6 +163,10 @@ fn nested_coroutines_with_deep_stacks() {
     let a_slot: &'static UnsafeCell<*mut Co> = Box::leak(Box::new(UnsafeCell::new(ptr::null_mut())));
     let b = new_co(move || {
         for _ in 0..10 {
+            // SAFETY: `a_slot` holds `a` (written before `a` started, and `b`
+            // runs only once `a` started it); T3: only this thread reads the
+            // cell, with no reference kept. `a` is live (T1) and suspended in
+            // `start(b)`, so switching to it is `switch_to`'s started target.
             let r = recurse(20, &mut || switch_to(unsafe { &mut (**a_slot.get()).slice }));
             log(format!("b {r}"));
         }
@@ -117,19 +175,29 @@ fn nested_coroutines_with_deep_stacks() {
         let r = recurse(50, &mut || {
             start(b);
             for _ in 0..10 {
+                // SAFETY: T1: `b` is live until the end of the test; it was
+                // started above and has switched back to us (T2: raw pointer).
                 switch_to(unsafe { &mut (*b).slice });
             }
         });
         log(format!("a {r}"));
     });
+    // SAFETY: nothing reads the cell yet (`b` runs only after `a` started);
+    // a single write by the only thread that uses it (T3).
     unsafe { *a_slot.get() = a };
     start(a);
+    // SAFETY: T1: both are live; both coroutines finished, so nothing else
+    // accesses their slices while these shared borrows live.
     assert!(!unsafe { (*a).slice.is_active() });
+    // SAFETY: as above.
     assert!(!unsafe { (*b).slice.is_active() });
     let l = LOG.with(|l| l.borrow().clone());
     assert_eq!(l.iter().filter(|s| *s == "b 210").count(), 10);
     assert_eq!(l.last().unwrap(), &format!("a {}", (1..=50).sum::<u32>()));
+    // SAFETY: T1: each freed once, here, after its coroutine finished (asserted
+    // above), so no slice on the chain points at either any more.
     drop(unsafe { Box::from_raw(a) });
+    // SAFETY: as above.
     drop(unsafe { Box::from_raw(b) });
 }
 
@@ -305,6 +373,8 @@ extern "C" fn start_co(co: *mut c_void) {
     start(co as *mut Co);
 }
 extern "C" fn resume_co(co: *mut c_void) {
+    // SAFETY: called only by `clobber_call` with the test's `*mut Co`, which
+    // is live (T1) and suspended (it switched back to the test); T2.
     switch_to(unsafe { &mut (*(co as *mut Co)).slice });
 }
 extern "C" fn back_to(slice: *mut c_void) {
@@ -334,12 +404,16 @@ fn switch_preserves_callee_saved_registers_and_fp_control() {
         let out = clobber_call(&vals, resume_co, co as *mut c_void);
         assert_regs_eq(&out, &vals, &format!("main after round {r}"));
     }
+    // SAFETY: T1; the coroutine finished, so nothing else accesses its slice
+    // while this shared borrow lives.
     assert!(!unsafe { (*co).slice.is_active() });
     let seen = seen.borrow();
     assert_eq!(seen.len(), ROUNDS as usize);
     for (r, (vals, out)) in seen.iter().enumerate() {
         assert_regs_eq(out, vals, &format!("coroutine after round {r}"));
     }
+    // SAFETY: T1: freed once, here, after its coroutine finished (asserted
+    // above): no slice on the chain points at it.
     drop(unsafe { Box::from_raw(co) });
 }
 
@@ -369,7 +443,12 @@ fn backtrace_unwinds_through_the_switch_routine() {
     SAVE_HOOK.with(|h| h.set(Some(capture_trace)));
     start(co);
     SAVE_HOOK.with(|h| h.set(None));
+    // SAFETY: T1: `co` is live and suspended in its `switch_to(main)` (T2).
     switch_to(unsafe { &mut (*co).slice });
+    // SAFETY: T1; its body returned after that resume (asserted here), so no
+    // slice on the chain points at it: freed once, here.
+    assert!(!unsafe { (*co).slice.is_active() });
+    // SAFETY: as above.
     drop(unsafe { Box::from_raw(co) });
     let trace = TRACE.with(|t| t.borrow_mut().take()).expect("save hook ran");
     // Innermost first: the hook in save_current, the routine, then its callers.

@@ -307,17 +307,24 @@ pub(crate) fn make_throw(py: Python<'_>, typ: &Bound<'_, PyAny>, val: &Bound<'_,
 
 fn check_parent(py: Python<'_>, slf: &Bound<'_, Greenlet>, p: &Bound<'_, Greenlet>) -> PyResult<()> {
     let mut cur = Some(p.clone().unbind());
+    // The thread of the chain's last greenlet (its root, a main greenlet):
+    // greenlet's parent setter compares a started greenlet's thread with that
+    // one, not with `p`'s own, which for an unstarted `p` is only where it
+    // was headed when its parent was last set (its chain may have moved to
+    // another thread since).
+    let mut root_thread = p.get().coro().thread.clone();
     while let Some(g) = cur {
         if g.is(slf) {
             return Err(PyValueError::new_err("cyclic parent chain"));
         }
+        root_thread = g.get().coro().thread.clone();
         cur = g.get().coro().parent.as_ref().map(|x| x.clone_ref(py));
     }
     let c = slf.get().coro();
     if c.status == Status::Unstarted {
         // Not bound to a thread until it starts: it will run in its parent's.
         c.thread = p.get().coro().thread.clone();
-    } else if !Arc::ptr_eq(&p.get().coro().thread, &c.thread) {
+    } else if !Arc::ptr_eq(&root_thread, &c.thread) {
         return Err(PyValueError::new_err("parent cannot be on a different thread"));
     }
     Ok(())
@@ -513,7 +520,10 @@ impl Greenlet {
             if running_elsewhere(slf) {
                 return Err(PyValueError::new_err("cannot get context of a greenlet that is running in a different thread"));
             }
-            // SAFETY: GIL held.
+            // SAFETY: `Blob::context`'s contract is the GIL, which `py` proves;
+            // the greenlet is not running here or elsewhere (checked above), so
+            // its saved context in the blob is the one to read, and the blob
+            // is borrowed only for this call.
             unsafe { c.state.context() }
         };
         // SAFETY: a borrowed reference (or null) from the thread state or blob.
@@ -540,7 +550,10 @@ impl Greenlet {
         } else if running_elsewhere(slf) {
             return Err(PyValueError::new_err("cannot set context of a greenlet that is running in a different thread"));
         } else {
-            // SAFETY: GIL held.
+            // SAFETY: `Blob::set_context`'s contract is the GIL, which `py`
+            // proves; the greenlet runs nowhere (checked above), so the blob
+            // holds its context, and `ptr` is a live Context or null (checked
+            // above) that the C side takes its own reference to.
             unsafe { c.state.set_context(ptr.cast()) };
         }
         Ok(())
@@ -675,7 +688,10 @@ impl Drop for Coro {
         // the GIL either way.
         let py = unsafe { Python::assume_attached() };
         switch::forget_suspended(py, self);
-        // SAFETY: GIL held.
+        // SAFETY: `Blob::clear` needs the GIL, held in both places this drop
+        // runs (above); `forget_suspended` has already detached a suspended
+        // coroutine's stack, so dropping the blob's references (context,
+        // handled exception) leaves nothing that points at them.
         unsafe { self.state.clear() };
     }
 }
@@ -731,14 +747,20 @@ fn _pending_kills(py: Python<'_>) -> PyResult<usize> {
 
 /// Size of the Python data-stack chunk a new greenlet starts with.
 #[pyfunction]
-fn _set_root_chunk_bytes(n: usize) {
-    weft_pystate::set_root_chunk_bytes(n)
+fn _set_root_chunk_bytes(py: Python<'_>, n: usize) {
+    weft_pystate::set_root_chunk_bytes(py, n)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     if !weft_pystate::layout_ok() {
-        return Err(pyo3::exceptions::PyImportError::new_err("weft: pystate layout mismatch between Rust and C"));
+        return Err(pyo3::exceptions::PyImportError::new_err(format!(
+            "weft: pystate layout mismatch: csrc/pystate.c reserves {} bytes per coroutine state, \
+             crates/weft-pystate/src/lib.rs BLOB_BYTES is {}; make WEFT_PYSTATE_BYTES and BLOB_BYTES \
+             equal and rebuild (a stale build of one crate also causes this: cargo clean -p weft-pystate)",
+            weft_pystate::c_blob_bytes(),
+            weft_pystate::BLOB_BYTES
+        )));
     }
     // SAFETY: reading the running interpreter's version constant.
     let running = unsafe { ffi::Py_Version } as u32;

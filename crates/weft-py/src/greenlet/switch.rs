@@ -333,11 +333,12 @@ unsafe fn body_end(me: Obj, result: Obj) {
         if payload(me).coro().finish == Finish::Scheduler {
             crate::stackless::body_done(py, td, result);
         }
+        let died_of_exit = matches!(&result, Err(e) if e.is_instance_of::<GreenletExit>(py));
         let outcome = match handle_exit(py, result) {
             Ok(v) => Passing::Args(PyTuple::new(py, [v]).expect("1-tuple").unbind(), None),
             Err(e) => Passing::Raise(e),
         };
-        die_and_switch_to_parent(py, td, me, outcome);
+        die_and_switch_to_parent(py, td, me, outcome, died_of_exit);
     }
 }
 
@@ -349,7 +350,13 @@ pub(crate) fn handle_exit(py: Python<'_>, r: PyResult<Py<PyAny>>) -> PyResult<Py
     }
 }
 
-unsafe fn die_and_switch_to_parent(py: Python<'_>, td: *mut ThreadData, me: Obj, outcome: Passing) -> ! {
+/// `died_of_exit`: `me` ended by GreenletExit, whose instance is the value in
+/// `outcome`. greenlet hands that instance itself (not a 1-tuple) to the
+/// parent as its switch arguments: a suspended parent's switch returns it, as
+/// here, but an unstarted parent's `run` is called with no arguments (greenlet
+/// 3.5.6's g_handle_exit and inner_bootstrap: PyObject_Call reads the
+/// exception as an empty argument tuple), so that is what weft does.
+unsafe fn die_and_switch_to_parent(py: Python<'_>, td: *mut ThreadData, me: Obj, outcome: Passing, died_of_exit: bool) -> ! {
     // SAFETY: we are `me`, running, with the GIL; after the switch below this
     // stack is never used again.
     unsafe {
@@ -363,6 +370,12 @@ unsafe fn die_and_switch_to_parent(py: Python<'_>, td: *mut ThreadData, me: Obj,
             let status = g.get().coro().status;
             let here = Arc::ptr_eq(&g.get().coro().thread, &(*td).record);
             let next = g.get().coro().parent.as_ref().map(|p| p.clone_ref(py));
+            // An unstarted parent after a GreenletExit: `run()` (see above);
+            // the exit value is kept in case looking up `run` starts it.
+            let mut exit_value = None;
+            if died_of_exit && here && status == Status::Unstarted && matches!(outcome, Passing::Args(..)) {
+                exit_value = Some(std::mem::replace(&mut outcome, Passing::Args(PyTuple::empty(py).unbind(), None)));
+            }
             if status != Status::Dead && here && prepare_ok(py, td, &g, status, &mut outcome) {
                 // `g` stays referenced by the parent chain of `me`, which the
                 // target releases only once it runs.
@@ -372,10 +385,19 @@ unsafe fn die_and_switch_to_parent(py: Python<'_>, td: *mut ThreadData, me: Obj,
                 drop(next);
                 // Re-read: looking up `run` may have started it meanwhile.
                 if g.get().coro().status == Status::Active {
+                    if let Some(v) = exit_value.take() {
+                        // Started meanwhile: its switch returns the value
+                        // (dropping the empty tuple runs no code).
+                        (*td).passing = Some(v);
+                    }
                     drop(g);
                     switch_stack(td, target);
                     unreachable!("a finished greenlet was resumed");
                 }
+                // The exit value may be its last reference: released here,
+                // before the stack moves (what it runs, as the lookup of
+                // `run` above may, runs in this finished greenlet's frame).
+                drop(exit_value);
                 drop(g);
                 start(td, target);
                 unreachable!("a finished greenlet was resumed");

@@ -49,8 +49,18 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
-fn payload(obj: &*mut ffi::PyObject) -> &Greenlet {
-    // SAFETY: these slots are only called on greenlet instances, with the GIL.
+/// The `Greenlet` fields of the object `*obj`, borrowed for as long as the
+/// caller's `obj` binding.
+///
+/// # Safety
+/// The GIL is held; `*obj` points to a live instance of the greenlet type or a
+/// subclass (as it does in every slot of that type, where CPython passes the
+/// instance), and it stays allocated (not yet freed by the dealloc) for as
+/// long as the returned reference is used.
+unsafe fn payload(obj: &*mut ffi::PyObject) -> &Greenlet {
+    // SAFETY: the contract: with the GIL, `*obj` is a live greenlet instance,
+    // so the unchecked cast is to its real type, and the object (whose
+    // `Greenlet` part never moves: frozen pyclass) outlives the borrow.
     unsafe {
         let py = Python::assume_attached();
         let b = pyo3::Borrowed::from_ptr(py, *obj).cast_unchecked::<Greenlet>();
@@ -67,6 +77,8 @@ unsafe extern "C" fn dealloc(obj: *mut ffi::PyObject) {
     unsafe {
         // Our finalizer may run below (PEP 442 runs it once per object, and a
         // Python subclass's type has none); it says so in `finalizer_ran`.
+        // (`obj` is a greenlet instance still allocated until `free` below:
+        // `payload`'s contract, for this and the calls that follow.)
         payload(&obj).coro().finalizer_ran = false;
         if ffi::PyObject_CallFinalizerFromDealloc(obj) < 0 {
             return; // resurrected: queued for a kill in its own thread
@@ -144,8 +156,14 @@ unsafe fn releases_type(tp: *mut ffi::PyTypeObject) -> bool {
 /// Only the type's refcount stays as it is: a Python subclass's
 /// subtype_dealloc leaves it to this (heap-type) base dealloc to release the
 /// type, which the resurrected object keeps using.
+///
+/// # Safety
+/// Called from the greenlet type's tp_dealloc, with the GIL, on the instance
+/// being deallocated (refcount 0, not yet freed).
 unsafe fn finalize_again(obj: *mut ffi::PyObject) -> bool {
-    let c = payload(&obj).coro();
+    // SAFETY: the contract: `obj` is a greenlet instance, allocated until the
+    // dealloc that called us frees it, after we return.
+    let c = unsafe { payload(&obj) }.coro();
     if c.status != Status::Active || c.is_main || !c.thread.alive.load(Ordering::Acquire) {
         return false;
     }
@@ -170,9 +188,13 @@ unsafe extern "C" fn finalize(obj: *mut ffi::PyObject) {
     unsafe { Python::attach_unchecked(|py| finalize_attached(py, obj)) }
 }
 
-fn finalize_attached(py: Python<'_>, obj: *mut ffi::PyObject) {
+/// # Safety
+/// `obj` is a greenlet instance kept alive (a real or temporary reference) for
+/// the whole call: tp_finalize's object, or one revived by `finalize_again`.
+unsafe fn finalize_attached(py: Python<'_>, obj: *mut ffi::PyObject) {
     let saved = PyErr::take(py);
-    let g = payload(&obj);
+    // SAFETY: the contract; `py` proves the GIL.
+    let g = unsafe { payload(&obj) };
     let c = g.coro();
     c.finalizer_ran = true;
     if c.status == Status::Active && !c.is_main && c.thread.alive.load(Ordering::Acquire) {
@@ -205,7 +227,9 @@ unsafe extern "C" fn traverse(obj: *mut ffi::PyObject, visit: ffi::visitproc, ar
     if r != 0 {
         return r;
     }
-    let Some(c) = payload(&obj).coro_if_any() else { return 0 };
+    // SAFETY: tp_traverse of the greenlet type: the GC passes a live instance
+    // (of it or a subclass) and holds the GIL for the whole traversal.
+    let Some(c) = unsafe { payload(&obj) }.coro_if_any() else { return 0 };
     // Suspended: started, not finished, and not the one running in its thread.
     // A greenlet of a dead thread keeps its frames out of the collector's view:
     // nothing can ever release what they hold.
@@ -223,7 +247,9 @@ unsafe extern "C" fn traverse(obj: *mut ffi::PyObject, visit: ffi::visitproc, ar
 }
 
 unsafe extern "C" fn is_gc(obj: *mut ffi::PyObject) -> c_int {
-    let Some(c) = payload(&obj).coro_if_any() else { return 1 };
+    // SAFETY: tp_is_gc of the greenlet type: the GC asks it about a live
+    // instance (of it or a subclass), with the GIL.
+    let Some(c) = unsafe { payload(&obj) }.coro_if_any() else { return 1 };
     let suspended = c.status == Status::Active && !c.is_main && c.thread.alive.load(Ordering::Acquire);
     (!suspended) as c_int
 }
