@@ -439,7 +439,10 @@ unsafe fn die(me: Obj) {
 /// GIL held; `td` is this thread's live data; `target` is a greenlet object
 /// kept alive by the caller until it runs (by the scheduler's queues).
 pub(crate) unsafe fn switch_to_coroutine(py: Python<'_>, td: *mut ThreadData, target: Obj, passing: Passing, run: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
-    // SAFETY: forwarded contract; the value carried lives in `td`.
+    // SAFETY: the caller guarantees what `move_to` needs (GIL held, `td`
+    // this thread's data, `target` a live coroutine of this thread other
+    // than the running one, kept alive until it runs); `arrived` runs on our
+    // own stack once something switches back here, with `td` still ours.
     unsafe {
         move_to(td, target, passing, run);
         arrived(py)
@@ -451,7 +454,10 @@ pub(crate) unsafe fn switch_to_coroutine(py: Python<'_>, td: *mut ThreadData, ta
 /// # Safety
 /// As for `switch_to_coroutine`.
 unsafe fn move_to(td: *mut ThreadData, target: Obj, passing: Passing, run: Option<Py<PyAny>>) {
-    // SAFETY: forwarded contract; the value carried lives in `td`.
+    // SAFETY: `td` is this thread's live data (caller's contract), so the
+    // writes race with nothing; `target` is live, of this thread and not
+    // running, so `start` (unstarted) or `switch_stack` (suspended) may move
+    // the stack to it; the values in flight live in `td`, not on this stack.
     unsafe {
         (*td).passing = Some(passing);
         if payload(target).coro().status == Status::Unstarted {
@@ -470,7 +476,10 @@ unsafe fn move_to(td: *mut ThreadData, target: Obj, passing: Passing, run: Optio
 /// As for `switch_to_coroutine`, and the caller's frame owns nothing: this
 /// stack is never used again.
 pub(crate) unsafe fn exit_to_coroutine(td: *mut ThreadData, me: Obj, target: Obj, passing: Passing, run: Option<Py<PyAny>>) -> ! {
-    // SAFETY: forwarded contract.
+    // SAFETY: `me` is the running coroutine (caller's contract), so `die`
+    // may finish its interpreter state; the caller's frame owns nothing, so
+    // leaving this stack for good leaks nothing; `move_to` gets the same
+    // guarantees as from `switch_to_coroutine`.
     unsafe {
         die(me);
         move_to(td, target, passing, run);
@@ -484,7 +493,9 @@ unsafe fn prepare_ok(py: Python<'_>, td: *mut ThreadData, g: &Py<Greenlet>, stat
     if status == Status::Active {
         return true;
     }
-    // SAFETY: forwarded contract.
+    // SAFETY: `prepare_start` needs the GIL and this thread's live data,
+    // which our caller (the finishing greenlet's parent walk) holds and
+    // passes as `td`; `g` is a live greenlet it holds a reference to.
     match unsafe { prepare_start(py, td, g.bind(py)) }.and_then(|_| check_same_thread(py, td, g)) {
         Ok(()) => true,
         Err(e) => {

@@ -170,7 +170,9 @@ pub(crate) fn exists() -> bool {
 
 fn create(py: Python<'_>) -> PyResult<()> {
     let td = thread_data(py)?;
-    // SAFETY: this thread's live data.
+    // SAFETY: `thread_data` returns this thread's engine data, valid until
+    // the thread exits and only touched by this thread with the GIL (held
+    // here): reading `current` races with nothing.
     let coro = unsafe { (*td).current.clone_ref(py) };
     let shared = Arc::new(Shared {
         // SAFETY: pthread_self has no preconditions.
@@ -253,7 +255,9 @@ pub(crate) fn thread_ids() -> Vec<u64> {
 /// (a greenlet switch inside a tasklet would otherwise confuse the two).
 pub(crate) fn current_checked(py: Python<'_>) -> PyResult<(*mut ThreadData, Py<Tasklet>)> {
     let (td, cur, doomed) = with(py, |s| (s.td, s.current.clone_ref(py), !s.doomed.is_empty()))?;
-    // SAFETY: this thread's live data.
+    // SAFETY: `s.td` is this thread's engine data, stored when this
+    // thread's scheduler was made (valid until the thread exits; only this
+    // thread touches it, with the GIL, held here).
     let running = unsafe { (*td).current.as_ptr() };
     if cur.get().coro_ptr() != running {
         return Err(PyRuntimeError::new_err(
@@ -525,7 +529,8 @@ fn make_launcher(py: Python<'_>, td: *mut ThreadData) -> PyResult<()> {
     // It never finishes; should it be killed, greenlet's rules take it back.
     coro.get().coro().finish = crate::greenlet::Finish::Parent;
     let run = super::launcher_loop_fn(py)?;
-    // SAFETY: this thread's live data.
+    // SAFETY: `td` is this thread's engine data (from the scheduler, as in
+    // `current_checked`), read with the GIL held.
     let creator = unsafe { (*td).current.as_ptr() };
     let ptr = coro.as_ptr();
     with(py, |s| s.launcher = Some(Launcher { coro, sp: 0, request: None, creator }))?;
