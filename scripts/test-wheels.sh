@@ -47,7 +47,7 @@ ONLY_WRONG=0
 A64_PYTEST=0
 RESULTS_FILE=""
 VERSIONS=()
-WRONG_XFAIL="${WEFT_WRONG_VERSION_XFAIL-newer-on-older copied}"
+WRONG_XFAIL="${WEFT_WRONG_VERSION_XFAIL-}"
 while [ $# -gt 0 ]; do
     case "$1" in
         --arch) ARCHES="${ARCHES:+$ARCHES }$2"; shift 2 ;;

@@ -11,7 +11,7 @@ except ImportError as e:  # the compiled module is missing or for another CPytho
     _want = "_weft" + (_sysconfig.get_config_var("EXT_SUFFIX") or ".so")
     if _found and _want not in _found:
         raise ImportError(
-            f"weft's compiled module is not built for this interpreter (CPython "
+            f"weft's compiled module was built for another CPython, not this one (CPython "
             f"{_sys.version_info.major}.{_sys.version_info.minor}, which loads {_want}); "
             f"found {', '.join(_found)} in {_here}: install the weft wheel made for this "
             "CPython, or build weft from source with it (pip install .)"
