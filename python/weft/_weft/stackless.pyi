@@ -10,7 +10,7 @@ from .. import _weft
 __all__ = [
     "_init_types", "_must_park", "channel", "enable_softswitch", "get_channel_callback",
     "get_schedule_callback", "get_thread_info", "getcurrent", "getcurrentid", "getmain",
-    "getruncount", "getthreads", "park", "run", "schedule", "schedule_remove",
+    "getruncount", "getthreads", "park", "run", "schedule", "schedule_remove", "select",
     "set_channel_callback", "set_error_handler", "set_schedule_callback", "switch_trap", "tasklet",
 ]
 
@@ -144,4 +144,11 @@ def get_schedule_callback() -> Any: ...
 def set_error_handler(handler: Callable[..., Any] | None) -> Any: ...
 def park(event: _weft.Event, timeout: float | None = None) -> bool: ...
 def _must_park() -> bool: ...
+def select(
+    cases: list[tuple[int, Any, Any, Any]],
+    closed: Any,
+    timeout: float | None = None,
+    nonblocking: bool = False,
+    default: Any = None,
+) -> tuple[int, Any]: ...
 def _init_types(tasklet_exit: type[BaseException], bomb: type) -> None: ...
