@@ -197,24 +197,29 @@ def channel_asyncio(n):
     return asyncio.run(main()) / (2 * n) * 1e9
 
 
-def channel_threads(n):
-    import queue
+def _thread_ping_pong(n, ping, pong, put, get):
+    """Seconds for ``n`` round trips between this thread and another one."""
     import threading
-
-    ping, pong = queue.Queue(1), queue.Queue(1)
 
     def ponger():
         for _ in range(n):
-            pong.put(ping.get())
+            put(pong, get(ping))
 
     th = threading.Thread(target=ponger)
     th.start()
     t0 = time.perf_counter()
     for i in range(n):
-        ping.put(i)
-        pong.get()
+        put(ping, i)
+        get(pong)
     dt = time.perf_counter() - t0
     th.join()
+    return dt
+
+
+def channel_threads(n):
+    import queue
+
+    dt = _thread_ping_pong(n, queue.Queue(1), queue.Queue(1), queue.Queue.put, queue.Queue.get)
     return dt / (2 * n) * 1e9
 
 
@@ -377,25 +382,11 @@ def million_weft(n):
 
 
 def xthread_weft(n):
-    import threading
-
     import weft.stackless as stackless
 
     ping, pong = stackless.channel(), stackless.channel()
     ping.preference = pong.preference = 0
-
-    def ponger():
-        for _ in range(n):
-            pong.send(ping.receive())
-
-    th = threading.Thread(target=ponger)
-    th.start()
-    t0 = time.perf_counter()
-    for i in range(n):
-        ping.send(i)
-        pong.receive()
-    dt = time.perf_counter() - t0
-    th.join()
+    dt = _thread_ping_pong(n, ping, pong, stackless.channel.send, stackless.channel.receive)
     return dt / n * 1e6
 
 

@@ -128,6 +128,23 @@ def await_(awaitable):
         raise
 
 
+def _settle(fut, fn, *args, **kwargs):
+    """In a tasklet: run ``fn`` and settle the asyncio future ``fut`` with its
+    outcome (a TaskletExit cancels it and ends the tasklet)."""
+    try:
+        r = fn(*args, **kwargs)
+    except stackless.TaskletExit:
+        if not fut.done():
+            fut.cancel()
+        raise
+    except BaseException as e:  # noqa: BLE001 - handed to the awaiting coroutine
+        if not fut.done():
+            fut.set_exception(e)
+        return
+    if not fut.done():
+        fut.set_result(r)
+
+
 async def _via_tasklet(op):
     """Runs ``op()`` (a blocking channel operation) in a helper tasklet; its
     outcome resolves the returned awaitable. Cancelled: the tasklet is killed."""
@@ -135,16 +152,7 @@ async def _via_tasklet(op):
     fut = d.loop.create_future()
 
     def body():
-        try:
-            r = op()
-        except stackless.TaskletExit:
-            raise
-        except BaseException as e:  # noqa: BLE001 - handed to the awaiting coroutine
-            if not fut.done():
-                fut.set_exception(e)
-            return
-        if not fut.done():
-            fut.set_result(r)
+        _settle(fut, op)
 
     t = stackless.tasklet(body)()
     d.kick()
@@ -203,18 +211,7 @@ def spawn(fn, *args, **kwargs):
     fut = d.loop.create_future()
 
     def body():
-        try:
-            r = fn(*args, **kwargs)
-        except stackless.TaskletExit:
-            if not fut.done():
-                fut.cancel()
-            raise
-        except BaseException as e:  # noqa: BLE001 - handed to the awaiting coroutine
-            if not fut.done():
-                fut.set_exception(e)
-            return
-        if not fut.done():
-            fut.set_result(r)
+        _settle(fut, fn, *args, **kwargs)
 
     t = stackless.tasklet(body)()
     d.kick()
