@@ -2,6 +2,8 @@
 try:
     from weft._weft import __version__
 except ImportError as e:  # the compiled module is missing or for another CPython
+    if "weft was built for" in str(e):
+        raise  # weft's own check at import already says what to do
     import pathlib as _pathlib
     import sys as _sys
     import sysconfig as _sysconfig
