@@ -780,10 +780,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         let running_jit = jit.call_method0("is_available").and_then(|v| v.is_truthy()).unwrap_or(false);
         if running_jit != weft_pystate::built_with_jit() {
             let what = |b: bool| if b { "with" } else { "without" };
+            let version = format!("{}.{}", running >> 24, (running >> 16) & 0xff);
             return Err(pyo3::exceptions::PyImportError::new_err(format!(
-                "weft was built for a CPython {} built {} the JIT, but this one is built {} it (their thread states differ): \
+                "weft was built for a CPython {version} built {} the JIT, but this one is built {} it (their thread states differ): \
                  build weft from source with this interpreter (pip install .)",
-                format!("{}.{}", running >> 24, (running >> 16) & 0xff),
                 what(weft_pystate::built_with_jit()),
                 what(running_jit)
             )));

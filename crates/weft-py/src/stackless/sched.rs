@@ -235,7 +235,9 @@ fn mark_thread_end(py: Python<'_>, shared: &Arc<Shared>) -> PyResult<()> {
     if d.is_null() {
         return Ok(());
     }
-    // SAFETY: a live borrowed dict.
+    // SAFETY: `d` is not null (checked above) and is the thread state's own
+    // dict, which lives as long as the thread state, longer than this call
+    // that holds the GIL; `from_borrowed_ptr` takes a reference of its own.
     let d = unsafe { Bound::from_borrowed_ptr(py, d) };
     d.set_item("weft.stackless.thread_end", Py::new(py, ThreadEndMark { shared: shared.clone() })?)?;
     Ok(())

@@ -320,12 +320,16 @@ pub(crate) type Released = (Option<Py<PyAny>>, Option<Py<PyTuple>>, Option<Py<Py
 /// The running context, made first if the thread has none yet (so that it
 /// can be shared).
 pub(crate) fn current_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
-    // SAFETY: GIL held, our own thread state.
+    // SAFETY: PyThreadState_Get needs an attached thread state, which the
+    // GIL token `py` proves; it returns this thread's, never null then.
     let ts = unsafe { ffi::PyThreadState_Get() };
-    // SAFETY: as above; a borrowed pointer or null.
+    // SAFETY: `ts` is this thread's live thread state (above); reading its
+    // context slot gives a borrowed pointer or null, and nothing runs
+    // between this read and the incref below that could change it.
     let cur = unsafe { weft_pystate::thread_context(ts.cast()) };
     if !cur.is_null() {
-        // SAFETY: a live borrowed context object.
+        // SAFETY: `cur` is the thread state's current context, not null
+        // (checked), kept alive by the thread state until we incref it here.
         return Ok(unsafe { Bound::from_borrowed_ptr(py, cur.cast()) }.unbind());
     }
     // SAFETY: GIL held; a new reference or null with an exception set.
@@ -844,7 +848,8 @@ impl Tasklet {
     /// Sets the contextvars.Context the tasklet runs in.
     fn set_context<'py>(slf: &Bound<'py, Self>, context: Bound<'py, PyAny>) -> PyResult<Bound<'py, Self>> {
         let py = slf.py();
-        // SAFETY: type check on a live object.
+        // SAFETY: `context` is a live object we hold a reference to; the
+        // check only reads its type pointer.
         if unsafe { ffi::PyContext_CheckExact(context.as_ptr()) } == 0 {
             return Err(PyTypeError::new_err("set_context() needs a contextvars.Context"));
         }
@@ -871,13 +876,16 @@ impl Tasklet {
     fn context_run(slf: &Bound<'_, Self>, callable: Bound<'_, PyAny>, args: Bound<'_, PyTuple>, kwargs: Option<Bound<'_, PyDict>>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let ctx = tasklet_context(slf)?;
-        // SAFETY: GIL held, our own thread state.
+        // SAFETY: as in `current_context`: the GIL token proves an attached
+        // thread state, which PyThreadState_Get returns.
         let ts = unsafe { ffi::PyThreadState_Get() };
         let saved = current_context(py)?;
         // SAFETY: as above; borrowed contexts kept alive by `ctx`/`saved`.
         unsafe { weft_pystate::set_thread_context(ts.cast(), ctx.as_ptr().cast()) };
         let r = callable.call(args, kwargs.as_ref());
-        // SAFETY: as above.
+        // SAFETY: `ts` is still this thread's state (the call ran in this
+        // thread and returned to it); `saved` is a live context we hold,
+        // and set_thread_context takes its own reference.
         unsafe { weft_pystate::set_thread_context(ts.cast(), saved.as_ptr().cast()) };
         r.map(|v| v.unbind())
     }

@@ -103,7 +103,9 @@ impl Drop for TickHook {
                         e.write_unraisable(py, None);
                     }
                 }
-                // SAFETY: GIL held; clearing the hook.
+                // SAFETY: PyEval_SetTrace needs the GIL (held: `py` above is
+                // this call's token) and sets this thread's hook only;
+                // clearing it leaves no function pointer behind to call.
                 None => unsafe { ffi::PyEval_SetTrace(None, std::ptr::null_mut()) },
             }
         }
