@@ -126,6 +126,16 @@ def _emulation():
 # ---- workloads, one function per (workload, peer) ---------------------------------
 
 
+def _drive(n, ping, pong):
+    """The main tasklet's side of a weft ping-pong: ns per message."""
+    r, s = pong.receive, ping.send
+    t0 = time.perf_counter()
+    for i in range(n):
+        s(i)
+        r()
+    return (time.perf_counter() - t0) / (2 * n) * 1e9
+
+
 def channel_weft(n):
     import weft.stackless as stackless
 
@@ -137,12 +147,7 @@ def channel_weft(n):
             s(r())
 
     stackless.tasklet(ponger)()
-    r, s = pong.receive, ping.send
-    t0 = time.perf_counter()
-    for i in range(n):
-        s(i)
-        r()
-    return (time.perf_counter() - t0) / (2 * n) * 1e9
+    return _drive(n, ping, pong)
 
 
 def _ping_pong(n, spawn, run, make_chan, recv_name):
@@ -448,12 +453,7 @@ def select_weft(n):
             pong.send(select(cases)[1])
 
     stackless.tasklet(ponger)()
-    r, s = pong.receive, ping.send
-    t0 = time.perf_counter()
-    for i in range(n):
-        s(i)
-        r()
-    return (time.perf_counter() - t0) / (2 * n) * 1e9
+    return _drive(n, ping, pong)
 
 
 def select_plain(n):

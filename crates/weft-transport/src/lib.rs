@@ -210,11 +210,9 @@ pub fn read_some(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// One `writev` of the bytes of `parts` after the first `skip`: how many
-/// were written (at least 1 unless nothing was left). A non-blocking
-/// descriptor is waited for with `poll`; `EINTR` is returned as
-/// [`io::ErrorKind::Interrupted`].
-pub fn write_from(fd: RawFd, parts: &[&[u8]], skip: usize) -> io::Result<usize> {
+/// The iovecs of the bytes of `parts` after the first `skip` (borrowing
+/// from `parts`: valid while it is).
+fn iovecs_after(parts: &[&[u8]], skip: usize) -> Vec<libc::iovec> {
     let mut iov: Vec<libc::iovec> = Vec::with_capacity(parts.len());
     let mut skip = skip;
     for part in parts {
@@ -229,6 +227,15 @@ pub fn write_from(fd: RawFd, parts: &[&[u8]], skip: usize) -> io::Result<usize> 
             iov_len: rest.len(),
         });
     }
+    iov
+}
+
+/// One `writev` of the bytes of `parts` after the first `skip`: how many
+/// were written (at least 1 unless nothing was left). A non-blocking
+/// descriptor is waited for with `poll`; `EINTR` is returned as
+/// [`io::ErrorKind::Interrupted`].
+pub fn write_from(fd: RawFd, parts: &[&[u8]], skip: usize) -> io::Result<usize> {
+    let iov = iovecs_after(parts, skip);
     if iov.is_empty() {
         return Ok(0);
     }
@@ -258,20 +265,7 @@ pub fn write_from(fd: RawFd, parts: &[&[u8]], skip: usize) -> io::Result<usize> 
 /// be non-blocking for this call not to block. `EINTR` is returned as
 /// [`io::ErrorKind::Interrupted`].
 pub fn try_write_from(fd: RawFd, parts: &[&[u8]], skip: usize, socket: bool) -> io::Result<usize> {
-    let mut iov: Vec<libc::iovec> = Vec::with_capacity(parts.len());
-    let mut skip = skip;
-    for part in parts {
-        if skip >= part.len() {
-            skip -= part.len();
-            continue;
-        }
-        let rest = &part[skip..];
-        skip = 0;
-        iov.push(libc::iovec {
-            iov_base: rest.as_ptr() as *mut libc::c_void,
-            iov_len: rest.len(),
-        });
-    }
+    let iov = iovecs_after(parts, skip);
     if iov.is_empty() {
         return Ok(0);
     }
