@@ -1,11 +1,14 @@
 """Tasklets and channels: weft.stackless against the peers, in one run.
 
-    python benchmarks/tasklets.py [--quick] [--rounds N] [--json out.json] [WORKLOAD ...]
+    python benchmarks/tasklets.py [--quick] [--rounds N] [--json out.json]
+                                  [--stackless PATH] [WORKLOAD ...]
 
-Workloads: channel, create, memory, million, xthread (see weft/_bench_tasklets.py).
-Peers: a greenlet-based emulation, asyncio, threads, and runloom on CPython 3.13
-when installed (pip install runloom). Each figure is measured in a fresh process,
-peers interleaved; the printed ratios are weft's figure over the peer's.
+Workloads: channel, create, memory, memory_py, million, xthread, gateway, select
+(see weft/_bench_tasklets.py). Peers: a greenlet-based emulation, asyncio,
+threads, runloom on CPython 3.13 when installed (pip install runloom), and a
+Stackless Python interpreter given by path (--stackless PATH: channel, create,
+memory, memory_py). Each figure is measured in a fresh process, peers
+interleaved; the printed ratios are weft's figure over the peer's.
 """
 import argparse
 import json
@@ -21,9 +24,12 @@ def main():
     ap.add_argument("--quick", action="store_true", help="a tenth of the sizes")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json")
+    ap.add_argument("--stackless", metavar="PATH", help="a Stackless Python interpreter to measure beside weft")
     a = ap.parse_args()
     print(f"CPython {platform.python_version()} on {platform.machine()}, {a.rounds} rounds")
-    res = bench.run(a.workloads or None, rounds=a.rounds, quick=a.quick)
+    if a.stackless:
+        print(f"Stackless: {a.stackless} (Python {bench.check_stackless(a.stackless)})")
+    res = bench.run(a.workloads or None, rounds=a.rounds, quick=a.quick, stackless=a.stackless)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)

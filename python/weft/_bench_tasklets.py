@@ -14,6 +14,10 @@ Peers (each measured in a fresh child interpreter, interleaved round by round):
     ``queue.Queue`` between OS threads, thread start+join.
 ``runloom``
     runloom's fibers and unbuffered ``Chan`` (CPython 3.13 only, when installed).
+``stackless``
+    A Stackless Python interpreter given by path (``--stackless PATH``): the same
+    workloads as weft's, on its ``import stackless``. This file then runs in that
+    interpreter as a plain module (it imports nothing of weft's at the top).
 
 Workloads:
 
@@ -21,7 +25,11 @@ Workloads:
                 ns per message, in a ping-pong of two.
 ``create``      create a microthread running a trivial function and run it to its
                 end, in batches of 1,000; µs each.
-``memory``      resident memory per microthread blocked in a receive (100,000 of them).
+``memory``      resident memory per microthread blocked in a receive (100,000 of them),
+                started on the channel's bound ``receive`` itself (as Stackless's own
+                measurements did): no Python frame of its own.
+``memory_py``   the same, each blocked in ``receive`` inside a Python function (one
+                Python frame per microthread).
 ``million``     one million tasklets blocked on channels at once: time and total RSS.
 ``xthread``     a round trip between two OS threads over channels (weft) or
                 ``queue.Queue`` (threads): µs per round trip.
@@ -37,7 +45,7 @@ import subprocess
 import sys
 import time
 
-WORKLOADS = ["channel", "create", "memory", "million", "xthread", "gateway", "select"]
+WORKLOADS = ["channel", "create", "memory", "memory_py", "million", "xthread", "gateway", "select"]
 # workload -> peers that can run it
 PEERS = {
     "channel": ["weft", "emulation", "asyncio", "threads", "runloom"],
@@ -45,6 +53,7 @@ PEERS = {
     # runloom's memory workload ends in its deadlock report with 100,000
     # parked fibers; measured by hand (docs/stackless.md), not here.
     "memory": ["weft", "emulation", "asyncio"],
+    "memory_py": ["weft", "emulation"],
     "million": ["weft"],
     "xthread": ["weft", "threads"],
     "gateway": ["weft", "threads"],
@@ -55,6 +64,7 @@ METRICS = {
     "channel": ("ns_per_message", "ns/message", {"emulation": 0.2, "runloom": 0.5}),
     "create": ("us_per_create", "µs/create", {"emulation": 0.08}),
     "memory": ("rss_per_tasklet", "B RSS/tasklet", {}),
+    "memory_py": ("rss_per_tasklet", "B RSS/tasklet", {}),
     "million": ("seconds", "s", {}),
     "xthread": ("us_per_round_trip", "µs/round trip", {"threads": 1.0}),
     "gateway": ("us_per_round_trip", "µs/round trip", {"threads": 1.2}),
@@ -139,6 +149,16 @@ def _drive(n, ping, pong):
 def channel_weft(n):
     import weft.stackless as stackless
 
+    return _channel_tasklets(n, stackless)
+
+
+def channel_stackless(n):
+    import stackless
+
+    return _channel_tasklets(n, stackless)
+
+
+def _channel_tasklets(n, stackless):
     ping, pong = stackless.channel(), stackless.channel()
 
     def ponger():
@@ -249,6 +269,16 @@ def _noop():
 def create_weft(n):
     import weft.stackless as stackless
 
+    return _create_tasklets(n, stackless)
+
+
+def create_stackless(n):
+    import stackless
+
+    return _create_tasklets(n, stackless)
+
+
+def _create_tasklets(n, stackless):
     tasklet, run = stackless.tasklet, stackless.run
     t0 = time.perf_counter()
     for _ in range(n // BATCH):
@@ -310,26 +340,62 @@ def create_runloom(n):
 def memory_weft(n):
     import weft.stackless as stackless
 
+    return _memory_tasklets(n, stackless, frame=False)
+
+
+def memory_stackless(n):
+    import stackless
+
+    return _memory_tasklets(n, stackless, frame=False)
+
+
+def memory_py_weft(n):
+    import weft.stackless as stackless
+
+    return _memory_tasklets(n, stackless, frame=True)
+
+
+def memory_py_stackless(n):
+    import stackless
+
+    return _memory_tasklets(n, stackless, frame=True)
+
+
+def _wait_in_frame(receive):
+    receive()
+
+
+def _memory_tasklets(n, stackless, frame):
     ch = stackless.channel()
     gc.collect()
     before = _rss()
     for _ in range(n):
-        stackless.tasklet(ch.receive)()
+        if frame:
+            stackless.tasklet(_wait_in_frame)(ch.receive)
+        else:
+            stackless.tasklet(ch.receive)()
     stackless.run()
     assert ch.balance == -n
     return (_rss() - before) / n
 
 
-def memory_emulation(n):
+def memory_emulation(n, frame=False):
     sched, Channel = _emulation()
     ch = Channel()
     gc.collect()
     before = _rss()
     for _ in range(n):
-        sched.spawn(ch.receive)
+        if frame:
+            sched.spawn(_wait_in_frame, ch.receive)
+        else:
+            sched.spawn(ch.receive)
     sched.run()
     assert len(ch.receivers) == n
     return (_rss() - before) / n
+
+
+def memory_py_emulation(n):
+    return memory_emulation(n, frame=True)
 
 
 def memory_asyncio(n):
@@ -486,7 +552,9 @@ def select_runloom(n):
 
 # ---- runner ------------------------------------------------------------------------
 
-SIZES = {"channel": 200_000, "create": 100_000, "memory": 100_000, "million": 1, "xthread": 20_000, "gateway": 5_000, "select": 100_000}
+SIZES = {"channel": 200_000, "create": 100_000, "memory": 100_000, "memory_py": 100_000, "million": 1, "xthread": 20_000, "gateway": 5_000, "select": 100_000}
+# The workloads a Stackless interpreter given by path runs.
+STACKLESS_WORKLOADS = ("channel", "create", "memory", "memory_py")
 
 
 def available(peer):
@@ -497,11 +565,20 @@ def available(peer):
     return probe.returncode == 0
 
 
-def measure(workload, peer, quick=False):
-    """Runs one measurement in a fresh interpreter; returns the figure."""
+def measure(workload, peer, quick=False, stackless=None):
+    """Runs one measurement in a fresh interpreter; returns the figure.
+    The ``stackless`` peer runs in the interpreter at path ``stackless``,
+    which imports this file as a plain module (weft is not installed there)."""
     n = SIZES[workload] // (10 if quick and workload != "million" else 1)
-    code = f"import weft._bench_tasklets as b, json; print(json.dumps(b.{workload}_{peer}({n})))"
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    if peer == "stackless":
+        here = os.path.dirname(os.path.abspath(__file__))
+        exe = stackless
+        code = (f"import sys; sys.path.insert(0, {here!r}); import _bench_tasklets as b, json; "
+                f"print(json.dumps(b.{workload}_{peer}({n})))")
+    else:
+        exe = sys.executable
+        code = f"import weft._bench_tasklets as b, json; print(json.dumps(b.{workload}_{peer}({n})))"
+    p = subprocess.run([exe, "-c", code], capture_output=True, text=True, timeout=600)
     if p.returncode != 0:
         raise RuntimeError(f"{workload}/{peer} failed:\n{p.stderr[-2000:]}")
     extra = {}
@@ -511,15 +588,31 @@ def measure(workload, peer, quick=False):
     return json.loads(p.stdout.strip().splitlines()[-1]), extra
 
 
-def run(workloads=None, rounds=3, quick=False, out=print):
+def check_stackless(path):
+    """The interpreter at ``path`` runs ``import stackless``; else a clear error."""
+    try:
+        probe = subprocess.run([path, "-c", "import stackless, sys; print(sys.version.split()[0])"],
+                               capture_output=True, text=True, timeout=60)
+    except OSError as e:
+        raise SystemExit(f"--stackless {path}: cannot run it ({e}); give the path of a Stackless Python interpreter") from None
+    if probe.returncode != 0:
+        raise SystemExit(f"--stackless {path}: 'import stackless' fails there; give the path of a Stackless Python interpreter:\n{probe.stderr[-500:]}")
+    return probe.stdout.strip()
+
+
+def run(workloads=None, rounds=3, quick=False, out=print, stackless=None):
+    """Measures ``workloads``; ``stackless``, a path to a Stackless Python
+    interpreter, adds it as a peer of the workloads in STACKLESS_WORKLOADS."""
     results = {}
     for w in workloads or WORKLOADS:
         peers = [p for p in PEERS[w] if available(p)]
+        if stackless and w in STACKLESS_WORKLOADS:
+            peers.append("stackless")
         samples = {p: [] for p in peers}
         extras = {}
         for _ in range(1 if w == "million" else rounds):
             for p in peers:
-                v, extra = measure(w, p, quick)
+                v, extra = measure(w, p, quick, stackless)
                 samples[p].append(v)
                 extras.setdefault(p, {}).update(extra)
         best = {p: min(v) for p, v in samples.items()}

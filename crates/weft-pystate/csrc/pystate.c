@@ -77,6 +77,11 @@ typedef struct {
        with their original links; see expose_frames. */
     struct weft_link *links;
     int nlinks, links_cap;
+    /* The root chunk run_new gave this coroutine from weft's pool, or NULL:
+       a coroutine started without one gets CPython's own root chunk from
+       push_chunk if it ever runs Python code, which goes back to CPython's
+       arena allocator, not to the pool (see drop_root). */
+    _PyStackChunk *own_root;
 } weft_pystate;
 
 struct weft_link {
@@ -333,16 +338,38 @@ static void give_chunk(_PyStackChunk *c)
     else PyMem_RawFree(c);
 }
 
+/* Frees the root chunk `c` of the coroutine whose state is `s`: weft's goes
+ * back to the pool, CPython's (made by push_chunk) to its arena allocator,
+ * as CPython frees a thread state's chunks. */
+static void drop_root(weft_pystate *s, _PyStackChunk *c)
+{
+    if (c == s->own_root) {
+        give_chunk(c);
+    } else {
+        PyObjectArenaAllocator arena;
+        PyObject_GetArenaAllocator(&arena);
+        if (arena.free) arena.free(arena.ctx, c, c->size);
+    }
+    s->own_root = NULL;
+}
+
 /* Runs `body(arg)` as a new coroutine: fresh frame chain, exception state, data
  * stack and trashcan; the context is `s`'s (empty unless gr_context was set).
  * The recursion depth carries on from the thread's, as the C stack does.
+ * With `with_chunk` 0 the coroutine starts with no data stack at all, as a
+ * new thread does: for a body that is a C function, which needs none unless
+ * it calls Python code (CPython then makes one, of its usual 16 KiB).
  * `body` never returns: it ends by switching to another coroutine. */
-int weft_pystate_run_new(PyThreadState *ts, weft_pystate *s, void (*body)(void *), void *arg)
+int weft_pystate_run_new(PyThreadState *ts, weft_pystate *s, int with_chunk, void (*body)(void *), void *arg)
 {
-    _PyStackChunk *chunk = take_chunk();
-    if (!chunk) return -1;
-    chunk->previous = NULL;
-    chunk->top = 0;
+    _PyStackChunk *chunk = NULL;
+    if (with_chunk) {
+        chunk = take_chunk();
+        if (!chunk) return -1;
+        chunk->previous = NULL;
+        chunk->top = 0;
+    }
+    s->own_root = chunk;
 #if WEFT_CFRAME
     _PyCFrame cframe = *ts->cframe;          /* keeps use_tracing (3.11) */
     cframe.current_frame = NULL;
@@ -363,8 +390,8 @@ int weft_pystate_run_new(PyThreadState *ts, weft_pystate *s, void (*body)(void *
     ts->exc_state.previous_item = NULL;
     ts->exc_info = &ts->exc_state;
     ts->datastack_chunk = chunk;
-    ts->datastack_top = &chunk->data[1];
-    ts->datastack_limit = (PyObject **)((char *)chunk + chunk->size);
+    ts->datastack_top = chunk ? &chunk->data[1] : NULL;
+    ts->datastack_limit = chunk ? (PyObject **)((char *)chunk + chunk->size) : NULL;
 #if WEFT_PY313
     ts->delete_later = NULL;
 #elif WEFT_PY312
@@ -397,7 +424,7 @@ void weft_pystate_finish(PyThreadState *ts, weft_pystate *s)
 #endif
     _PyStackChunk *c = ts->datastack_chunk;
     /* Every frame has been popped, so the chain is just our root chunk. */
-    if (c && c->previous == NULL) give_chunk(c);
+    if (c && c->previous == NULL) drop_root(s, c);
     ts->datastack_chunk = NULL;
     ts->datastack_top = NULL;
     ts->datastack_limit = NULL;
@@ -555,7 +582,7 @@ int weft_pystate_release_orphaned(weft_pystate *s)
     PyObject_GetArenaAllocator(&arena);
     while (c) {
         _PyStackChunk *prev = c->previous;
-        if (prev == NULL) give_chunk(c);                 /* the root, from take_chunk */
+        if (prev == NULL) drop_root(s, c);               /* the root: weft's or CPython's */
         else if (arena.free) arena.free(arena.ctx, c, c->size);   /* CPython's push_chunk */
         c = prev;
     }

@@ -63,7 +63,7 @@ unsafe extern "C-unwind" {
     fn weft_thread_context(ts: *mut ThreadState) -> *mut Object;
     fn weft_thread_set_context(ts: *mut ThreadState, ctx: *mut Object);
     fn weft_set_root_chunk_bytes(n: usize);
-    fn weft_pystate_run_new(ts: *mut ThreadState, s: *mut Blob, body: unsafe extern "C-unwind" fn(*mut c_void), arg: *mut c_void) -> c_int;
+    fn weft_pystate_run_new(ts: *mut ThreadState, s: *mut Blob, with_chunk: c_int, body: unsafe extern "C-unwind" fn(*mut c_void), arg: *mut c_void) -> c_int;
     fn weft_pystate_finish(ts: *mut ThreadState, s: *mut Blob);
     fn weft_pystate_top_frame(ts: *mut ThreadState, s: *mut Blob) -> *mut Object;
     fn weft_pystate_release_orphaned(s: *mut Blob) -> c_int;
@@ -155,15 +155,17 @@ impl Blob {
 
     /// Runs `body(arg)` as a brand-new coroutine on the current stack; `body`
     /// must never return. Returns only if no data stack could be allocated.
+    /// Without `with_chunk` it starts with no Python data stack (for a body
+    /// that is a C function: CPython makes one if it ever calls Python).
     ///
     /// # Safety
     /// GIL held; the running coroutine's state was just saved out of `ts`.
-    pub unsafe fn run_new(&mut self, ts: *mut ThreadState, body: unsafe extern "C-unwind" fn(*mut c_void), arg: *mut c_void) -> bool {
+    pub unsafe fn run_new(&mut self, ts: *mut ThreadState, with_chunk: bool, body: unsafe extern "C-unwind" fn(*mut c_void), arg: *mut c_void) -> bool {
         // SAFETY: P1; the running coroutine's state was saved out of `ts`
         // (contract), so the fresh frame chain and data stack the C code
         // installs overwrite nothing still owned; `body` is a valid function
         // the C code calls with `arg` and which never returns into it; P2.
-        unsafe { weft_pystate_run_new(ts, self, body, arg) == 0 }
+        unsafe { weft_pystate_run_new(ts, self, c_int::from(with_chunk), body, arg) == 0 }
     }
 
     /// # Safety

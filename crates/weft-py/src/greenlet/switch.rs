@@ -154,7 +154,11 @@ unsafe fn trace_and_release(py: Python<'_>, td: *mut ThreadData, passing: Passin
             passing = Passing::Raise(e);
         }
     }
-    drop(origin);
+    // Dropped through `Bound`: `Py`'s drop would first ask a thread-local
+    // whether this thread is attached, which it is.
+    if let Some(o) = origin {
+        drop(o.into_bound(py));
+    }
     passing
 }
 
@@ -241,7 +245,12 @@ unsafe fn initial_stub(td: *mut ThreadData, target: Obj) {
             Arrival::Started => {
                 let tc = payload(target).coro();
                 tc.slice.mark_running();
-                tc.state.run_new(ts(), body_entry, target as *mut c_void);
+                // A body that is a builtin function (a tasklet of
+                // `channel.receive`, say) runs no Python frame of its own: it
+                // starts without a data-stack chunk, which is most of what a
+                // suspended coroutine of that kind would hold.
+                let c_body = (*td).starting_run.as_ref().is_some_and(|r| ffi::PyCFunction_CheckExact(r.as_ptr()) != 0);
+                tc.state.run_new(ts(), !c_body, body_entry, target as *mut c_void);
                 // run_new only returns when no data stack could be allocated.
                 ffi::Py_FatalError(c"weft: out of memory starting a greenlet".as_ptr());
             }
@@ -449,17 +458,61 @@ pub(crate) unsafe fn switch_to_coroutine(py: Python<'_>, td: *mut ThreadData, ta
     }
 }
 
+/// A scheduler's switch whose value in flight is already in
+/// `(*td).passing` (see `stage_passing`). Its error is boxed, so that the
+/// scheduler frames that stay on a suspended coroutine's stack (and are
+/// copied with it at every switch) hold one word for it, not a `PyErr`.
+///
+/// # Safety
+/// As for `switch_to_coroutine`, and the value in flight was staged.
+pub(crate) unsafe fn switch_staged(py: Python<'_>, td: *mut ThreadData, target: Obj, run: Option<Py<PyAny>>) -> Result<Py<PyAny>, Box<PyErr>> {
+    // SAFETY: as in `switch_to_coroutine`; the staged value is in `td`.
+    unsafe {
+        move_staged(td, target, run);
+        arrived_boxed(py)
+    }
+}
+
+/// `arrived` with its error boxed, in a frame of its own that only exists
+/// after the switch.
+#[inline(never)]
+unsafe fn arrived_boxed(py: Python<'_>) -> Result<Py<PyAny>, Box<PyErr>> {
+    // SAFETY: called on our own stack after a switch back, as `arrived` needs.
+    unsafe { arrived(py) }.map_err(Box::new)
+}
+
+/// Puts the value a scheduler's next switch carries in flight.
+///
+/// # Safety
+/// `td` is this thread's live data.
+pub(crate) unsafe fn stage_passing(td: *mut ThreadData, passing: Passing) {
+    // SAFETY: the caller's contract: only this thread touches `td`.
+    unsafe { (*td).passing = Some(passing) };
+}
+
 /// The stack moves to `target` (started if it has not), carrying `passing`.
 ///
 /// # Safety
 /// As for `switch_to_coroutine`.
 unsafe fn move_to(td: *mut ThreadData, target: Obj, passing: Passing, run: Option<Py<PyAny>>) {
+    // SAFETY: `td` is this thread's live data (caller's contract); the rest
+    // is `move_staged`'s contract, which ours includes.
+    unsafe {
+        (*td).passing = Some(passing);
+        move_staged(td, target, run);
+    }
+}
+
+/// `move_to` with the value in flight already in `td`.
+///
+/// # Safety
+/// As for `switch_to_coroutine`.
+unsafe fn move_staged(td: *mut ThreadData, target: Obj, run: Option<Py<PyAny>>) {
     // SAFETY: `td` is this thread's live data (caller's contract), so the
     // writes race with nothing; `target` is live, of this thread and not
     // running, so `start` (unstarted) or `switch_stack` (suspended) may move
     // the stack to it; the values in flight live in `td`, not on this stack.
     unsafe {
-        (*td).passing = Some(passing);
         if payload(target).coro().status == Status::Unstarted {
             (*td).starting_run = run;
             start(td, target);

@@ -11,11 +11,10 @@ use pyo3::{PyTraverseError, PyVisit};
 use weft_sched::chan::{after_pairing, Dir, Next, Waiters};
 use weft_sched::Key;
 
-use crate::greenlet::Passing;
 
 use super::sched;
 use super::tasklet::{make_runnable, Place, Tasklet, Temp};
-use super::{callbacks, exits, make_exception};
+use super::{callbacks, exits, make_exception, release, Light};
 
 pub(crate) struct CState {
     waiters: Waiters<Py<Tasklet>>,
@@ -82,11 +81,11 @@ impl Channel {
 }
 
 /// What a receive hands back: the value, or the exception sent.
-fn deliver(py: Python<'_>, t: Temp) -> PyResult<Py<PyAny>> {
+fn deliver(py: Python<'_>, t: Temp) -> Light<Py<PyAny>> {
     match t {
         Temp::Value(v) => {
             if exits::is_bomb(py, v.bind(py)) {
-                return Err(exits::bomb_error(py, v.bind(py)));
+                return Err(Box::new(exits::bomb_error(py, v.bind(py))));
             }
             Ok(v)
         }
@@ -97,7 +96,43 @@ fn deliver(py: Python<'_>, t: Temp) -> PyResult<Py<PyAny>> {
 
 /// One channel operation by the running tasklet: `send` with `out` the value
 /// or exception to hand over, or `receive` (`out` Empty).
-pub(crate) fn action(slf: &Bound<'_, Channel>, dir: Dir, mut out: Temp) -> PyResult<Py<PyAny>> {
+///
+/// The frames of this function and of `block` stay on a suspended tasklet's
+/// C stack, which every switch copies: they keep only what must survive the
+/// switch, and the work before and after it is done in out-of-line helpers
+/// whose frames are gone by then.
+pub(crate) fn action(slf: &Bound<'_, Channel>, dir: Dir, out: Temp) -> Light<Py<PyAny>> {
+    let py = slf.py();
+    match pair(slf, dir, out)? {
+        Step::Done(got) => deliver(py, got),
+        Step::Block(td, me, out) => block(slf, td, me, dir, out),
+        Step::SwitchTo(td, partner, got) => {
+            release(py, sched::switch_to(py, td, partner, None)?);
+            deliver(py, got)
+        }
+        Step::Away(td, me, got) => {
+            super::schedule_current(py, td, me, false)?;
+            deliver(py, got)
+        }
+    }
+}
+
+/// What a channel operation does after looking for a partner.
+enum Step {
+    /// Finished without a switch: hand back this.
+    Done(Temp),
+    /// No partner: the running tasklet waits with its value.
+    Block(*mut crate::greenlet::ThreadData, Py<Tasklet>, Temp),
+    /// Paired; the partner runs now, then this is handed back.
+    SwitchTo(*mut crate::greenlet::ThreadData, Py<Tasklet>, Temp),
+    /// Paired; the running tasklet goes to the back of the ring.
+    Away(*mut crate::greenlet::ThreadData, Py<Tasklet>, Temp),
+}
+
+/// Finds the partner of an operation in direction `dir` and hands the value
+/// over; says what happens next.
+#[inline(never)]
+fn pair(slf: &Bound<'_, Channel>, dir: Dir, mut out: Temp) -> Light<Step> {
     let py = slf.py();
     let (td, me) = sched::current_checked(py)?;
     let ch = slf.get();
@@ -129,10 +164,7 @@ pub(crate) fn action(slf: &Bound<'_, Channel>, dir: Dir, mut out: Temp) -> PyRes
             Some((p, ..)) if p.get().state().select.is_some() => {
                 let out_now = std::mem::replace(&mut out, Temp::Empty);
                 match super::select::offer(py, &p, slf.as_ptr(), dir, out_now) {
-                    Ok(got) => {
-                        drop(me);
-                        return deliver(py, got);
-                    }
+                    Ok(got) => return Ok(Step::Done(got)),
                     Err(back) => out = back,
                 }
             }
@@ -140,7 +172,7 @@ pub(crate) fn action(slf: &Bound<'_, Channel>, dir: Dir, mut out: Temp) -> PyRes
         }
     };
     let Some((partner, preference, schedule_all)) = paired else {
-        return block(slf, td, me, dir, out);
+        return Ok(Step::Block(td, me, out));
     };
     // The hand-over: a sender's value to the receiver.
     let pt = partner.get();
@@ -155,26 +187,27 @@ pub(crate) fn action(slf: &Bound<'_, Channel>, dir: Dir, mut out: Temp) -> PyRes
         Dir::Recv => pt.take_temp(),
     };
     let elsewhere = !pt.same_thread_as(me.get());
-    match after_pairing(dir, preference, schedule_all, elsewhere) {
+    Ok(match after_pairing(dir, preference, schedule_all, elsewhere) {
         Next::Caller if !elsewhere => {
-            drop(me);
+            release(py, me);
             sched::with(py, |s| sched::insert_back(s, partner))?;
+            Step::Done(got)
         }
         Next::Caller => {
-            drop(me);
-            make_runnable(py, partner)?
+            release(py, me);
+            make_runnable(py, partner)?;
+            Step::Done(got)
         }
         Next::Partner => {
             sched::with(py, |s| sched::make_head(s, &partner, me.get(), true))?;
-            drop(me);
-            sched::switch_to(py, td, partner, Passing::Empty)?;
+            release(py, me);
+            Step::SwitchTo(td, partner, got)
         }
         Next::Away => {
             make_runnable(py, partner)?;
-            super::schedule_current(py, td, me, false)?;
+            Step::Away(td, me, got)
         }
-    }
-    deliver(py, got)
+    })
 }
 
 /// The running tasklet waits on the channel until a partner comes.
@@ -184,59 +217,21 @@ fn block(
     me: Py<Tasklet>,
     dir: Dir,
     out: Temp,
-) -> PyResult<Py<PyAny>> {
+) -> Light<Py<PyAny>> {
     let py = slf.py();
-    let ch = slf.get();
+    enqueue(slf, &me, dir, out)?;
     let mt = me.get();
-    if ch.st.borrow().closing {
-        return Err(PyValueError::new_err(
-            "Send/receive operation on a closed channel",
-        ));
-    }
-    if mt.state().block_trap {
-        return Err(PyRuntimeError::new_err(
-            "this tasklet does not like to be blocked (its block_trap is set)",
-        ));
-    }
-    let key = ch.st.borrow_mut().waiters.wait(dir, me.clone_ref(py));
-    {
-        let mut st = mt.state();
-        st.blocked_on = Some(slf.as_ptr());
-        let stale = std::mem::replace(&mut st.temp, out);
-        drop(st);
-        drop(stale);
-    }
-    let left_ring = sched::with(py, |s| sched::unlink(s, mt))?;
-    mt.set_place(Place::Chan(dir, key));
-    drop(left_ring);
     loop {
-        let next = sched::with(py, |s| sched::pick_next(s, py))?;
-        let r = if next.as_ptr() == me.as_ptr() {
-            // Nothing else can run in this thread: wait for another thread
-            // to hand something over, or fail instead of hanging.
-            drop(next);
-            match sched::idle_wait(py) {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(PyRuntimeError::new_err(
-                    "Deadlock: the last runnable tasklet cannot be blocked (nothing else in this thread can run, and no other thread could wake it)",
-                )),
-                Err(e) => Err(e),
-            }
-        } else {
-            sched::switch_to(py, td, next, Passing::Empty).map(|_| ())
+        let r = match next_or_idle(py, &me) {
+            Ok(Some(next)) => sched::switch_to(py, td, next, None).map(|v| release(py, v)),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
         };
         let still_blocked = matches!(mt.place(), Place::Chan(..));
         match r {
             Err(e) => {
                 if still_blocked {
-                    // Interrupted (Ctrl-C, deadlock) while waiting: leave the
-                    // channel and become the running tasklet again.
-                    let (gone, stale) = {
-                        let gone = super::tasklet::unblock(py, mt);
-                        (gone, mt.take_temp())
-                    };
-                    drop((gone, stale));
-                    sched::with(py, |s| sched::make_head(s, &me, mt, false))?;
+                    leave_interrupted(py, &me)?;
                 }
                 return Err(e);
             }
@@ -245,6 +240,78 @@ fn block(
         }
     }
     // Woken: the run queue holds us again (we are running).
+    woken(py, mt, dir)
+}
+
+/// Queues the running tasklet `me` on the channel with its value `out`, and
+/// takes it out of the ring; fails if the channel is closing or `me` may
+/// not block.
+#[inline(never)]
+fn enqueue(slf: &Bound<'_, Channel>, me: &Py<Tasklet>, dir: Dir, out: Temp) -> Light<()> {
+    let py = slf.py();
+    let ch = slf.get();
+    let mt = me.get();
+    if ch.st.borrow().closing {
+        return Err(Box::new(PyValueError::new_err(
+            "Send/receive operation on a closed channel",
+        )));
+    }
+    if mt.state().block_trap {
+        return Err(Box::new(PyRuntimeError::new_err(
+            "this tasklet does not like to be blocked (its block_trap is set)",
+        )));
+    }
+    let key = ch.st.borrow_mut().waiters.wait(dir, me.clone_ref(py));
+    {
+        let mut st = mt.state();
+        st.blocked_on = Some(slf.as_ptr());
+        let stale = std::mem::replace(&mut st.temp, out);
+        drop(st);
+        stale.release(py);
+    }
+    let left_ring = sched::with(py, |s| sched::unlink(s, mt))?;
+    mt.set_place(Place::Chan(dir, key));
+    if let Some(t) = left_ring {
+        release(py, t);
+    }
+    Ok(())
+}
+
+/// The tasklet to switch to while `me` waits, or `None` once another thread
+/// handed something over while this one idled (nothing else could run).
+/// Fails instead of hanging when nothing could ever wake `me`.
+#[inline(never)]
+fn next_or_idle(py: Python<'_>, me: &Py<Tasklet>) -> Light<Option<Py<Tasklet>>> {
+    let next = sched::with(py, |s| sched::pick_next(s, py))?;
+    if next.as_ptr() != me.as_ptr() {
+        return Ok(Some(next));
+    }
+    release(py, next);
+    match sched::idle_wait(py)? {
+        true => Ok(None),
+        false => Err(Box::new(PyRuntimeError::new_err(
+            "Deadlock: the last runnable tasklet cannot be blocked (nothing else in this thread can run, and no other thread could wake it)",
+        ))),
+    }
+}
+
+/// Interrupted (Ctrl-C, deadlock) while waiting: `me` leaves the channel and
+/// becomes the running tasklet again.
+#[inline(never)]
+fn leave_interrupted(py: Python<'_>, me: &Py<Tasklet>) -> Light<()> {
+    let mt = me.get();
+    let (gone, stale) = {
+        let gone = super::tasklet::unblock(py, mt);
+        (gone, mt.take_temp())
+    };
+    drop((gone, stale));
+    Ok(sched::with(py, |s| sched::make_head(s, me, mt, false))?)
+}
+
+/// What a woken waiter hands back: a receiver its value, a sender `None`
+/// (or the exception thrown into it).
+#[inline(never)]
+fn woken(py: Python<'_>, mt: &Tasklet, dir: Dir) -> Light<Py<PyAny>> {
     let got = mt.take_temp();
     match dir {
         Dir::Send => match got {
@@ -275,12 +342,12 @@ impl Channel {
 
     /// Sends `value` to a receiver, blocking until one takes it.
     fn send(slf: &Bound<'_, Self>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
-        action(slf, Dir::Send, Temp::Value(value))
+        action(slf, Dir::Send, Temp::Value(value)).map_err(|e| *e)
     }
 
     /// Receives a value, blocking until a sender comes.
     fn receive(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        action(slf, Dir::Recv, Temp::Empty)
+        action(slf, Dir::Recv, Temp::Empty).map_err(|e| *e)
     }
 
     /// Sends an exception `exc(*args)`: the receiver raises it.
@@ -293,7 +360,7 @@ impl Channel {
         let py = slf.py();
         let none = py.None().into_bound(py);
         let err = make_exception(py, &exc, args.as_any(), &none)?;
-        action(slf, Dir::Send, Temp::Exc(err))
+        action(slf, Dir::Send, Temp::Exc(Box::new(err))).map_err(|e| *e)
     }
 
     /// Sends an exception as `raise exc(val)` with traceback `tb` would.
@@ -312,14 +379,14 @@ impl Channel {
             val.as_ref().unwrap_or(&none),
             tb.as_ref().unwrap_or(&none),
         )?;
-        action(slf, Dir::Send, Temp::Exc(err))
+        action(slf, Dir::Send, Temp::Exc(Box::new(err))).map_err(|e| *e)
     }
 
     /// Sends every item of `seq`; returns how many were sent.
     fn send_sequence(slf: &Bound<'_, Self>, seq: Bound<'_, PyAny>) -> PyResult<usize> {
         let mut n = 0;
         for item in seq.try_iter()? {
-            action(slf, Dir::Send, Temp::Value(item?.unbind()))?;
+            action(slf, Dir::Send, Temp::Value(item?.unbind())).map_err(|e| *e)?;
             n += 1;
         }
         Ok(n)
@@ -337,7 +404,7 @@ impl Channel {
         if closed {
             return Err(PyStopIteration::new_err(()));
         }
-        action(slf, Dir::Recv, Temp::Empty)
+        action(slf, Dir::Recv, Temp::Empty).map_err(|e| *e)
     }
 
     /// No new waiters from now on; `closed` once the queue is empty.

@@ -23,6 +23,20 @@ use crate::greenlet::switch::exit_to_coroutine;
 use crate::greenlet::{GreenletExit, Passing, ThreadData};
 
 pub(crate) use channel::Channel;
+
+/// A result with its error boxed: one word instead of a 64-byte `PyErr`.
+/// The scheduler's frames that stay on a suspended tasklet's C stack (which
+/// every switch copies) return this, so they stay small.
+pub(crate) type Light<T> = Result<T, Box<PyErr>>;
+
+/// Drops a reference with the attachment token in hand. `Py`'s own drop
+/// first asks a thread-local whether this thread is attached (a
+/// `__tls_get_addr` call in a shared library); the hot paths, which hold
+/// `py`, skip that.
+#[inline]
+pub(crate) fn release<T>(py: Python<'_>, p: Py<T>) {
+    drop(p.into_bound(py));
+}
 pub(crate) use tasklet::Tasklet;
 
 /// The exception `raise typ(val)` with traceback `tb` raises (greenlet's checks).
@@ -154,7 +168,7 @@ pub(crate) fn schedule_current(
         return Ok(());
     }
     drop(me);
-    sched::switch_to(py, td, next, Passing::Empty).map(|_| ())
+    sched::switch_to(py, td, next, None).map(|_| ()).map_err(|e| *e)
 }
 
 #[pyfunction]

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use pyo3::prelude::*;
 
 use crate::event::PyEvent;
-use crate::greenlet::Passing;
 
 use super::sched;
 use super::tasklet::Place;
@@ -85,7 +84,7 @@ fn park_once(py: Python<'_>, inner: &std::sync::Arc<crate::event::Inner>, deadli
         return sched::unpark(py, &me);
     }
     drop(me);
-    let r = sched::switch_to(py, td, next, Passing::Empty);
+    let r = sched::switch_to(py, td, next, None).map_err(|e| *e);
     let me = sched::with(py, |s| s.current.clone_ref(py))?;
     // Thrown into while parked: running again, in the ring.
     sched::unpark(py, &me)?;

@@ -17,11 +17,12 @@ use pyo3::prelude::*;
 use weft_sched::Ring;
 
 use crate::event::Inner as Wakeup;
-use crate::greenlet::switch::switch_to_coroutine;
+use crate::greenlet::switch::{stage_passing, switch_staged, switch_to_coroutine};
 use crate::greenlet::{thread_data, Greenlet, Passing, ThreadData};
 
 use super::tasklet::{Place, Tasklet};
 use super::watchdog::Watch;
+use super::{release, Light};
 
 /// The part of a thread's scheduler that other threads reach: its mailbox.
 pub(crate) struct Shared {
@@ -447,20 +448,50 @@ pub(crate) fn pick_next(s: &mut Sched, py: Python<'_>) -> Py<Tasklet> {
 }
 
 /// Switches from the running tasklet to `target` (of this thread, alive,
-/// not the running one), carrying `passing`. Returns what the switch back
-/// carries: `Ok(None)`, or an exception thrown into this tasklet.
+/// not the running one), raising `raise` in it if given. Returns what the
+/// switch back carries: `Ok(None)`, or an exception thrown into this tasklet.
+///
+/// This frame stays on the suspended tasklet's C stack and is copied with it
+/// at every switch, so it holds only small values (the error boxed, see
+/// `Light`), and the work before the switch is done in `prepare_switch`,
+/// whose frame is gone by then.
 pub(crate) fn switch_to(
     py: Python<'_>,
     td: *mut ThreadData,
     target: Py<Tasklet>,
-    passing: Passing,
-) -> PyResult<Py<PyAny>> {
+    raise: Option<Box<PyErr>>,
+) -> Light<Py<PyAny>> {
+    let (coro, run) = prepare_switch(py, td, target, raise)?;
+    // SAFETY: the GIL is held, `td` is this thread's data, and `coro` is the
+    // target tasklet's coroutine, checked by `prepare_to_run` to be of this
+    // thread and live (or the launcher, which starts it); the target is kept
+    // alive by `current` until it runs, the launcher by the scheduler; the
+    // value in flight was staged by `prepare_switch`.
+    let r = unsafe { switch_staged(py, td, coro, run) };
+    release_after_switch(py);
+    r
+}
+
+/// Everything `switch_to` does before the stack moves: hooks, the switch
+/// trap, the target's readiness, the launch site, making it current, and
+/// staging the value in flight.
+#[inline(never)]
+fn prepare_switch(
+    py: Python<'_>,
+    td: *mut ThreadData,
+    target: Py<Tasklet>,
+    raise: Option<Box<PyErr>>,
+) -> Light<(*mut pyo3::ffi::PyObject, Option<Py<PyAny>>)> {
     if super::callbacks::schedule_hook_set() || super::tracing::in_use() {
         switch_hooks(py, &target)?;
     }
     if with(py, |s| s.switch_trap > 0)? {
-        return Err(PyRuntimeError::new_err("switch_trap: a tasklet switch was attempted while stackless.switch_trap is set"));
+        return Err(Box::new(PyRuntimeError::new_err("switch_trap: a tasklet switch was attempted while stackless.switch_trap is set")));
     }
+    let passing = match raise {
+        None => Passing::Empty,
+        Some(e) => Passing::Raise(*e),
+    };
     let (coro, run, passing) = target.get().prepare_to_run(py, td, passing)?;
     let (coro, run, passing) = if run.is_some() { launch_site(py, td, coro, run, passing)? } else { (coro, run, passing) };
     let stale = with(py, |s| {
@@ -471,14 +502,12 @@ pub(crate) fn switch_to(
         let me = std::mem::replace(&mut s.current, target);
         s.leaving.replace(me)
     })?;
-    drop(stale);
-    // SAFETY: the GIL is held, `td` is this thread's data, and `coro` is the
-    // target tasklet's coroutine, checked by `prepare_to_run` to be of this
-    // thread and live (or the launcher, which starts it); the target is kept
-    // alive by `current` until it runs, the launcher by the scheduler.
-    let r = unsafe { switch_to_coroutine(py, td, coro, passing, run) };
-    release_after_switch(py);
-    r
+    if let Some(t) = stale {
+        release(py, t);
+    }
+    // SAFETY: `td` is this thread's data (the caller's contract).
+    unsafe { stage_passing(td, passing) };
+    Ok((coro, run))
 }
 
 /// The schedule callback and per-tasklet tracing, when either is in use.
@@ -564,9 +593,13 @@ pub(crate) fn launcher_loop(py: Python<'_>) -> PyResult<()> {
 }
 
 /// What the tasklet that ran before us left to release (see `dying`).
+#[inline(never)]
 pub(crate) fn release_after_switch(py: Python<'_>) {
-    if let Ok(released) = with(py, |s| (s.dying.take(), s.leaving.take(), (!s.stale.is_empty()).then(|| std::mem::take(&mut s.stale)))) {
-        drop(released);
+    if let Ok((dying, leaving, stale)) = with(py, |s| (s.dying.take(), s.leaving.take(), (!s.stale.is_empty()).then(|| std::mem::take(&mut s.stale)))) {
+        for t in dying.into_iter().chain(leaving) {
+            release(py, t);
+        }
+        drop(stale);
     }
 }
 

@@ -23,7 +23,6 @@ use weft_sched::chan::Dir;
 use weft_sched::Key;
 
 use crate::event::PyEvent;
-use crate::greenlet::Passing;
 
 use super::channel::{action, Channel};
 use super::sched;
@@ -145,7 +144,7 @@ fn poll<'py>(_py: Python<'py>, cases: &[Case<'py>], closed: &Bound<'py, PyAny>) 
                         None => Temp::Empty,
                     };
                     // A partner is waiting: this does not block.
-                    let v = action(ch, dir, out)?;
+                    let v = action(ch, dir, out).map_err(|e| *e)?;
                     return Ok(Some((i, v)));
                 }
                 if ch.get().closed_for(dir) {
@@ -271,7 +270,7 @@ fn park<'py>(py: Python<'py>, cases: &[Case<'py>], deadline: Option<Instant>) ->
             }
             v
         }
-        Some(Temp::Exc(e)) => return Err(e),
+        Some(Temp::Exc(e)) => return Err(*e),
         _ => py.None(),
     };
     Ok(Some((fired as isize, value)))
@@ -294,7 +293,7 @@ fn wait_parked(py: Python<'_>, td: *mut crate::greenlet::ThreadData, me: &Py<Tas
             }
             continue;
         }
-        sched::switch_to(py, td, next, Passing::Empty)?;
+        sched::switch_to(py, td, next, None).map_err(|e| *e)?;
         if me.get().place() != Place::Parked(token) {
             return Ok(());
         }

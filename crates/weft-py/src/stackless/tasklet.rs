@@ -38,7 +38,18 @@ pub(crate) enum Place {
 pub(crate) enum Temp {
     Empty,
     Value(Py<PyAny>),
-    Exc(PyErr),
+    /// Boxed: a `Temp` lives in frames that stay on suspended stacks.
+    Exc(Box<PyErr>),
+}
+
+impl Temp {
+    /// Drops it with the attachment token in hand (see `super::release`).
+    pub(crate) fn release(self, py: Python<'_>) {
+        match self {
+            Temp::Value(v) => super::release(py, v),
+            other => drop(other),
+        }
+    }
 }
 
 pub(crate) struct TState {
@@ -689,6 +700,14 @@ impl Tasklet {
         Ok(())
     }
 
+    /// Bytes of C stack this suspended tasklet keeps on the heap (as
+    /// greenlet's `_stack_saved`): for measuring, not for programs.
+    #[getter]
+    fn _stack_saved(&self) -> usize {
+        let st = self.st.borrow();
+        st.coro.as_ref().map_or(0, |g| g.get().coro().slice.saved_bytes())
+    }
+
     #[getter]
     fn alive(&self) -> bool {
         self.is_alive()
@@ -1089,7 +1108,7 @@ fn run_or_switch(slf: &Bound<'_, Tasklet>, pause_me: bool) -> PyResult<()> {
         }
     })?;
     drop((gone, me));
-    sched::switch_to(py, td, target, Passing::Empty).map(|_| ())
+    sched::switch_to(py, td, target, None).map(|_| ()).map_err(|e| *e)
 }
 
 /// `throw`/`kill`: raise `err` in `slf`.
@@ -1131,5 +1150,5 @@ fn throw_into(slf: &Bound<'_, Tasklet>, err: PyErr, pending: bool) -> PyResult<(
     }
     sched::with(py, |s| sched::make_head(s, &target, me.get(), false))?;
     drop(me);
-    sched::switch_to(py, td, target, Passing::Raise(err)).map(|_| ())
+    sched::switch_to(py, td, target, Some(Box::new(err))).map(|_| ()).map_err(|e| *e)
 }

@@ -18,7 +18,7 @@ use std::os::raw::c_int;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use crate::greenlet::{thread_data, Passing, ThreadData};
+use crate::greenlet::{thread_data, ThreadData};
 
 use super::sched;
 use super::tasklet::Tasklet;
@@ -174,7 +174,7 @@ unsafe extern "C" fn tick(
     let ts = unsafe { ffi::PyThreadState_Get() };
     // SAFETY: as above; balanced by the EnterTracing below.
     unsafe { ffi::PyThreadState_LeaveTracing(ts) };
-    let r = sched::switch_to(py, td, owner, Passing::Empty);
+    let r = sched::switch_to(py, td, owner, None).map_err(|e| *e);
     // SAFETY: back in this tasklet, inside the same trace call.
     unsafe { ffi::PyThreadState_EnterTracing(ts) };
     match r {
@@ -251,7 +251,7 @@ fn schedule_loop(
             }
             return Ok(None);
         }
-        sched::switch_to(py, td, next, Passing::Empty)?;
+        sched::switch_to(py, td, next, None).map_err(|e| *e)?;
         let (interrupted, soft_exit) = sched::with(py, |s| match s.watchers.last_mut() {
             Some(w) => (w.interrupted.take(), std::mem::take(&mut w.soft_exited)),
             None => (None, false),
