@@ -143,3 +143,36 @@ def __getattr__(name):
     if name == "threads":
         return getthreads()
     raise AttributeError(f"module 'stackless' has no attribute {name!r}")
+
+
+def _kill_left_at_exit():
+    """At interpreter exit the main thread's tasklets that are still alive
+    are killed, as Stackless does: each gets ``TaskletExit``, so its
+    ``finally`` clauses and context managers run. Registered with atexit,
+    which runs after the other threads were joined. A tasklet that raises
+    something else while dying is reported on stderr, not raised."""
+    import gc
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not _core._scheduler_exists():
+        return
+    main = getmain()
+    if getcurrent() is not main:
+        return  # sys.exit() inside a tasklet: its thread is not at its end
+    left = [o for o in gc.get_objects()
+            if isinstance(o, tasklet) and o.alive and not o.is_main and o.thread_id == main.thread_id]
+    for t in left:
+        if not t.alive:
+            continue
+        try:
+            t.kill()
+        except BaseException as exc:  # noqa: B036 - reported, never raised at exit
+            import traceback
+
+            print(f"weft.stackless: a tasklet killed at interpreter exit raised ({t!r}):", file=_sys.stderr)
+            traceback.print_exception(type(exc), exc, exc.__traceback__, file=_sys.stderr)
+
+
+import atexit as _atexit  # noqa: E402
+
+_atexit.register(_kill_left_at_exit)

@@ -153,3 +153,32 @@ def test_randomized_cross_thread_traffic_loses_nothing(seed, threads, per_thread
         t.join(60)
         assert not t.is_alive(), f"seed {seed}: a thread hung"
     assert sorted(received) == sorted((t, k, j) for t in range(threads) for k in range(per_thread) for j in range(items))
+
+
+def test_thread_info_of_another_thread():
+    ready, go = threading.Event(), threading.Event()
+    box = {}
+
+    def other():
+        ch = stackless.channel()
+        stackless.tasklet(lambda: None)()  # runnable, not run yet
+        box["main"] = stackless.getmain()
+        box["id"] = stackless.getcurrent().thread_id
+        stackless.tasklet(ch.receive)()
+        stackless.schedule()  # a switch publishes the run count
+        ready.set()
+        go.wait(30)
+
+    th = threading.Thread(target=other)
+    th.start()
+    try:
+        assert ready.wait(30)
+        main, cur, n = stackless.get_thread_info(box["id"])
+        assert main is box["main"]
+        assert cur is box["main"]  # it waits in its main tasklet
+        assert n >= 1
+    finally:
+        go.set()
+        th.join()
+    with pytest.raises(ValueError, match="getthreads"):
+        stackless.get_thread_info(box["id"])  # exited

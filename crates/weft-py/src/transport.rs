@@ -510,6 +510,11 @@ struct WriterState {
     busy: bool,
     /// Which thread (`thread_id()`), while `busy`.
     owner: u64,
+    /// Which tasklet of that thread (`stackless::io::current_key`; 0 for a
+    /// thread without tasklets), while `busy`.
+    owner_key: usize,
+    /// Tasklets parked until the turn is given back.
+    turn_wakers: Vec<crate::event::Waker>,
     /// `close` was called (or a frame was torn): no more writes.
     closed: bool,
     /// Why the stream cannot continue (a frame was torn), if it cannot.
@@ -523,8 +528,15 @@ struct Turn<'a>(&'a PyFrameWriter);
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        self.0.state().busy = false;
+        let wakers = {
+            let mut g = self.0.state();
+            g.busy = false;
+            std::mem::take(&mut g.turn_wakers)
+        };
         self.0.done.notify_all();
+        for w in wakers {
+            w();
+        }
     }
 }
 
@@ -532,8 +544,8 @@ impl Drop for Turn<'_> {
 enum NoTurn {
     Closed,
     TimedOut,
-    /// This very thread holds the turn (a signal handler or a finalizer
-    /// that runs inside a write): waiting would never end.
+    /// This very thread (tasklet) holds the turn (a signal handler or a
+    /// finalizer that runs inside a write): waiting would never end.
     Reentrant,
 }
 
@@ -561,8 +573,12 @@ impl PyFrameWriter {
 
     /// Take the turn: wait (GIL released, signal handlers run between
     /// slices) until no other thread writes, at most until `deadline`.
+    /// A tasklet parks for the turn (see `stackless::io`): another tasklet
+    /// of its thread may hold it, and must run to give it back.
     fn turn(&self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<Result<Turn<'_>, NoTurn>> {
         let me = thread_id();
+        let parks = crate::stackless::io::can_park(py);
+        let key = if parks { crate::stackless::io::current_key(py) } else { 0 };
         loop {
             {
                 let mut g = self.state();
@@ -572,15 +588,29 @@ impl PyFrameWriter {
                 if !g.busy {
                     g.busy = true;
                     g.owner = me;
+                    g.owner_key = key;
                     return Ok(Ok(Turn(self)));
                 }
-                if g.owner == me {
+                if g.owner == me && g.owner_key == key {
                     return Ok(Err(NoTurn::Reentrant));
                 }
             }
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
                 return Ok(Err(NoTurn::TimedOut));
+            }
+            if parks {
+                // Woken when the turn is given back (or after a slice).
+                crate::stackless::io::wait_woken(py, |w| {
+                    let mut g = self.state();
+                    if g.busy && !g.closed {
+                        g.turn_wakers.push(w);
+                    } else {
+                        drop(g);
+                        w();
+                    }
+                })?;
+                continue;
             }
             let until = deadline.map_or(now + SIGNAL_SLICE, |d| d.min(now + SIGNAL_SLICE));
             py.detach(|| {
@@ -619,12 +649,22 @@ impl PyFrameWriter {
                 let err = PyOSError::new_err((libc::EPIPE, "the transport was closed while a frame was being written"));
                 return Err(self.torn(done, total, "the transport was closed meanwhile", err));
             }
-            let wrote = py.detach(|| match try_write_from(fd, parts, done, socket) {
+            let wrote = match py.detach(|| try_write_from(fd, parts, done, socket)) {
+                // Full: a tasklet parks until the descriptor is writable
+                // (its thread's other tasklets run); a thread waits for it.
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    wait_writable(fd, Some(SIGNAL_SLICE)).map(|_| 0)
+                    if crate::stackless::io::can_park(py) {
+                        if let Err(err) = crate::stackless::io::wait_fd(py, fd, libc::POLLOUT) {
+                            let why = format!("{} raised into the sending tasklet", err.get_type(py).name().map(|n| n.to_string()).unwrap_or_default());
+                            return Err(self.torn(done, total, &why, err));
+                        }
+                        Ok(0)
+                    } else {
+                        py.detach(|| wait_writable(fd, Some(SIGNAL_SLICE)).map(|_| 0))
+                    }
                 }
                 r => r,
-            });
+            };
             match wrote {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

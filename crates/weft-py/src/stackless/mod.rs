@@ -8,6 +8,7 @@
 //! module owns the Python-visible types and who runs next.
 mod callbacks;
 mod channel;
+pub(crate) mod io;
 mod park;
 mod select;
 pub(crate) mod exits;
@@ -128,6 +129,7 @@ fn finish_current(
             Ok((coro, run, passing)) => {
                 let me_coro = me.get().coro_ptr();
                 let stale = sched::with_existing(|s| {
+                    s.shared.current.store(next.as_ptr(), std::sync::atomic::Ordering::Relaxed);
                     let old = std::mem::replace(&mut s.current, next);
                     (s.dying.replace(me), old)
                 });
@@ -282,13 +284,19 @@ fn get_thread_info(
     match thread_id {
         None => Ok((main.into_any(), cur.into_any(), n.max(1))),
         Some(id) if id == here => Ok((main.into_any(), cur.into_any(), n.max(1))),
-        Some(id) => match sched::shared_of(id) {
-            Some(_) => Ok((py.None(), py.None(), sched::runcount_of(id))),
+        Some(id) => match sched::thread_info_of(py, id) {
+            Some(info) => Ok(info),
             None => Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "no thread with id {id} runs a tasklet scheduler"
+                "no live thread with id {id} runs a tasklet scheduler (give an id from stackless.getthreads())"
             ))),
         },
     }
+}
+
+/// True if this thread has a scheduler (without making one).
+#[pyfunction]
+fn _scheduler_exists() -> bool {
+    sched::exists()
 }
 
 /// `switch_trap(delta)`: adds `delta` to this thread's trap level and
@@ -331,6 +339,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     sl.add_function(wrap_pyfunction!(getthreads, &sl)?)?;
     sl.add_function(wrap_pyfunction!(get_thread_info, &sl)?)?;
     sl.add_function(wrap_pyfunction!(switch_trap, &sl)?)?;
+    sl.add_function(wrap_pyfunction!(_scheduler_exists, &sl)?)?;
     sl.add_function(wrap_pyfunction!(enable_softswitch, &sl)?)?;
     sl.add_function(wrap_pyfunction!(park::park, &sl)?)?;
     sl.add_function(wrap_pyfunction!(park::_must_park, &sl)?)?;

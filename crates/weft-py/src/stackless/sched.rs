@@ -41,6 +41,16 @@ pub(crate) struct Shared {
     pub parked: std::sync::atomic::AtomicUsize,
     /// The running tasklet there (for `is_current` asked from elsewhere).
     pub current: std::sync::atomic::AtomicPtr<pyo3::ffi::PyObject>,
+    /// Its main tasklet (held by its scheduler for the thread's life, and
+    /// leaked, never freed, once the thread has exited).
+    main: std::sync::atomic::AtomicPtr<pyo3::ffi::PyObject>,
+    /// Its runnable tasklets, as of its last switch or idle wait.
+    runcount: std::sync::atomic::AtomicUsize,
+    /// An eventfd, made the first time the thread idles in `poll` (see
+    /// `io::idle_poll`): mail written to it wakes that poll.
+    poll_wake: std::sync::OnceLock<std::os::fd::OwnedFd>,
+    /// The thread idles in `poll` now: mail must write `poll_wake`.
+    polling: AtomicBool,
 }
 
 impl Shared {
@@ -53,8 +63,57 @@ impl Shared {
     /// with this token. Touches no refcount (callable without the GIL).
     pub fn post_token(&self, t: Py<Tasklet>, token: Option<u64>) {
         self.inbox.lock().unwrap_or_else(|e| e.into_inner()).push((t, token));
-        self.has_mail.store(true, Ordering::Release);
+        self.has_mail.store(true, Ordering::SeqCst);
         self.wakeup.set();
+        if self.polling.load(Ordering::SeqCst) {
+            if let Some(fd) = self.poll_wake.get() {
+                let one: u64 = 1;
+                // SAFETY: `fd` is this mailbox's open eventfd (owned by it,
+                // closed only when it is dropped); the buffer is 8 valid
+                // bytes. A failed write (the counter is full) leaves it
+                // readable, which is all the poller needs.
+                unsafe { libc::write(std::os::fd::AsRawFd::as_raw_fd(fd), (&one as *const u64).cast(), 8) };
+            }
+        }
+    }
+
+    /// Mail is waiting.
+    pub(crate) fn has_mail(&self) -> bool {
+        self.has_mail.load(Ordering::SeqCst)
+    }
+
+    /// The descriptor that becomes readable when mail arrives while
+    /// `polling` is set; made on first use.
+    pub(crate) fn poll_wake_fd(&self) -> PyResult<std::os::fd::RawFd> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        if let Some(fd) = self.poll_wake.get() {
+            return Ok(fd.as_raw_fd());
+        }
+        // SAFETY: eventfd has no memory preconditions; a non-negative result
+        // is a new descriptor that we own from here on.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        // SAFETY: `raw` was just returned by eventfd and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // Only this thread makes it (the poller), so the set never loses.
+        let _ = self.poll_wake.set(fd);
+        Ok(self.poll_wake.get().map_or(raw, |f| f.as_raw_fd()))
+    }
+
+    pub(crate) fn set_polling(&self, on: bool) {
+        self.polling.store(on, Ordering::SeqCst);
+    }
+
+    /// Empties the wake-up descriptor's counter after a poll.
+    pub(crate) fn drain_poll_wake(&self) {
+        if let Some(fd) = self.poll_wake.get() {
+            let mut buf: u64 = 0;
+            // SAFETY: an open, non-blocking eventfd of ours; 8 valid bytes
+            // to read into. EAGAIN (nothing to drain) is fine.
+            unsafe { libc::read(std::os::fd::AsRawFd::as_raw_fd(fd), (&mut buf as *mut u64).cast(), 8) };
+        }
     }
 }
 
@@ -77,6 +136,8 @@ pub(crate) struct Sched {
     pub doomed: Vec<Py<Greenlet>>,
     /// Parked tasklets with a deadline: (when, tasklet, park token).
     pub sleepers: Vec<(std::time::Instant, Py<Tasklet>, u64)>,
+    /// Parked tasklets waiting for a file descriptor (see `io`).
+    pub fd_waits: Vec<super::io::FdWait>,
     /// Tasklets paused in `run()`, innermost last: the ring's owner when it
     /// runs empty.
     pub watchers: Vec<Watch>,
@@ -185,9 +246,15 @@ fn create(py: Python<'_>) -> PyResult<()> {
         current: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
         blocked: std::sync::atomic::AtomicUsize::new(0),
         parked: std::sync::atomic::AtomicUsize::new(0),
+        poll_wake: std::sync::OnceLock::new(),
+        polling: AtomicBool::new(false),
+        main: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
+        runcount: std::sync::atomic::AtomicUsize::new(1),
     });
     mark_thread_end(py, &shared)?;
     let main = Py::new(py, Tasklet::new_main(coro, shared.clone()))?;
+    shared.main.store(main.as_ptr(), Ordering::Release);
+    shared.current.store(main.as_ptr(), Ordering::Release);
     let mut ring = Ring::new();
     let key = ring.push_back(main.clone_ref(py));
     main.get().set_place(Place::Run(key));
@@ -207,6 +274,7 @@ fn create(py: Python<'_>) -> PyResult<()> {
             stale: Vec::new(),
             doomed: Vec::new(),
             sleepers: Vec::new(),
+            fd_waits: Vec::new(),
             watchers: Vec::new(),
             switch_trap: 0,
             launcher: None,
@@ -274,6 +342,24 @@ pub(crate) fn current_checked(py: Python<'_>) -> PyResult<(*mut ThreadData, Py<T
         kill_doomed(py);
     }
     Ok((td, cur))
+}
+
+/// This thread's engine data and running tasklet, for callers that checked
+/// `running_is_current` (no collected tasklets are killed here: the caller
+/// may hold a gateway writer's turn, which a kill's cleanup could want).
+pub(crate) fn current_plain(py: Python<'_>) -> PyResult<(*mut ThreadData, Py<Tasklet>)> {
+    with(py, |s| (s.td, s.current.clone_ref(py)))
+}
+
+/// True if the running coroutine is this thread's current tasklet (as
+/// `current_checked` requires), without `current_checked`'s side effects.
+pub(crate) fn running_is_current(py: Python<'_>) -> bool {
+    with(py, |s| {
+        // SAFETY: as in `current_checked`: this thread's engine data.
+        let running = unsafe { (*s.td).current.as_ptr() };
+        s.current.get().coro_ptr() == running
+    })
+    .unwrap_or(false)
 }
 
 /// The running tasklet `me` leaves the ring to wait for a wake-up carrying
@@ -433,6 +519,7 @@ fn unsafe_py() -> Python<'static> {
 pub(crate) fn pick_next(s: &mut Sched, py: Python<'_>) -> Py<Tasklet> {
     take_mail(s);
     wake_sleepers(s);
+    super::io::poll_ready(s);
     if let Some(w) = s.watchers.last_mut() {
         if w.soft_exit_due() {
             return w.owner.clone_ref(py);
@@ -499,6 +586,7 @@ fn prepare_switch(
             w.arrived();
         }
         s.shared.current.store(target.as_ptr(), Ordering::Relaxed);
+        s.shared.runcount.store(s.ring.len().max(1), Ordering::Relaxed);
         let me = std::mem::replace(&mut s.current, target);
         s.leaving.replace(me)
     })?;
@@ -627,13 +715,16 @@ pub(crate) fn idle_wait(py: Python<'_>) -> PyResult<bool> {
     let wake = with(py, |s| {
         take_mail(s);
         let mut nearest = wake_sleepers(s);
+        super::io::poll_ready(s);
         if s.ring.is_empty() {
             s.shared.wakeup.clear();
             // Re-checked after clearing: mail posted before the clear is seen.
             take_mail(s);
             nearest = wake_sleepers(s);
         }
-        (!s.ring.is_empty(), s.shared.wakeup.clone(), nearest, !s.sleepers.is_empty())
+        s.shared.runcount.store(s.ring.len().max(1), Ordering::Relaxed);
+        let fds = if s.ring.is_empty() { super::io::idle_fds(s) } else { None };
+        (!s.ring.is_empty(), s.shared.wakeup.clone(), nearest, !s.sleepers.is_empty(), fds, s.shared.clone())
     })?;
     release_after_switch(py);
     if wake.0 {
@@ -647,7 +738,13 @@ pub(crate) fn idle_wait(py: Python<'_>) -> PyResult<bool> {
         Some(d) => d.saturating_duration_since(std::time::Instant::now()).as_secs_f64().min(0.05),
         None => 0.05,
     };
-    wake.1.wait(py, Some(slice))?;
+    match wake.4 {
+        // Tasklets wait on descriptors: poll them and the mailbox at once.
+        Some(fds) => super::io::idle_poll(py, &wake.5, fds, slice)?,
+        None => {
+            wake.1.wait(py, Some(slice))?;
+        }
+    }
     with(py, |s| {
         take_mail(s);
         wake_sleepers(s);
@@ -664,8 +761,25 @@ pub(crate) fn shared_of(id: u64) -> Option<Arc<Shared>> {
 }
 
 /// Another thread's runnable count is not reachable from here.
-pub(crate) fn runcount_of(_id: u64) -> usize {
-    0
+/// `(main, current, runcount)` of the scheduler of another thread, or None
+/// if no live thread with that id runs one.
+pub(crate) fn thread_info_of(py: Python<'_>, id: u64) -> Option<(Py<PyAny>, Py<PyAny>, usize)> {
+    let shared = shared_of(id)?;
+    if !shared.alive.load(Ordering::Acquire) {
+        return None;
+    }
+    let (main, cur) = (shared.main.load(Ordering::Acquire), shared.current.load(Ordering::Acquire));
+    if main.is_null() || cur.is_null() {
+        return None;
+    }
+    // SAFETY: both are tasklets that thread's scheduler holds a strong
+    // reference to for as long as they are published here: `main` for the
+    // thread's life, `current` from the moment it is stored (the previous
+    // one is released only after, by that thread, under the GIL, which we
+    // hold, so it cannot run meanwhile); a dead thread's are leaked, never
+    // freed. Taking new references to live objects under the GIL is sound.
+    let (m, c) = unsafe { (Bound::from_borrowed_ptr(py, main).unbind(), Bound::from_borrowed_ptr(py, cur).unbind()) };
+    Some((m, c, shared.runcount.load(Ordering::Relaxed)))
 }
 
 /// True if `obj` is the running tasklet of `thread` (another thread).

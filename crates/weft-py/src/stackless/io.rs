@@ -1,0 +1,174 @@
+//! Tasklets waiting for a file descriptor: a gateway send that finds its
+//! pipe or socket full, or another tasklet of the same thread in the middle
+//! of writing a frame to it. The tasklet parks and the others run; the
+//! scheduler looks at the descriptors of its parked writers whenever it
+//! picks the next tasklet, and when nothing can run it waits on them itself
+//! (with `poll`, the GIL released), together with its mailbox, so a thread
+//! whose tasklets all wait on gateways sleeps in one system call and wakes
+//! for whichever comes first.
+//!
+//! Every wait has a deadline of `SIGNAL_SLICE` as well: the writer then
+//! looks again (signal handlers, `close()` from another thread), as a thread
+//! blocked in a write does.
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use pyo3::prelude::*;
+
+use crate::event::{Waker, SIGNAL_SLICE};
+
+use super::sched::{self, Sched, Shared};
+use super::tasklet::{Place, Tasklet};
+use super::release;
+
+/// A parked tasklet waiting for `events` on `fd`.
+pub(crate) struct FdWait {
+    fd: RawFd,
+    events: i16,
+    tasklet: Py<Tasklet>,
+    token: u64,
+}
+
+/// True if this thread has a scheduler and the running code is its current
+/// tasklet (the main tasklet too): its waits on descriptors park it instead
+/// of blocking the thread. A greenlet of its own inside a tasklet blocks the
+/// thread, as before.
+pub(crate) fn can_park(py: Python<'_>) -> bool {
+    sched::exists() && sched::running_is_current(py)
+}
+
+/// Who writes, as far as a frame writer's turn goes: the running tasklet of
+/// this thread (0 without a scheduler: the thread itself).
+pub(crate) fn current_key(py: Python<'_>) -> usize {
+    if !sched::exists() {
+        return 0;
+    }
+    sched::with(py, |s| s.current.as_ptr() as usize).unwrap_or(0)
+}
+
+/// Parks the running tasklet until `fd` is ready for `events` (`POLLOUT`,
+/// say) or `SIGNAL_SLICE` passes; the caller then tries again.
+pub(crate) fn wait_fd(py: Python<'_>, fd: RawFd, events: i16) -> PyResult<()> {
+    let (td, me) = sched::current_plain(py)?;
+    let token = sched::park_current(py, &me, Some(Instant::now() + SIGNAL_SLICE), None)?;
+    let entry = FdWait { fd, events, tasklet: me.clone_ref(py), token };
+    sched::with(py, |s| s.fd_waits.push(entry))?;
+    wait_parked(py, td, me, token)
+}
+
+/// Parks the running tasklet until the waker handed to `register` runs or
+/// `SIGNAL_SLICE` passes.
+pub(crate) fn wait_woken(py: Python<'_>, register: impl FnOnce(Waker)) -> PyResult<()> {
+    let (td, me) = sched::current_plain(py)?;
+    let token = sched::park_current(py, &me, Some(Instant::now() + SIGNAL_SLICE), None)?;
+    register(sched::waker(py, &me, token));
+    wait_parked(py, td, me, token)
+}
+
+/// The parked tasklet `me` gives way until it is runnable again: to the
+/// next tasklet, or, when nothing else can run, to the idle wait (which
+/// polls the descriptors, the mailbox and the deadlines).
+fn wait_parked(py: Python<'_>, td: *mut crate::greenlet::ThreadData, me: Py<Tasklet>, token: u64) -> PyResult<()> {
+    loop {
+        let next = sched::with(py, |s| sched::pick_next(s, py))?;
+        if next.as_ptr() != me.as_ptr() {
+            let r = sched::switch_to(py, td, next, None).map_err(|e| *e);
+            sched::unpark(py, &me)?;
+            return r.map(|v| release(py, v));
+        }
+        release(py, next);
+        if me.get().place() != Place::Parked(token) {
+            return sched::unpark(py, &me);
+        }
+        if !sched::idle_wait(py)? {
+            // Cannot happen while the deadline is pending; be safe.
+            return sched::unpark(py, &me);
+        }
+        if me.get().place() != Place::Parked(token) {
+            return sched::unpark(py, &me);
+        }
+    }
+}
+
+/// Makes the descriptor waiters whose descriptor is ready runnable, and
+/// drops the entries of those that were woken some other way; looks without
+/// waiting (the scheduler does this at every pick while anyone waits).
+pub(crate) fn poll_ready(s: &mut Sched) {
+    if s.fd_waits.is_empty() {
+        return;
+    }
+    drop_stale(s);
+    let mut fds: Vec<libc::pollfd> = s.fd_waits.iter().map(|w| libc::pollfd { fd: w.fd, events: w.events, revents: 0 }).collect();
+    // SAFETY: `fds` is a valid, exclusively borrowed array of `fds.len()`
+    // pollfd structures for the whole call; timeout 0 returns at once.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+    if n > 0 {
+        take_ready(s, &fds);
+    }
+}
+
+/// Entries of tasklets no longer parked with their token (woken by their
+/// deadline, thrown into, killed) are dropped.
+fn drop_stale(s: &mut Sched) {
+    let (live, stale): (Vec<FdWait>, Vec<FdWait>) =
+        std::mem::take(&mut s.fd_waits).into_iter().partition(|w| w.tasklet.get().place() == Place::Parked(w.token));
+    s.fd_waits = live;
+    s.stale.extend(stale.into_iter().map(|w| w.tasklet));
+}
+
+/// Links the waiters whose entry in `fds` (same order as `s.fd_waits`) is
+/// ready back into the ring.
+fn take_ready(s: &mut Sched, fds: &[libc::pollfd]) {
+    debug_assert_eq!(fds.len(), s.fd_waits.len());
+    let waits = std::mem::take(&mut s.fd_waits);
+    for (i, w) in waits.into_iter().enumerate() {
+        if fds.get(i).is_some_and(|p| p.revents != 0) {
+            sched::insert_back(s, w.tasklet);
+        } else {
+            s.fd_waits.push(w);
+        }
+    }
+}
+
+/// The descriptors the idle thread waits on, or None if no tasklet waits on
+/// one (it then waits on its mailbox alone).
+pub(crate) fn idle_fds(s: &mut Sched) -> Option<Vec<libc::pollfd>> {
+    if s.fd_waits.is_empty() {
+        return None;
+    }
+    drop_stale(s);
+    if s.fd_waits.is_empty() {
+        return None;
+    }
+    Some(s.fd_waits.iter().map(|w| libc::pollfd { fd: w.fd, events: w.events, revents: 0 }).collect())
+}
+
+/// The idle thread waits, the GIL released, until one of `fds` is ready,
+/// mail arrives (the mailbox's wake-up descriptor) or `slice` seconds pass.
+pub(crate) fn idle_poll(py: Python<'_>, shared: &Arc<Shared>, mut fds: Vec<libc::pollfd>, slice: f64) -> PyResult<()> {
+    let wake = shared.poll_wake_fd()?;
+    fds.push(libc::pollfd { fd: wake, events: libc::POLLIN, revents: 0 });
+    shared.set_polling(true);
+    // Mail posted before `polling` was set did not write the descriptor:
+    // looked at here, after setting it (the poster looks at `polling`
+    // after posting).
+    if !shared.has_mail() {
+        let ms = (slice * 1000.0).ceil().clamp(0.0, i32::MAX as f64) as libc::c_int;
+        py.detach(|| {
+            // SAFETY: `fds` is a valid, exclusively borrowed array of
+            // `fds.len()` pollfd structures for the whole call.
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        });
+    }
+    shared.set_polling(false);
+    shared.drain_poll_wake();
+    sched::with(py, |s| {
+        if fds.len() > 1 {
+            // `s.fd_waits` may have changed meanwhile only by this thread,
+            // which was here: the order still matches.
+            take_ready(s, &fds[..fds.len() - 1]);
+        }
+    })?;
+    py.check_signals()
+}
