@@ -33,6 +33,7 @@ The rules (docs/aio.md):
 """
 import asyncio
 import contextlib
+import sys
 
 import weft.stackless as stackless
 
@@ -105,9 +106,14 @@ def await_(awaitable):
             awaitable.close()  # never run: no "never awaited" warning
         raise RuntimeError("weft.aio.await_() is for tasklets; in a coroutine, use `await`")
     d = _driver()
-    fut = asyncio.ensure_future(awaitable, loop=d.loop)
+    fut = _start(awaitable, d.loop)
+    if fut.done():  # finished in its first step (an eager start): no wait at all
+        return fut.result()
     box = stackless.channel()
-    box.preference = 1  # the loop's callback goes on; the tasklet runs from the driver
+    # The waiting tasklet runs from the done callback itself, at once (it was
+    # blocked, so nothing else is owed a turn), until it blocks again; only
+    # if it leaves tasklets runnable is the driver woken for them.
+    box.preference = -1
 
     def done(f):
         if box.balance < 0:
@@ -117,7 +123,8 @@ def await_(awaitable):
                 box.send_throw(f.exception())
             else:
                 box.send(f.result())
-        d.kick()
+        if stackless.getruncount() > 1:
+            d.kick()
 
     fut.add_done_callback(done)
     try:
@@ -126,6 +133,18 @@ def await_(awaitable):
         if not fut.done():
             fut.cancel()  # killed (TaskletExit) or interrupted: the awaitable goes too
         raise
+
+
+def _start(awaitable, loop):
+    """A future for ``awaitable``. On CPython 3.12+ a coroutine's first step
+    runs at once, in the calling tasklet (an eager start), so a coroutine
+    that does not suspend costs no trip through the loop."""
+    if _EAGER and asyncio.iscoroutine(awaitable):
+        return asyncio.Task(awaitable, loop=loop, eager_start=True)
+    return asyncio.ensure_future(awaitable, loop=loop)
+
+
+_EAGER = sys.version_info >= (3, 12)
 
 
 def _settle(fut, fn, *args, **kwargs):

@@ -37,7 +37,6 @@ class _Closed:
 
 
 CLOSED = _Closed()
-_NO_DEFAULT = object()
 _RECV, _SEND, _POLL = 0, 1, 2
 
 
@@ -116,15 +115,9 @@ def _case(c):
     raise TypeError(f"select cases are recv(channel) or send(channel, value), not {type(c).__name__}")
 
 
-def select(*cases, timeout=None, default=_NO_DEFAULT):
-    """Wait until one of ``cases`` takes effect; returns ``(index, value)``."""
-    if len(cases) == 1 and type(cases[0]) in (list, tuple):
-        cases = cases[0]
-    if timeout is not None and timeout < 0:
-        raise ValueError("select(): timeout must be None or >= 0 seconds")
-    if default is _NO_DEFAULT:
-        return _select(list(map(_case, cases)), CLOSED, timeout, False, None)
-    return _select(list(map(_case, cases)), CLOSED, timeout, True, default)
-
-
-_select = _sl.select
+# select(*cases, timeout=None, default=...): wait until one of ``cases`` takes
+# effect; returns ``(index, value)`` (one list or tuple of cases works too).
+# One call into Rust: cases on weft.stackless channels are read there, the
+# others (gateway channels, bad input) go through ``_case`` above.
+_sl._set_select_faces(recv, send, _case, CLOSED)
+select = _sl.select_cases

@@ -173,3 +173,19 @@ def test_randomized_select_against_concurrent_senders_loses_nothing(seed, nchan,
     stackless.run()
     assert sorted(got) == sorted(sent)
     assert all(c.balance == 0 for c in chans)
+
+
+def test_select_call_errors_say_what_to_do():
+    from weft.select import recv, select
+
+    ch = stackless.channel()
+    with pytest.raises(ValueError, match="timeout must be None or >= 0"):
+        select(recv(ch), timeout=-1)
+    with pytest.raises(TypeError, match="takes timeout= and default="):
+        select(recv(ch), tmeout=1)
+    with pytest.raises(TypeError, match="recv\\(channel\\) or send\\(channel, value\\)"):
+        select(42)
+    with pytest.raises(ValueError, match="at least one case"):
+        select()
+    assert select([recv(ch)], default="d") == (-1, "d")
+    assert select((recv(ch),), default=None) == (-1, None)

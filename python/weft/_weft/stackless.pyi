@@ -8,10 +8,10 @@ import contextvars
 from .. import _weft
 
 __all__ = [
-    "_init_types", "_must_park", "channel", "enable_softswitch", "get_channel_callback",
+    "_init_types", "_must_park", "_scheduler_exists", "_set_select_faces", "channel", "enable_softswitch", "get_channel_callback",
     "get_schedule_callback", "get_thread_info", "getcurrent", "getcurrentid", "getmain",
     "getruncount", "getthreads", "park", "run", "schedule", "schedule_remove", "select",
-    "set_channel_callback", "set_error_handler", "set_schedule_callback", "switch_trap", "tasklet",
+    "select_cases", "set_channel_callback", "set_error_handler", "set_schedule_callback", "switch_trap", "tasklet",
 ]
 
 @final
@@ -151,4 +151,7 @@ def select(
     nonblocking: bool = False,
     default: Any = None,
 ) -> tuple[int, Any]: ...
+def select_cases(*cases: Any, **kwargs: Any) -> tuple[int, Any]: ...
+def _set_select_faces(recv: type, send: type, build: Any, closed: Any) -> None: ...
+def _scheduler_exists() -> bool: ...
 def _init_types(tasklet_exit: type[BaseException], bomb: type) -> None: ...

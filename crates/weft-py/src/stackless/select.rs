@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyTuple, PyType};
 
 use weft_sched::chan::Dir;
 use weft_sched::Key;
@@ -174,25 +175,20 @@ fn poll<'py>(_py: Python<'py>, cases: &[Case<'py>], closed: &Bound<'py, PyAny>) 
 pub(crate) fn select<'py>(py: Python<'py>, cases: &Bound<'py, PyList>, closed: Bound<'py, PyAny>, timeout: Option<f64>, nonblocking: bool, default: Option<Py<PyAny>>) -> PyResult<(isize, Py<PyAny>)> {
     let mut cs = Vec::with_capacity(cases.len());
     for item in cases.iter() {
-        let t = item.cast::<PyTuple>().map_err(|_| PyTypeError::new_err("select cases are (kind, obj, value, event) tuples"))?;
-        let kind: u8 = t.get_item(0)?.extract()?;
-        let obj = t.get_item(1)?;
-        let value = t.get_item(2)?;
-        let event = t.get_item(3)?;
-        if kind > POLL {
-            return Err(PyValueError::new_err("select case kind must be 0 (receive), 1 (send) or 2 (poll)"));
-        }
-        if kind != POLL && obj.cast::<Channel>().is_err() {
-            return Err(PyTypeError::new_err("a receive or send case needs a weft.stackless channel"));
-        }
-        cs.push(Case { kind, obj, value: (kind == SEND).then_some(value), event: (!event.is_none()).then_some(event) });
+        let t = item.cast_into::<PyTuple>().map_err(|_| PyTypeError::new_err("select cases are (kind, obj, value, event) tuples"))?;
+        cs.push(case_of_tuple(t)?);
     }
+    run_select(py, &cs, &closed, timeout, nonblocking, default)
+}
+
+/// `select` over cases already checked.
+fn run_select<'py>(py: Python<'py>, cs: &[Case<'py>], closed: &Bound<'py, PyAny>, timeout: Option<f64>, nonblocking: bool, default: Option<Py<PyAny>>) -> PyResult<(isize, Py<PyAny>)> {
     if cs.is_empty() {
         return Err(PyValueError::new_err("select() needs at least one case"));
     }
     let deadline = timeout.and_then(|t| Instant::now().checked_add(Duration::try_from_secs_f64(t.max(0.0)).ok()?));
     loop {
-        if let Some((i, v)) = poll(py, &cs, &closed)? {
+        if let Some((i, v)) = poll(py, cs, closed)? {
             return Ok((i as isize, v));
         }
         if nonblocking {
@@ -201,10 +197,101 @@ pub(crate) fn select<'py>(py: Python<'py>, cases: &Bound<'py, PyList>, closed: B
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(PyTimeoutError::new_err(format!("select(): no case was ready within {} seconds", timeout.unwrap_or(0.0))));
         }
-        if let Some(r) = park(py, &cs, deadline)? {
+        if let Some(r) = park(py, cs, deadline)? {
             return Ok(r);
         }
     }
+}
+
+/// weft.select's case classes, its case builder (for gateway channels and
+/// bad input) and its CLOSED marker, handed over once at its import.
+struct Faces {
+    recv: Py<PyType>,
+    send: Py<PyType>,
+    build: Py<PyAny>,
+    closed: Py<PyAny>,
+}
+
+static FACES: PyOnceLock<Faces> = PyOnceLock::new();
+
+#[pyfunction]
+pub(crate) fn _set_select_faces(py: Python<'_>, recv: Py<PyType>, send: Py<PyType>, build: Py<PyAny>, closed: Py<PyAny>) {
+    let _ = FACES.set(py, Faces { recv, send, build, closed });
+}
+
+/// `weft.select.select(*cases, timeout=None, default=...)`: see
+/// python/weft/select.py. Cases on Stackless channels are read here, in
+/// one call; any other case (a gateway channel's, bad input) goes through
+/// the face's builder, which also gives the errors.
+#[pyfunction]
+#[pyo3(signature = (*cases, **kwargs))]
+pub(crate) fn select_cases<'py>(py: Python<'py>, cases: &Bound<'py, PyTuple>, kwargs: Option<&Bound<'py, PyDict>>) -> PyResult<(isize, Py<PyAny>)> {
+    let faces = FACES.get(py).ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("weft.select is not imported"))?;
+    let mut timeout = None;
+    let mut default = None;
+    if let Some(kw) = kwargs {
+        for (k, v) in kw.iter() {
+            match k.extract::<&str>()? {
+                "timeout" => {
+                    if !v.is_none() {
+                        let t: f64 = v.extract()?;
+                        if t.is_nan() || t < 0.0 {
+                            return Err(PyValueError::new_err("select(): timeout must be None or >= 0 seconds"));
+                        }
+                        timeout = Some(t);
+                    }
+                }
+                "default" => default = Some(v.unbind()),
+                other => return Err(PyTypeError::new_err(format!("select() got an unexpected keyword argument '{other}' (it takes timeout= and default=)"))),
+            }
+        }
+    }
+    let one = if cases.len() == 1 { Some(cases.get_item(0)?) } else { None };
+    let listed = one.filter(|c| c.is_exact_instance_of::<PyList>() || c.is_exact_instance_of::<PyTuple>());
+    let items: Vec<Bound<'py, PyAny>> = match listed {
+        Some(l) => l.try_iter()?.collect::<PyResult<_>>()?,
+        None => cases.iter().collect(),
+    };
+    let recv_t = faces.recv.bind(py);
+    let send_t = faces.send.bind(py);
+    let mut cs = Vec::with_capacity(items.len());
+    for c in items {
+        let ty = c.get_type();
+        let direct = if ty.is(recv_t) || ty.is(send_t) {
+            let ch = c.getattr(pyo3::intern!(py, "channel"))?;
+            if ch.cast::<Channel>().is_ok() {
+                let send = ty.is(send_t);
+                let value = if send { Some(c.getattr(pyo3::intern!(py, "value"))?) } else { None };
+                Some(Case { kind: if send { SEND } else { RECV }, obj: ch, value, event: None })
+            } else {
+                None
+            }
+        } else {
+            None
+        };
+        let case = match direct {
+            Some(case) => case,
+            None => case_of_tuple(faces.build.bind(py).call1((c,))?.cast_into::<PyTuple>()?)?,
+        };
+        cs.push(case);
+    }
+    let nonblocking = default.is_some();
+    run_select(py, &cs, faces.closed.bind(py), timeout, nonblocking, default)
+}
+
+/// A case from the face's `(kind, obj, value, event)` tuple.
+fn case_of_tuple(t: Bound<'_, PyTuple>) -> PyResult<Case<'_>> {
+    let kind: u8 = t.get_item(0)?.extract()?;
+    let obj = t.get_item(1)?;
+    let value = t.get_item(2)?;
+    let event = t.get_item(3)?;
+    if kind > POLL {
+        return Err(PyValueError::new_err("select case kind must be 0 (receive), 1 (send) or 2 (poll)"));
+    }
+    if kind != POLL && obj.cast::<Channel>().is_err() {
+        return Err(PyTypeError::new_err("a receive or send case needs a weft.stackless channel"));
+    }
+    Ok(Case { kind, obj, value: (kind == SEND).then_some(value), event: (!event.is_none()).then_some(event) })
 }
 
 /// Parks in every case until one fires (its result) or an event or the
@@ -248,7 +335,7 @@ fn park<'py>(py: Python<'py>, cases: &[Case<'py>], deadline: Option<Instant>) ->
     let entries = std::mem::take(&mut *sel.entries.lock().unwrap_or_else(|e| e.into_inner()));
     for (chan, dir, key) in entries.into_iter().flatten() {
         // SAFETY: the channel objects are the cases' own, kept alive by
-        // `cases` (the caller's list) for the whole call.
+        // `cases` (each case holds its channel) for the whole call.
         let ch = unsafe { Bound::from_borrowed_ptr(py, chan).cast_into_unchecked::<Channel>() };
         drop(ch.get().cancel(dir, key));
     }
