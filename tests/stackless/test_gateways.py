@@ -1,4 +1,7 @@
 """A tasklet that waits on a weft.execnet channel blocks only itself."""
+import random
+import threading
+
 import pytest
 
 import weft.stackless as stackless
@@ -88,3 +91,57 @@ def test_main_tasklet_alone_still_uses_the_thread_path(gw):
         assert ch.receive() == i
     ch.send(None)
     ch.waitclose(5)
+
+
+@pytest.mark.parametrize("seed", [random.randrange(1 << 30) for _ in range(2)])
+def test_tasklets_on_several_gateways_all_idle(seed):
+    # Every tasklet waits on a gateway of its own and nothing else can run:
+    # the thread idles in the scheduler, which wakes for whichever item
+    # comes first; each reply releases the next gateway's, in a random order.
+    print("seed", seed)
+    rng = random.Random(seed)
+    gws = [execnet.makegateway("popen") for _ in range(3)]
+    try:
+        chans = [gw.remote_exec("channel.send(channel.receive() * 2)") for gw in gws]
+        order = list(range(3))
+        rng.shuffle(order)
+        got = []
+
+        def waiter(k):
+            got.append((k, chans[k].receive(30)))
+            nxt = order.index(k) + 1
+            if nxt < len(order):
+                chans[order[nxt]].send(order[nxt])
+
+        for k in range(3):
+            stackless.tasklet(waiter)(k)
+        chans[order[0]].send(order[0])
+        stackless.run()
+        assert got == [(k, 2 * k) for k in order]
+    finally:
+        for gw in gws:
+            gw.exit()
+
+
+def test_idle_tasklet_on_a_gateway_and_one_on_a_channel_fed_by_a_thread(gw):
+    ch = gw.remote_exec("channel.send(channel.receive())")
+    local = stackless.channel()
+    got = []
+
+    def from_gateway():
+        got.append(("gw", ch.receive(30)))
+
+    def from_thread():
+        v = local.receive()
+        got.append(("thread", v))
+        ch.send("echo")  # only now does the gateway waiter get its item
+
+    stackless.tasklet(from_gateway)()
+    stackless.tasklet(from_thread)()
+    th = threading.Thread(target=lambda: local.send("hi"))
+    th.start()
+    # run() waits while a tasklet is parked on the gateway; the thread's
+    # hand-off wakes the other one, whose send releases the first.
+    stackless.run()
+    th.join()
+    assert got == [("thread", "hi"), ("gw", "echo")]

@@ -166,7 +166,9 @@ def set_wait_hook(fn, blocks_thread=None):
     """Install ``fn(event, timeout) -> bool`` as the blocking hook;
     ``blocks_thread`` says whether it just blocks the calling OS thread
     (default: only when ``fn`` is None, the built-in hook), or is a function
-    that says so for the calling thread at the time of each wait."""
+    that says so for the calling thread at the time of each wait: True,
+    False, or a number of seconds the thread may block at a time before it
+    asks again (see ``_get_sliced``)."""
     global _block_until_hook, _hook_blocks_thread
     _block_until_hook = fn or _thread_block_until
     if blocks_thread is None:
@@ -907,6 +909,29 @@ def _get_blocking(items, timeout=None):
         block_until(ready, remaining)
 
 
+def _get_sliced(items, timeout, slice_):
+    """``items.get`` (which may read the gateway itself), blocking the thread
+    at most ``slice_`` seconds at a time; between slices the wait hook is
+    asked again whether the thread may still block (a tasklet scheduler: has
+    another thread handed one of its tasklets something meanwhile?)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            return items.get(slice_ if remaining is None else min(slice_, remaining))
+        except Empty:
+            if remaining is not None and remaining <= slice_:
+                raise
+        blocks = _hook_blocks_thread
+        if blocks is not True and blocks is not False:
+            blocks = blocks()
+        if blocks is False:
+            return _get_blocking(items, None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if blocks is True:
+            return items.get(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        slice_ = blocks
+
+
 def _new_item_queue():
     """The Rust item queue where this side uses the Rust transport."""
     rust = getattr(_wire, "ItemQueue", None)
@@ -1090,7 +1115,12 @@ class Channel:
             blocks = _hook_blocks_thread
             if blocks is not True and blocks is not False:
                 blocks = blocks()
-            x = items.get(timeout) if blocks else _get_blocking(items, timeout)
+            if blocks is True:
+                x = items.get(timeout)
+            elif blocks is False:
+                x = _get_blocking(items, timeout)
+            else:
+                x = _get_sliced(items, timeout, blocks)
         except Empty:
             raise self.TimeoutError("no item after %r seconds" % (timeout,)) from None
         if x is ENDMARKER:

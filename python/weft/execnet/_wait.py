@@ -9,12 +9,13 @@ Every blocking wait in weft.execnet and in the gateway core
 
 The decision is made per wait, in the calling thread:
 
-* a thread without tasklets, or whose other tasklets cannot run now, blocks
-  as a plain thread (``Channel.receive`` keeps the direct read of
-  docs/gateways.md);
-* a tasklet with other runnable tasklets in its thread parks: only it waits,
-  the others run, and the event's wake-up (set by the gateway's reader)
-  makes it runnable again (``weft._weft.stackless.park``).
+* a thread without tasklets, or a tasklet alone in its thread (no other
+  tasklet runnable, parked or blocked), blocks as a plain thread
+  (``Channel.receive`` keeps the direct read of docs/gateways.md);
+* otherwise the tasklet parks (``weft._weft.stackless.park``): only it
+  waits, the others run, and the event's wake-up (set by the gateway's
+  reader) makes it runnable again; when nothing can run, the thread idles in
+  the scheduler, which wakes for whichever tasklet's wake-up comes first.
 
 ``install(fn)`` still replaces the hook for every thread (tests, other
 schedulers); ``uninstall()`` puts the per-thread one back.
@@ -25,20 +26,21 @@ from weft._weft import stackless as _sl
 
 __all__ = ["block_until", "install", "uninstall"]
 
-_must_park = _sl._must_park
+_budget = _sl._thread_block_budget
 _park = _sl.park
 
 
 def _default(event, timeout=None):
     if timeout is not None and timeout < 0:
         timeout = 0
-    if _must_park():
-        return _park(event, timeout)
-    return event.wait(timeout)
+    if _budget() is True:
+        return event.wait(timeout)
+    return _park(event, timeout)
 
 
-def _blocks_thread():
-    return not _must_park()
+# Channel.receive asks this before it blocks its thread (and reads the
+# gateway itself): True, False (park instead) or seconds at a time.
+_blocks_thread = _budget
 
 
 _hook = _default

@@ -20,7 +20,6 @@ use crate::event::{Waker, SIGNAL_SLICE};
 
 use super::sched::{self, Sched, Shared};
 use super::tasklet::{Place, Tasklet};
-use super::release;
 
 /// A parked tasklet waiting for `events` on `fd`.
 pub(crate) struct FdWait {
@@ -66,29 +65,10 @@ pub(crate) fn wait_woken(py: Python<'_>, register: impl FnOnce(Waker)) -> PyResu
     wait_parked(py, td, me, token)
 }
 
-/// The parked tasklet `me` gives way until it is runnable again: to the
-/// next tasklet, or, when nothing else can run, to the idle wait (which
-/// polls the descriptors, the mailbox and the deadlines).
+/// The parked tasklet `me` gives way until its descriptor, its waker or its
+/// deadline (always set) makes it runnable again.
 fn wait_parked(py: Python<'_>, td: *mut crate::greenlet::ThreadData, me: Py<Tasklet>, token: u64) -> PyResult<()> {
-    loop {
-        let next = sched::with(py, |s| sched::pick_next(s, py))?;
-        if next.as_ptr() != me.as_ptr() {
-            let r = sched::switch_to(py, td, next, None).map_err(|e| *e);
-            sched::unpark(py, &me)?;
-            return r.map(|v| release(py, v));
-        }
-        release(py, next);
-        if me.get().place() != Place::Parked(token) {
-            return sched::unpark(py, &me);
-        }
-        if !sched::idle_wait(py)? {
-            // Cannot happen while the deadline is pending; be safe.
-            return sched::unpark(py, &me);
-        }
-        if me.get().place() != Place::Parked(token) {
-            return sched::unpark(py, &me);
-        }
-    }
+    sched::wait_parked(py, td, &me, token, "Deadlock: a tasklet waits for a descriptor nothing can make ready")
 }
 
 /// Makes the descriptor waiters whose descriptor is ready runnable, and

@@ -343,6 +343,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     sl.add_function(wrap_pyfunction!(enable_softswitch, &sl)?)?;
     sl.add_function(wrap_pyfunction!(park::park, &sl)?)?;
     sl.add_function(wrap_pyfunction!(park::_must_park, &sl)?)?;
+    sl.add_function(wrap_pyfunction!(park::_thread_block_budget, &sl)?)?;
     sl.add_function(wrap_pyfunction!(select::select, &sl)?)?;
     sl.add_function(wrap_pyfunction!(select::select_cases, &sl)?)?;
     sl.add_function(wrap_pyfunction!(select::_set_select_faces, &sl)?)?;

@@ -33,6 +33,29 @@ pub(crate) fn _must_park(py: Python<'_>) -> PyResult<bool> {
     })
 }
 
+/// How the running code may wait for a gateway item (`Channel.receive`,
+/// which can read the gateway itself while it blocks its thread): True,
+/// block the thread (no scheduler here, or no other tasklet of the thread
+/// waits for anything); False, park (another tasklet is runnable, or parked
+/// on a wake-up from elsewhere, which must not wait behind this one); or a
+/// number of seconds, block the thread at most that long at a time and ask
+/// again (the others are blocked on channels: only another thread can wake
+/// them, and its hand-off is then taken between slices).
+#[pyfunction]
+pub(crate) fn _thread_block_budget(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    use pyo3::IntoPyObjectExt;
+    if !sched::exists() {
+        return true.into_py_any(py);
+    }
+    if _must_park(py)? || sched::has_parked(py)? {
+        return false.into_py_any(py);
+    }
+    if sched::has_blocked(py)? {
+        return SLICE.into_py_any(py);
+    }
+    true.into_py_any(py)
+}
+
 /// The longest the thread blocks at a time while it has other tasklets.
 const SLICE: f64 = 0.05;
 
@@ -52,9 +75,18 @@ pub(crate) fn park(py: Python<'_>, event: Bound<'_, PyAny>, timeout: Option<f64>
             return Ok(false);
         }
         if !_must_park(py)? {
-            // Nothing else to run: block the thread, in slices while other
-            // tasklets of this thread exist (mail from other threads).
             let others = sched::exists() && (sched::has_blocked(py)? || sched::has_parked(py)?);
+            if let (true, Some(inner)) = (others, &rust) {
+                // Other tasklets of this thread wait too (on gateways, on
+                // channels another thread may send to): this one parks as
+                // well, and the thread idles in the scheduler, which wakes
+                // for whichever wake-up comes first, not after a slice.
+                park_idle(py, inner, deadline)?;
+                continue;
+            }
+            // Alone: block the thread as a plain thread does (direct read
+            // kept); in slices while other tasklets exist (an event that is
+            // not weft's has no wake-up to hook).
             let slice = if others { Some(remaining.map_or(SLICE, |r| r.min(SLICE))) } else { remaining };
             let set = event.call_method1("wait", (slice,))?.is_truthy()?;
             if set || (!others && slice.is_some()) {
@@ -71,6 +103,15 @@ pub(crate) fn park(py: Python<'_>, event: Bound<'_, PyAny>, timeout: Option<f64>
             }
         }
     }
+}
+
+/// Parks until `inner` is set or `deadline` passes, with nothing else to
+/// run meanwhile: the scheduler's idle wait takes over the thread.
+fn park_idle(py: Python<'_>, inner: &std::sync::Arc<crate::event::Inner>, deadline: Option<Instant>) -> PyResult<()> {
+    let (td, me) = sched::current_checked(py)?;
+    let token = sched::park_current(py, &me, deadline, None)?;
+    inner.add_waker(sched::waker(py, &me, token));
+    sched::wait_parked(py, td, &me, token, "Deadlock: a tasklet waits on a gateway event nothing can set (no other tasklet can run and no other thread is alive)")
 }
 
 /// Leaves the run queue until `inner` is set or `deadline` passes.

@@ -385,6 +385,37 @@ pub(crate) fn park_current(py: Python<'_>, me: &Py<Tasklet>, deadline: Option<st
     Ok(token)
 }
 
+/// The parked tasklet `me` (parking `token`) gives way until it is runnable
+/// again: to the next tasklet, or, when nothing else can run, to the idle
+/// wait (mail, deadlines, descriptors). Back running, it is linked into the
+/// ring again. `deadlock` is the error if nothing could ever wake it.
+pub(crate) fn wait_parked(py: Python<'_>, td: *mut ThreadData, me: &Py<Tasklet>, token: u64, deadlock: &'static str) -> PyResult<()> {
+    let r = loop {
+        let next = with(py, |s| pick_next(s, py))?;
+        if next.as_ptr() != me.as_ptr() {
+            let r = switch_to(py, td, next, None).map_err(|e| *e);
+            if r.is_err() || me.get().place() != Place::Parked(token) {
+                break r.map(|v| release(py, v));
+            }
+            continue;
+        }
+        release(py, next);
+        if me.get().place() != Place::Parked(token) {
+            break Ok(());
+        }
+        match idle_wait(py) {
+            Ok(true) => {}
+            Ok(false) => break Err(PyRuntimeError::new_err(deadlock)),
+            Err(e) => break Err(e),
+        }
+        if me.get().place() != Place::Parked(token) {
+            break Ok(());
+        }
+    };
+    unpark(py, me)?;
+    r
+}
+
 /// A wake-up for the parking `token` of `me`: posts it to its thread (no
 /// refcount touched, so any thread may call it, with or without the GIL).
 pub(crate) fn waker(py: Python<'_>, me: &Py<Tasklet>, token: u64) -> crate::event::Waker {

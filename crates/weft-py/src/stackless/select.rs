@@ -343,8 +343,7 @@ fn park<'py>(py: Python<'py>, cases: &[Case<'py>], deadline: Option<Instant>) ->
         let mut st = t.state();
         st.select = None;
     }
-    sched::unpark(py, &me)?;
-    result?;
+    result?; // wait_parked linked us back into the ring
     let fired = sel.fired.load(Ordering::Acquire);
     if fired == NOT_FIRED {
         return Ok(None);
@@ -366,23 +365,5 @@ fn park<'py>(py: Python<'py>, cases: &[Case<'py>], deadline: Option<Instant>) ->
 /// Switches away until something makes this parked tasklet runnable; with
 /// nothing else to run, waits for another thread or the deadline.
 fn wait_parked(py: Python<'_>, td: *mut crate::greenlet::ThreadData, me: &Py<Tasklet>, token: u64) -> PyResult<()> {
-    loop {
-        let next = sched::with(py, |s| sched::pick_next(s, py))?;
-        if next.as_ptr() == me.as_ptr() {
-            if me.get().place() != Place::Parked(token) {
-                return Ok(());
-            }
-            drop(next);
-            if !sched::idle_wait(py)? {
-                return Err(pyo3::exceptions::PyRuntimeError::new_err(
-                    "Deadlock: select() waits on channels nothing else can reach (no other tasklet can run and no other thread is alive)",
-                ));
-            }
-            continue;
-        }
-        sched::switch_to(py, td, next, None).map_err(|e| *e)?;
-        if me.get().place() != Place::Parked(token) {
-            return Ok(());
-        }
-    }
+    sched::wait_parked(py, td, me, token, "Deadlock: select() waits on channels nothing else can reach (no other tasklet can run and no other thread is alive)")
 }
