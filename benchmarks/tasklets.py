@@ -2,7 +2,7 @@
 
     python benchmarks/tasklets.py [--quick] [--rounds N] [--json out.json] [WORKLOAD ...]
 
-Workloads: channel, create, memory, million, xthread (see weft/_bench_tasklets.py).
+Workloads: channel, create, memory, million, xthread (see weft/_tooling/bench/tasklets.py).
 Peers: a greenlet-based emulation, asyncio, threads, and runloom on CPython 3.13
 when installed (pip install runloom). Each figure is measured in a fresh process,
 peers interleaved; the printed ratios are weft's figure over the peer's.
@@ -12,7 +12,7 @@ import json
 import platform
 import sys
 
-import weft._bench_tasklets as bench
+import weft._tooling.bench.tasklets as bench
 
 
 def main():

@@ -143,7 +143,7 @@ find_pyenv_python() {
 }
 
 # execnet's suite runs its ssh variants against a throwaway sshd on 127.0.0.1
-# (weft/_testing_sshd.py) when openssh-server is installed: install it if
+# (weft/_tooling/sshd.py) when openssh-server is installed: install it if
 # missing and we can (root with apt-get); otherwise those tests are skipped.
 ensure_sshd() {
     if [ -x /usr/sbin/sshd ] && command -v ssh-keygen >/dev/null && command -v ssh >/dev/null; then

@@ -500,7 +500,7 @@ def available(peer):
 def measure(workload, peer, quick=False):
     """Runs one measurement in a fresh interpreter; returns the figure."""
     n = SIZES[workload] // (10 if quick and workload != "million" else 1)
-    code = f"import weft._bench_tasklets as b, json; print(json.dumps(b.{workload}_{peer}({n})))"
+    code = f"import weft._tooling.bench.tasklets as b, json; print(json.dumps(b.{workload}_{peer}({n})))"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     if p.returncode != 0:
         raise RuntimeError(f"{workload}/{peer} failed:\n{p.stderr[-2000:]}")

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 
-from weft._conformance_execnet import ALIASES, XPASS_ENV, XPASS_PLUGIN_ARGS, _extract, _gate
+from weft._tooling.conformance.execnet_suite import ALIASES, XPASS_ENV, XPASS_PLUGIN_ARGS, _extract, _gate
 
 XDIST_VERSION = "3.8.0"
 
