@@ -88,6 +88,13 @@ case "$so" in "$venv"/*) ;; *) die "the ASan venv imports weft from $so, not fro
 n_checks="$(nm -D --undefined-only "$so" | grep -c ' __asan_report_' || true)"
 [ "$n_checks" -gt 0 ] || die "$so references no __asan_report_* function: it is not instrumented"
 echo "instrumented: $so references $n_checks __asan_report_* functions"
+if [ "${WEFT_ASAN_RUST:-1}" != 0 ]; then
+    # LLVM (rustc) registers its globals with __asan_register_elf_globals, gcc
+    # with __asan_register_globals: the first one means the Rust code is in.
+    nm -D --undefined-only "$so" | grep -q ' __asan_register_elf_globals$' \
+        || die "$so has no LLVM-instrumented code: the Rust part was built without -Zsanitizer=address"
+    echo "instrumented: the Rust code too (__asan_register_elf_globals)"
+fi
 
 # ---- 3. the sanitizer is live: a planted double free is reported -------------
 rm -rf "$logs" && mkdir -p "$logs/canary" "$logs/run"
