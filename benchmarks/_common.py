@@ -1,15 +1,15 @@
-"""Load the shared workload module, ``weft/_bench.py``.
+"""Load the shared workload module, ``weft/_tooling/bench/coroutines.py``.
 
-Prefer the copy in this source tree (``../python/weft/_bench.py``), so the scripts
+Prefer the copy in this source tree (``../python/weft/_tooling/bench/coroutines.py``), so the scripts
 measure with the code they were checked out with, even when the importable ``weft``
-is another checkout's build; fall back to the installed ``weft._bench``.
+is another checkout's build; fall back to the installed ``weft._tooling.bench.coroutines``.
 """
 import importlib.util
 import os
 import sys
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_SRC = os.path.join(_HERE, os.pardir, "python", "weft", "_bench.py")
+_SRC = os.path.join(_HERE, os.pardir, "python", "weft", "_tooling", "bench", "coroutines.py")
 
 
 def load_bench():
@@ -19,7 +19,7 @@ def load_bench():
         sys.modules[spec.name] = mod
         spec.loader.exec_module(mod)
         return mod
-    from weft import _bench
+    from weft._tooling.bench import coroutines as _bench
 
     return _bench
 

@@ -1,6 +1,6 @@
 """Workload 'create': Create + first switch + finish of a greenlet running a trivial function: µs each.
 
-The workload code is in python/weft/_bench.py (shared with `python -m weft`).
+The workload code is in python/weft/_tooling/bench/coroutines.py (shared with `python -m weft`).
 
     python benchmarks/create.py [--quick] [--json out.json]
 """

@@ -4,7 +4,7 @@
 
 startup: new gateway to the first remote_exec result; roundtrip: echo of a
 small int; small: one-way rate of a 3-key dict; bulk: 1 MiB bytes one way.
-Each round runs each peer in a fresh interpreter (weft._bench_gateway).
+Each round runs each peer in a fresh interpreter (weft._tooling.bench.gateway).
 """
 import json
 import subprocess
@@ -12,7 +12,7 @@ import sys
 
 
 def run(peer, quick):
-    out = subprocess.run([sys.executable, "-m", "weft._bench_gateway", peer] + (["--quick"] if quick else []),
+    out = subprocess.run([sys.executable, "-m", "weft._tooling.bench.gateway", peer] + (["--quick"] if quick else []),
                          check=True, stdout=subprocess.PIPE, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 

@@ -72,7 +72,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.child:
         return child(args.child[0], int(args.child[1]))
-    from weft import _conformance_gevent as cg
+    from weft._tooling.conformance import gevent_suite as cg
     site = str(cg.install(cg.GEVENT_VERSION))
     n = 1000 if args.quick else 10000
     rounds = 1 if args.quick else args.rounds

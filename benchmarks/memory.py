@@ -1,6 +1,6 @@
 """Workload 'memory': RSS (and USS) per coroutine suspended 10 Python frames deep, over 100,000 of them.
 
-The workload code is in python/weft/_bench.py (shared with `python -m weft`).
+The workload code is in python/weft/_tooling/bench/coroutines.py (shared with `python -m weft`).
 
     python benchmarks/memory.py [--quick] [--json out.json]
 """

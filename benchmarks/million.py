@@ -1,6 +1,6 @@
 """Workload 'million': One million coroutines suspended at once (2 frames deep): time to create, total RSS.
 
-The workload code is in python/weft/_bench.py (shared with `python -m weft`).
+The workload code is in python/weft/_tooling/bench/coroutines.py (shared with `python -m weft`).
 
     python benchmarks/million.py [--quick] [--json out.json]
 """

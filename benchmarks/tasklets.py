@@ -4,7 +4,7 @@
                                   [--stackless PATH] [WORKLOAD ...]
 
 Workloads: channel, create, memory, memory_py, million, xthread, gateway, select
-(see weft/_bench_tasklets.py). Peers: a greenlet-based emulation, asyncio,
+(see weft/_tooling/bench/tasklets.py). Peers: a greenlet-based emulation, asyncio,
 threads, runloom on CPython 3.13 when installed (pip install runloom), and a
 Stackless Python interpreter given by path (--stackless PATH: channel, create,
 memory, memory_py). Each figure is measured in a fresh process, peers
@@ -15,7 +15,7 @@ import json
 import platform
 import sys
 
-import weft._bench_tasklets as bench
+import weft._tooling.bench.tasklets as bench
 
 
 def main():

@@ -6,7 +6,8 @@
 # Stages:
 #   1. cargo test --workspace, cargo clippy (undocumented unsafe denied), a
 #      short fuzz of the Rust wire decoder, and weft-stack's unit tests for
-#      aarch64 under qemu (scripts/test-aarch64.sh)
+#      aarch64 under qemu (scripts/test-aarch64.sh); the pytest suite under
+#      AddressSanitizer on 3.11 (scripts/test-asan.sh, docs/sanitizers.md)
 #   2. for CPython 3.11, 3.12, 3.13 from pyenv: venv, install weft, pytest
 #      (+ greenlet's own suite on each; execnet's, xdist's and gevent's after 3.11,
 #      and on 3.11 the differential fuzz of both wire decoders, 1,000,000 runs,
@@ -27,6 +28,8 @@
 #   WEFT_CARGO_TEST_ARGS  arguments to cargo test     (default "--workspace")
 #   WEFT_CI_WORK        work dir for venvs/targets/sid root (default .ci-work)
 #   WEFT_AARCH64        "0" skips the aarch64 (qemu) stage  (default "1")
+#   WEFT_ASAN           "0" skips the AddressSanitizer stage (default "1");
+#                       WEFT_ASAN_RUST, WEFT_ASAN_TESTS: see scripts/test-asan.sh
 #   WEFT_WHEEL_PYTHONS  host versions installed from a built wheel (default "3.11 3.12";
 #                       the others build from source: the sdist, or "." without one)
 set -euo pipefail
@@ -143,7 +146,7 @@ find_pyenv_python() {
 }
 
 # execnet's suite runs its ssh variants against a throwaway sshd on 127.0.0.1
-# (weft/_testing_sshd.py) when openssh-server is installed: install it if
+# (weft/_tooling/sshd.py) when openssh-server is installed: install it if
 # missing and we can (root with apt-get); otherwise those tests are skipped.
 ensure_sshd() {
     if [ -x /usr/sbin/sshd ] && command -v ssh-keygen >/dev/null && command -v ssh >/dev/null; then
@@ -210,6 +213,17 @@ PYO3_PYTHON="$first_py" CARGO_TARGET_DIR="$WEFT_CI_WORK/target-cargo-test" \
 if [ "${WEFT_AARCH64:-1}" != 0 ]; then
     stage "weft-stack for aarch64 under qemu (scripts/test-aarch64.sh)"
     CARGO_TARGET_DIR="$WEFT_CI_WORK/target-aarch64" bash scripts/test-aarch64.sh
+fi
+
+# ---- 1d. AddressSanitizer ------------------------------------------------------
+# The pytest suite (greenlet, gateways, tasklets) once, on an ASan build of weft
+# (Rust and pystate.c instrumented) with gcc's runtime preloaded into CPython;
+# fails on a failing test or on any ASan report from any process (about 5 min).
+if [ "${WEFT_ASAN:-1}" != 0 ]; then
+    asan_py="${HOST_PY[$CONFORMANCE_PYTHON]:-$first_py}"
+    stage "pytest under AddressSanitizer ($asan_py; scripts/test-asan.sh)"
+    ensure_sshd   # tests/execnet's ssh= gateways run under ASan too
+    bash scripts/test-asan.sh "$asan_py"
 fi
 
 # ---- 2a. the manylinux wheels (and sdist) for the host versions ---------------

@@ -4,7 +4,7 @@ test ids."""
 import pytest
 
 from weft import conformance
-from weft._conformance_execnet import _gate
+from weft._tooling.conformance.execnet_suite import _gate
 
 KNOWN = {"m.T.test_known": "a documented gap"}
 
@@ -135,12 +135,12 @@ def test_pytest_clean_report_passes(tmp_path, capsys):
 
 def test_pytest_xpass_is_seen_by_the_plugin_and_fails_the_gate(tmp_path, capsys):
     # A non-strict xfail that passes is a plain pass in the JUnit report: the
-    # runners' plugin (-p weft._conformance_execnet) records it for the gate.
+    # runners' plugin (-p weft._tooling.conformance.execnet_suite) records it for the gate.
     import os
     import subprocess
     import sys
 
-    from weft._conformance_execnet import XPASS_ENV, XPASS_PLUGIN_ARGS
+    from weft._tooling.conformance.execnet_suite import XPASS_ENV, XPASS_PLUGIN_ARGS
 
     (tmp_path / "test_planted.py").write_text(
         "import pytest\n"

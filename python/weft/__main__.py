@@ -1,7 +1,7 @@
 """``python -m weft``: measure weft on this machine, now, beside greenlet.
 
 Every figure is measured while you wait (nothing is stored or hard-coded), by the
-same workload code as ``benchmarks/`` (``weft._bench``), each in a fresh interpreter.
+same workload code as ``benchmarks/`` (``weft._tooling.bench.coroutines``), each in a fresh interpreter.
 When the ``greenlet`` package is importable its figures are measured the same way,
 interleaved with weft's, and the ratio is printed.
 
@@ -15,7 +15,7 @@ import argparse
 import sys
 import time
 
-from weft import _bench
+from weft._tooling.bench import coroutines as _bench
 
 # Showcase sizes: shorter than benchmarks/run.py, same workloads.
 SHOWCASE = {
@@ -151,8 +151,8 @@ def main(argv=None):
 def _tasklets(quick):
     """weft.stackless beside a greenlet-based emulation, asyncio and threads
     (and runloom where installed), each figure in a fresh interpreter
-    (weft._bench_tasklets, the code benchmarks/tasklets.py runs)."""
-    from weft import _bench_tasklets as bt
+    (weft._tooling.bench.tasklets, the code benchmarks/tasklets.py runs)."""
+    from weft._tooling.bench import tasklets as bt
 
     print("tasklets (weft.stackless; peers: greenlet emulation, asyncio, threads, runloom where installed)")
     rows = [("channel", "one message, microthread to microthread", lambda v: f"{v:,.0f} ns"),
@@ -183,7 +183,7 @@ def _tasklets(quick):
 
 def _gateways(quick):
     """weft.execnet beside execnet over popen, each in a fresh interpreter
-    (weft._bench_gateway); execnet's figures only where it is installed."""
+    (weft._tooling.bench.gateway); execnet's figures only where it is installed."""
     import importlib.util
     import json
     import subprocess
@@ -192,7 +192,7 @@ def _gateways(quick):
     print(f"gateways (weft.execnet{', beside execnet' if len(peers) > 1 else ''}; popen; Rust codec and transport on both ends)")
     figs = {}
     for peer in peers:
-        proc = subprocess.run([sys.executable, "-m", "weft._bench_gateway", peer] + (["--quick"] if quick else []),
+        proc = subprocess.run([sys.executable, "-m", "weft._tooling.bench.gateway", peer] + (["--quick"] if quick else []),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if proc.returncode != 0:
             print(f"  {peer}: failed: {proc.stderr.strip().splitlines()[-1:]}")

@@ -14,8 +14,8 @@ docs/conformance.md. The run ends with `N passed, N failed, N skipped`
 when every failing test is a known one, no expected failure passed, no known
 failure passed (it must leave the list), every child exited as its output
 says and at least one test ran; report() is that gate, shared by every
-runner (weft/_conformance_execnet.py, _conformance_xdist.py,
-_conformance_gevent.py).
+runner (weft/_tooling/conformance/: execnet_suite.py, xdist_suite.py,
+gevent_suite.py).
 """
 from __future__ import annotations
 
@@ -124,7 +124,7 @@ def run_modules(modules: list[str], skips: Path, pattern: str | None, env: dict,
     passed_ids: list[str] = []
     unexpected_ids: list[str] = []
     for mod in modules:
-        cmd = [sys.executable, "-m", "weft._unittest_runner", mod, str(skips)] + ([pattern] if pattern else [])
+        cmd = [sys.executable, "-m", "weft._tooling.conformance.unittest_runner", mod, str(skips)] + ([pattern] if pattern else [])
         proc = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         sys.stdout.write(proc.stdout)
         counts, failed, passed, unexpected = module_result(mod, proc.stdout, proc.returncode)
@@ -137,7 +137,7 @@ def run_modules(modules: list[str], skips: Path, pattern: str | None, env: dict,
 
 
 def module_result(mod: str, out: str, returncode: int):
-    """What one `weft._unittest_runner` child reported: (counts, failed ids,
+    """What one `weft._tooling.conformance.unittest_runner` child reported: (counts, failed ids,
     passed ids, unexpected-success ids). A child that died before its closing
     line counts as one failure, `MOD (crashed)`; one that exited non-zero
     without naming a failing test (or exited 0 despite naming some) adds the
@@ -254,17 +254,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     args, rest = ap.parse_known_args(argv)
     if args.suite == "gevent":
-        # gevent's runner (weft/_conformance_gevent.py) has its own options.
-        from weft import _conformance_gevent as gevent_runner
+        # gevent's runner (weft/_tooling/conformance/gevent_suite.py) has its own options.
+        from weft._tooling.conformance import gevent_suite as gevent_runner
         return gevent_runner.main((["--keep"] if args.keep else []) + rest)
     if rest:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.suite == "greenlet":
         return run_greenlet(args.pattern, args.keep)
     if args.suite == "execnet":
-        from weft import _conformance_execnet as runner
+        from weft._tooling.conformance import execnet_suite as runner
     else:
-        from weft import _conformance_xdist as runner
+        from weft._tooling.conformance import xdist_suite as runner
     return runner.main((["--keep"] if args.keep else []) + (["--", "-k", args.pattern] if args.pattern else []))
 
 

@@ -146,11 +146,16 @@ def test_callback_and_endmarker(anygw):
 
 
 def test_callback_error_closes_channel(anygw):
+    # The item is sent only once the callback is set: an item queued before
+    # setcallback is handed to the callback inside setcallback, in this
+    # thread (as in execnet), and the error would surface there instead.
     ch = anygw.remote_exec("""
+        channel.receive()
         channel.send(1)
         channel.waitclose()
     """)
     ch.setcallback(lambda item: 1 / 0)
+    ch.send("go")
     with pytest.raises(execnet.RemoteError, match="ZeroDivisionError"):
         ch.waitclose(10)
 

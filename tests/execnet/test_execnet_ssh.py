@@ -11,7 +11,7 @@ import weft.execnet as execnet
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory):
-    from weft._testing_sshd import start_sshd
+    from weft._tooling.sshd import start_sshd
 
     try:
         server = start_sshd(tmp_path_factory.mktemp("sshd"))

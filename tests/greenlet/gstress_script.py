@@ -1,29 +1,49 @@
-"""Randomized switch/throw/kill graphs across two OS threads (hypothesis).
+"""Randomized switch/throw/kill/GC/reparent graphs across OS threads, and
+interpreter shutdown in the middle of them (hypothesis, seeded per run).
 
 Run by test_greenlet_stress.py in a subprocess; can also be run directly
-(``python gstress_script.py``, WEFT_GREENLET_IMPL / WEFT_STRESS_EXAMPLES).  Each example runs two
-threads at once; each thread owns NSLOTS greenlets and interprets its own list
-of operations.  The op stream of a thread is shared by all of that thread's
-greenlets: whichever greenlet is running takes the next op, so switching,
-throwing and killing rearrange who executes what.  Ops that touch the other
-thread's greenlets must fail cleanly (greenlet.error / ValueError); nothing
-may crash or hang.  Every outcome that can be predicted is asserted.
+(``python gstress_script.py``, WEFT_GREENLET_IMPL / WEFT_STRESS_EXAMPLES /
+WEFT_STRESS_SHUTDOWN_EXAMPLES / WEFT_STRESS_SEED).  The run's seed comes from
+WEFT_STRESS_SEED, or is drawn at random; it is printed first ("STRESS SEED
+N"), and WEFT_STRESS_SEED=N replays the same examples.
+
+test_two_thread_graphs: each example runs two threads at once; each thread
+owns NSLOTS greenlets and interprets its own list of operations.  The op
+stream of a thread is shared by all of that thread's greenlets: whichever
+greenlet is running takes the next op, so switching, throwing and killing
+rearrange who executes what.  Ops that touch the other thread's greenlets
+must fail cleanly (greenlet.error / ValueError); nothing may crash or hang.
+Every outcome that can be predicted is asserted.
+
+test_shutdown_graphs: each example is a fresh interpreter (shutdown_child)
+where the main thread, a thread that ends and a daemon thread run op streams
+at once; the daemon then stays suspended inside a greenlet, the main thread
+leaves greenlets suspended, and the interpreter exits (falling off the end,
+sys.exit from inside a greenlet, or after a gc).  The child must print its
+verdict and exit 0 with nothing fatal on stderr.
 """
 import gc
+import json
 import os
+import random
+import subprocess
 import sys
 import threading
 import time
 
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else ".")
-from gtest_support import G, GreenletExit, getcurrent, greenlet  # noqa: E402
+from gtest_support import HERE, G, GreenletExit, getcurrent, greenlet  # noqa: E402
 
 NSLOTS = 4
 MAX_EXAMPLES = int(os.environ.get("WEFT_STRESS_EXAMPLES", "150"))
+SHUTDOWN_EXAMPLES = int(os.environ.get("WEFT_STRESS_SHUTDOWN_EXAMPLES", "0"))
+SEED = int(os.environ.get("WEFT_STRESS_SEED") or random.SystemRandom().randrange(2**32))
 JOIN_TIMEOUT = 30
+CHILD_TIMEOUT = 60
+EXIT_MODES = ("return", "sys.exit in a greenlet", "gc then return")
 
 
 class Boom(Exception):
@@ -251,23 +271,91 @@ def run_pair(ops_a, ops_b):
     gc.collect()
 
 
-@settings(
-    max_examples=MAX_EXAMPLES,
+SETTINGS = dict(
     deadline=None,
-    derandomize=True,
     database=None,
     # no shrinking: replaying a crashing/hanging example many times would
     # only turn a clear failure into a subprocess timeout
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=list(HealthCheck),
 )
+
+
+@seed(SEED)
+@settings(max_examples=MAX_EXAMPLES, **SETTINGS)
 @given(OPS, OPS)
 def test_two_thread_graphs(ops_a, ops_b):
     run_pair(ops_a, ops_b)
 
 
+# -- interpreter shutdown ---------------------------------------------------
+def shutdown_child(spec_json):
+    """One example of test_shutdown_graphs, in a fresh interpreter: returns
+    only through the exit mode's path; prints "CHILD OK" once every check
+    before the exit has passed."""
+    spec = json.loads(spec_json)
+    ops = {k: [tuple(op) for op in spec[k]] for k in ("main", "ends", "daemon")}
+    m, a, d = Runner("main", ops["main"]), Runner("ends", ops["ends"]), Runner("daemon", ops["daemon"])
+    m.peer, a.peer, d.peer = a, d, m
+    barrier = threading.Barrier(3)
+    parked = threading.Event()
+
+    def daemon_main():
+        d.thread_main(barrier)
+        # stay inside a started greenlet (its frames on this thread's stack)
+        # until the interpreter ends the thread
+        greenlet(lambda: (parked.set(), threading.Event().wait())).switch()
+
+    ta = threading.Thread(target=a.thread_main, args=(barrier,))
+    td = threading.Thread(target=daemon_main, daemon=True)
+    ta.start()
+    td.start()
+    m.thread_main(barrier)
+    ta.join(JOIN_TIMEOUT)
+    assert not ta.is_alive(), "worker thread hung"
+    assert parked.wait(JOIN_TIMEOUT), "daemon thread never parked"
+    assert not m.errors and not a.errors and not d.errors, m.errors + a.errors + d.errors
+    # left for the shutdown: greenlets suspended in this thread, in the ended
+    # thread and in the daemon thread, reachable from module globals
+    global LEFT
+    LEFT = (m, a, d)
+    print("CHILD OK", spec["mode"], flush=True)
+    if spec["mode"] == "sys.exit in a greenlet":
+        greenlet(lambda: sys.exit(0)).switch()
+        raise AssertionError("sys.exit in a greenlet did not end the interpreter")
+    if spec["mode"] == "gc then return":
+        gc.collect()
+
+
+def run_shutdown_child(ops_main, ops_ends, ops_daemon, mode):
+    spec = json.dumps({"main": ops_main, "ends": ops_ends, "daemon": ops_daemon, "mode": mode})
+    code = "import sys, gstress_script as s; s.shutdown_child(sys.argv[1])"
+    env = dict(os.environ, PYTHONFAULTHANDLER="1",
+               PYTHONPATH=HERE + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, spec], env=env, capture_output=True,
+                              text=True, timeout=CHILD_TIMEOUT)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"shutdown child hung (> {CHILD_TIMEOUT}s), spec {spec}\n"
+                             f"stdout:\n{exc.stdout}\nstderr:\n{exc.stderr}") from None
+    detail = f"spec {spec}\nrc={proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert proc.returncode == 0, detail
+    assert proc.stdout.splitlines() == [f"CHILD OK {mode}"], detail
+    assert proc.stderr == "", detail
+
+
+@seed(SEED)
+@settings(max_examples=max(SHUTDOWN_EXAMPLES, 1), **SETTINGS)
+@given(OPS, OPS, OPS, st.sampled_from(EXIT_MODES))
+def test_shutdown_graphs(ops_main, ops_ends, ops_daemon, mode):
+    run_shutdown_child(ops_main, ops_ends, ops_daemon, mode)
+
+
 if __name__ == "__main__":
+    print("STRESS SEED", SEED, flush=True)
     test_two_thread_graphs()
+    if SHUTDOWN_EXAMPLES:
+        test_shutdown_graphs()
     # the main thread's greenlet machinery is still sound afterwards
     assert greenlet(lambda: 42).switch() == 42
-    print("STRESS OK", MAX_EXAMPLES, flush=True)
+    print("STRESS OK", MAX_EXAMPLES, SHUTDOWN_EXAMPLES, flush=True)

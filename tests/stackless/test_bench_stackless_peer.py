@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import weft
-import weft._bench_tasklets as bench
+import weft._tooling.bench.tasklets as bench
 
 ALIASES = os.path.join(os.path.dirname(weft.__file__), "_aliases")
 

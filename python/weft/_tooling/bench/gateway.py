@@ -1,7 +1,7 @@
 """Gateway workloads over popen, one peer per process, shared by
 ``python -m weft`` and ``benchmarks/gateway_popen.py``:
 
-    python -m weft._bench_gateway weft|execnet [--quick]
+    python -m weft._tooling.bench.gateway weft|execnet [--quick]
 
 Prints one JSON line: startup (new gateway to the first remote_exec result, s),
 roundtrip (echo of a small int, s), small_per_s (one-way rate of a 3-key dict),

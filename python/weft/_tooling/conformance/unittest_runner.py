@@ -1,7 +1,7 @@
 """Runs a unittest suite with a list of documented skips and prints the
 closing line CI reads: `N passed, N failed, N skipped`.
 
-    python -m weft._unittest_runner PACKAGE SKIPS_JSON [PATTERN]
+    python -m weft._tooling.conformance.unittest_runner PACKAGE SKIPS_JSON [PATTERN]
 
 SKIPS_JSON maps a test id (or a prefix of one ending in '.') to the reason.
 """

@@ -240,7 +240,7 @@ def _child(argv):
 # Parent side: run children, interleave peers, collect figures.
 # ---------------------------------------------------------------------------
 
-# The child loads this very file by path (not ``import weft._bench``), so it runs the
+# The child loads this very file by path (not ``import weft._tooling.bench.coroutines``), so it runs the
 # same code whichever weft build is importable; ``-P`` keeps the cwd off sys.path.
 _BOOT = (
     "import sys, importlib.util as u\n"

@@ -23,7 +23,8 @@ import tempfile
 import xml.etree.ElementTree as ET
 
 EXECNET_VERSION = "2.1.2"
-ALIASES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_aliases")
+# weft/_aliases: this file is weft/_tooling/conformance/execnet_suite.py
+ALIASES = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "_aliases"))
 
 # Tests of execnet 2.1.2's suite that fail on weft, by pytest node id, with
 # why (docs/conformance-execnet.md has the same list). They count as failures
@@ -145,10 +146,10 @@ def _count(junit):
 # ---- a pytest plugin: unexpected successes ----------------------------------
 # A JUnit report records a non-strict xfail test that passes (XPASS) as a plain
 # pass, so the gate could not see it. The runners load this module into the
-# suite's pytest with `-p weft._conformance_execnet` (XPASS_PLUGIN_ARGS), and
+# suite's pytest with `-p weft._tooling.conformance.execnet_suite` (XPASS_PLUGIN_ARGS), and
 # this hook appends each XPASS node id to the file named by $WEFT_XPASS_FILE.
 XPASS_ENV = "WEFT_XPASS_FILE"
-XPASS_PLUGIN_ARGS = ["-p", "weft._conformance_execnet"]
+XPASS_PLUGIN_ARGS = ["-p", "weft._tooling.conformance.execnet_suite"]
 
 
 def pytest_runtest_logreport(report):
@@ -237,7 +238,7 @@ def main(argv=None):
     sshd = None
     try:
         if opts.ssh != "no":
-            from weft._testing_sshd import start_sshd
+            from weft._tooling.sshd import start_sshd
             try:
                 sshd = start_sshd(os.path.join(tmp, "sshd"))
             except (RuntimeError, OSError) as exc:

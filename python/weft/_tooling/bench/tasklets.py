@@ -573,11 +573,11 @@ def measure(workload, peer, quick=False, stackless=None):
     if peer == "stackless":
         here = os.path.dirname(os.path.abspath(__file__))
         exe = stackless
-        code = (f"import sys; sys.path.insert(0, {here!r}); import _bench_tasklets as b, json; "
+        code = (f"import sys; sys.path.insert(0, {here!r}); import tasklets as b, json; "
                 f"print(json.dumps(b.{workload}_{peer}({n})))")
     else:
         exe = sys.executable
-        code = f"import weft._bench_tasklets as b, json; print(json.dumps(b.{workload}_{peer}({n})))"
+        code = f"import weft._tooling.bench.tasklets as b, json; print(json.dumps(b.{workload}_{peer}({n})))"
     p = subprocess.run([exe, "-c", code], capture_output=True, text=True, timeout=600)
     if p.returncode != 0:
         raise RuntimeError(f"{workload}/{peer} failed:\n{p.stderr[-2000:]}")

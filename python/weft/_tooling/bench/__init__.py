@@ -1,0 +1,1 @@
+"""Benchmark workloads shared by ``python -m weft`` and benchmarks/."""
