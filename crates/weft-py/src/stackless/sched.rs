@@ -614,7 +614,7 @@ pub(crate) fn idle_wait(py: Python<'_>) -> PyResult<bool> {
         Some(d) => d.saturating_duration_since(std::time::Instant::now()).as_secs_f64().min(0.05),
         None => 0.05,
     };
-    wake.1.wait(py, Some(slice))?;
+    crate::event::wait(&wake.1, py, Some(slice))?;
     with(py, |s| {
         take_mail(s);
         wake_sleepers(s);
