@@ -183,11 +183,11 @@ PYO3_PYTHON="$first_py" CARGO_TARGET_DIR="$WEFT_CI_WORK/target-cargo-test" \
 
 # ---- 1 (loom). the hand-rolled concurrency protocols under loom ----------------
 # Every interleaving of the read role, the deferred wake-ups and the
-# direct-waiter flag (weft-transport): a few seconds once built (about 1 min
-# to build).
-stage "loom models (RUSTFLAGS=--cfg loom cargo test -p weft-transport --release loom)"
+# direct-waiter flag (weft-transport) and of the greenlet kill queue against a
+# thread's exit (weft-killq): a few seconds once built (about 1 min to build).
+stage "loom models (RUSTFLAGS=--cfg loom cargo test -p weft-transport -p weft-killq --release loom)"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$WEFT_CI_WORK/target-loom" \
-    cargo test -p weft-transport --release loom
+    cargo test -p weft-transport -p weft-killq --release loom
 
 # ---- 1a. clippy: every unsafe block documented ----------------------------------
 # Every target, tests included. Only undocumented_unsafe_blocks is denied

@@ -13,7 +13,7 @@ use pyo3::ffi;
 
 use weft_stack::{Arrival, Slice};
 
-use super::thread::{thread_data, thread_data_if_any, Passing, ThreadData};
+use super::thread::{thread_data, thread_data_if_any, Passing, ThreadData, ThreadRecord};
 use super::{error_new, Coro, Finish, Greenlet, GreenletExit, Status};
 
 fn ts() -> *mut weft_pystate::ThreadState {
@@ -103,7 +103,7 @@ fn check_same_thread(py: Python<'_>, td: *mut ThreadData, t: &Py<Greenlet>) -> P
     if Arc::ptr_eq(&tc.thread, record) {
         return Ok(());
     }
-    if !tc.thread.alive.load(std::sync::atomic::Ordering::Acquire) {
+    if !tc.thread.alive() {
         return Err(error_new("cannot switch to a different thread (which happens to have exited)"));
     }
     Err(error_new(&format!(
@@ -509,19 +509,11 @@ unsafe fn prepare_ok(py: Python<'_>, td: *mut ThreadData, g: &Py<Greenlet>, stat
 
 /// Kills greenlets of this thread whose last reference another thread dropped.
 pub(crate) unsafe fn drain_pending_kills(py: Python<'_>, td: *mut ThreadData) {
-    // SAFETY: this thread's live data.
-    let pending: Vec<Py<Greenlet>> = unsafe {
-        let record = &(*td).record;
-        if !record.has_pending_kills.load(std::sync::atomic::Ordering::Acquire) {
-            return;
-        }
-        let mut q = record.pending_kills.lock().unwrap_or_else(|e| e.into_inner());
-        record.has_pending_kills.store(false, std::sync::atomic::Ordering::Release);
-        if q.is_empty() {
-            return;
-        }
-        std::mem::take(&mut *q)
-    };
+    // SAFETY: the caller passes this thread's `ThreadData`, which lives
+    // until the thread exits; the GIL (`py`) serialises access to it, and
+    // the borrow of its record ends before any kill runs Python code.
+    let record: &ThreadRecord = unsafe { &(*td).record };
+    let pending: Vec<Py<Greenlet>> = record.kills.take();
     for g in pending {
         kill(py, g.bind(py));
     }
@@ -585,7 +577,7 @@ pub(crate) fn forget_suspended(_py: Python<'_>, c: &mut Coro) {
 /// and is left alone.
 pub(crate) fn retire_orphan(g: &Greenlet, obj: Obj) {
     let c = g.coro();
-    let thread_gone = !c.thread.alive.load(std::sync::atomic::Ordering::Acquire);
+    let thread_gone = !c.thread.alive();
     if c.status != Status::Active || c.is_main || !thread_gone {
         return;
     }
