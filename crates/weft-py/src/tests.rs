@@ -184,3 +184,51 @@ fn routed_payloads_decode_to_what_was_serialized() {
         }
     });
 }
+
+#[test]
+fn an_injected_switch_failure_leaves_both_greenlets_as_they_were() {
+    attached(|py| {
+        let g = run(
+            py,
+            r#"
+import sys
+t = weft._testing
+main = weft.getcurrent()
+calls = []
+g = weft.greenlet(lambda *a: calls.append(a) or main.switch("suspended"))
+t.set_fault(g, "switch")
+arg = object()
+before = sys.getrefcount(arg)
+errors = []
+for _ in range(10):
+    try:
+        g.switch(arg)
+    except SystemError as e:
+        errors.append(str(e))
+leaked = sys.getrefcount(arg) - before
+unstarted = not g and not g.dead and weft.getcurrent() is main
+t.set_fault(g, None)
+first = g.switch(arg)
+t.set_fault(g, "switch")
+try:
+    g.switch()
+except SystemError as e:
+    errors.append(str(e))
+still = weft.getcurrent() is main and bool(g)
+t.set_fault(g, None)
+g.switch()
+"#,
+        );
+        let get = |k: &str| g.get_item(k).unwrap().unwrap();
+        let errors: Vec<String> = get("errors").extract().unwrap();
+        assert_eq!(errors.len(), 11);
+        assert!(errors[..10].iter().all(|e| e.starts_with("Failed to switch stacks into a greenlet for the first time.")));
+        assert!(errors[10].starts_with("Failed to switch stacks into a running greenlet."));
+        assert_eq!(get("leaked").extract::<isize>().unwrap(), 0);
+        assert!(get("unstarted").is_truthy().unwrap());
+        assert_eq!(get("first").extract::<String>().unwrap(), "suspended");
+        assert!(get("still").is_truthy().unwrap());
+        assert_eq!(get("calls").len().unwrap(), 1);
+        assert!(get("g").getattr("dead").unwrap().is_truthy().unwrap());
+    });
+}

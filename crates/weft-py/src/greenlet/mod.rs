@@ -4,6 +4,7 @@
 mod capi;
 mod layout;
 pub(crate) mod switch;
+pub(crate) mod testing;
 mod thread;
 mod typeslots;
 
@@ -73,6 +74,9 @@ pub(crate) struct Coro {
     pub call: Option<RunCall>,
     /// Who runs when the body returns.
     pub finish: Finish,
+    /// A failure injected into switches to this coroutine, by tests only
+    /// (`weft._weft._testing`, testing.rs).
+    pub fault: testing::Fault,
 }
 
 /// A `run` call: the callable, its args and its kwargs.
@@ -170,6 +174,7 @@ impl Greenlet {
             orphaned: false,
             call: None,
             finish: Finish::Parent,
+            fault: testing::Fault::None,
         }));
         Greenlet {
             weakreflist: UnsafeCell::new(std::ptr::null_mut()),
@@ -801,5 +806,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_live_main_greenlets, m)?)?;
     m.add_function(wrap_pyfunction!(_pending_kills, m)?)?;
     m.add_function(wrap_pyfunction!(_set_root_chunk_bytes, m)?)?;
+    testing::register(m)?;
     Ok(())
 }

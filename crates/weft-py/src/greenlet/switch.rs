@@ -14,6 +14,7 @@ use pyo3::ffi;
 use weft_stack::{Arrival, Slice};
 
 use super::thread::{thread_data, thread_data_if_any, Passing, ThreadData, ThreadRecord};
+use super::testing::Fault;
 use super::{error_new, Coro, Finish, Greenlet, GreenletExit, Status};
 
 fn ts() -> *mut weft_pystate::ThreadState {
@@ -88,6 +89,14 @@ fn prepare_switch(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: Passing
         }
         if tp.get().coro().status == Status::Dead {
             return Err(error_new("the greenlet finished while its run attribute was looked up"));
+        }
+        if tp.get().coro().fault == Fault::Switch {
+            // A test's injected failure (testing.rs): backed out like the
+            // errors above, before anything is in flight.
+            (*td).starting_run = None;
+            let started = tp.get().coro().status == Status::Active;
+            drop(passing);
+            return Err(super::testing::switch_error(started));
         }
         (*td).passing = Some(passing);
         // The target stays referenced: by the caller's `target`, or by the
@@ -168,6 +177,9 @@ unsafe fn switch_stack(td: *mut ThreadData, target: Obj) {
         if cc.status == Status::Active {
             cc.state.save(ts());
         }
+        if payload(target).coro().fault == Fault::Fatal {
+            super::testing::fatal();
+        }
         (*td).switching_to = target;
         let arrival = weft_stack::switch(&mut cc.slice, &mut payload(target).coro().slice);
         debug_assert_eq!(arrival, Arrival::Resumed);
@@ -234,6 +246,9 @@ unsafe fn initial_stub(td: *mut ThreadData, target: Obj) {
         let cc = (*td).current.get().coro();
         if cc.status == Status::Active {
             cc.state.save(ts());
+        }
+        if payload(target).coro().fault == Fault::Fatal {
+            super::testing::fatal();
         }
         (*td).switching_to = target;
         match weft_stack::switch(&mut cc.slice, &mut payload(target).coro().slice) {
