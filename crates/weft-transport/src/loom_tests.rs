@@ -81,18 +81,19 @@ fn loom_role_two_waiting_threads_never_hold_it_together() {
 }
 
 #[test]
-fn loom_role_receiver_blocked_behind_a_reader_is_woken_by_its_release() {
-    // The receiver waits while a user holds the role; the user's release
-    // (not handed over, no-one else waiting) must wake it: before, only the
-    // grace timeout did.
+fn loom_role_receiver_blocked_behind_a_reader_gets_it_by_hand_over() {
+    // The receiver waits while a waiting thread holds the role; that thread
+    // meets a frame only the receiver may dispatch and hands the role over:
+    // the receiver must get it without a timeout. (A plain release is left
+    // to the receiver's grace period: a timed wait, outside loom's reach.)
     loom::model(|| {
         let role = Arc::new(Role::new().unwrap());
         assert_eq!(role.user_acquire(1, &|| false, far()), Acquire::Got);
         let receiver = {
             let role = role.clone();
-            thread::spawn(move || assert!(role.receiver_acquire(Duration::ZERO, far())))
+            thread::spawn(move || assert!(role.receiver_acquire(Duration::from_secs(60), far())))
         };
-        role.release(Holder::User(1), false);
+        role.release(Holder::User(1), true);
         receiver.join().unwrap();
         assert_eq!(role.holder(), Holder::Receiver);
     });

@@ -21,7 +21,10 @@
 //! Invariants (checked under every interleaving by the loom models in
 //! `loom_tests`): at most one holder at a time; a thread blocked for the
 //! role is notified by every change that could let it go on (a release, a
-//! yield, a close, a poke), so no one depends on a timeout to make progress.
+//! yield, a close, a poke, a hand-over to the receiver), so no one depends
+//! on a timeout to make progress, with one exception by design: after a
+//! plain release (no hand-over, nobody waiting) the receiver takes the role
+//! back when its grace period has passed, which its timed wait measures.
 //! The loop that reads for a waiting thread is [`crate::direct`].
 
 use std::io;
@@ -49,8 +52,6 @@ struct State {
     released_at: Instant,
     receiver_now: bool,
     closed: bool,
-    /// The receiver thread is blocked in [`Role::receiver_acquire`].
-    receiver_waiting: bool,
 }
 
 /// What [`Role::user_acquire`] ended with.
@@ -169,7 +170,6 @@ impl Role {
                 released_at: now(),
                 receiver_now: false,
                 closed: false,
-                receiver_waiting: false,
             }),
             cv: Condvar::new(),
             kick: Kick::new()?,
@@ -254,9 +254,7 @@ impl Role {
                 return false;
             }
             let next = if free && g.users_waiting == 0 { t + (grace - idle_for) } else { t + grace };
-            g.receiver_waiting = true;
             g = self.wait_until(g, next.min(until));
-            g.receiver_waiting = false;
         }
     }
 
@@ -319,10 +317,11 @@ impl Role {
         if to_receiver {
             g.receiver_now = true;
         }
-        // A blocked receiver is woken too: it then waits out the rest of
-        // the grace period, with a timeout it no longer needs to notice
-        // the release.
-        if to_receiver || g.users_waiting > 0 || g.receiver_waiting {
+        // A receiver blocked behind this holder is not woken by a plain
+        // release: it would only go back to sleep for the grace period,
+        // which its timed wait measures anyway (and a wake-up per direct
+        // read is what the direct read exists to save).
+        if to_receiver || g.users_waiting > 0 {
             self.cv.notify_all();
         }
     }
