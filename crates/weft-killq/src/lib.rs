@@ -60,6 +60,7 @@ impl<T> KillQueue<T> {
 
     /// Whether the thread is still alive (an unlocked look: it may exit
     /// right after; [`KillQueue::push`] looks again under the lock).
+    #[inline]
     pub fn is_alive(&self) -> bool {
         self.alive.load(Ordering::Acquire)
     }
@@ -76,10 +77,17 @@ impl<T> KillQueue<T> {
         Ok(())
     }
 
+    /// Whether something may be queued: one atomic load, for the owner's
+    /// switch path to skip [`KillQueue::take`] when nothing is.
+    #[inline]
+    pub fn may_have_items(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
     /// The owning thread: everything queued so far (empty, without taking
     /// the lock, if nothing was).
     pub fn take(&self) -> Vec<T> {
-        if !self.pending.load(Ordering::Acquire) {
+        if !self.may_have_items() {
             return Vec::new();
         }
         let mut q = self.lock();

@@ -90,13 +90,27 @@ fn prepare_switch(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: Passing
         if tp.get().coro().status == Status::Dead {
             return Err(error_new("the greenlet finished while its run attribute was looked up"));
         }
-        if tp.get().coro().fault == Fault::Switch {
-            // A test's injected failure (testing.rs): backed out like the
-            // errors above, before anything is in flight.
-            (*td).starting_run = None;
-            let started = tp.get().coro().status == Status::Active;
-            drop(passing);
-            return Err(super::testing::switch_error(started));
+        match tp.get().coro().fault {
+            Fault::None => {}
+            Fault::Switch => {
+                // A test's injected failure (testing.rs): backed out like the
+                // errors above, before anything is in flight.
+                (*td).starting_run = None;
+                let started = tp.get().coro().status == Status::Active;
+                drop(passing);
+                return Err(super::testing::switch_error(started));
+            }
+            Fault::Fatal => {
+                // Where a failing stack switch could not be backed out: the
+                // running greenlet's state is saved out of the thread state,
+                // as `switch_stack` does first. Checked here, not there, so
+                // that real switches pay nothing for it.
+                let cc = (*td).current.get().coro();
+                if cc.status == Status::Active {
+                    cc.state.save(ts());
+                }
+                super::testing::fatal();
+            }
         }
         (*td).passing = Some(passing);
         // The target stays referenced: by the caller's `target`, or by the
@@ -177,9 +191,6 @@ unsafe fn switch_stack(td: *mut ThreadData, target: Obj) {
         if cc.status == Status::Active {
             cc.state.save(ts());
         }
-        if payload(target).coro().fault == Fault::Fatal {
-            super::testing::fatal();
-        }
         (*td).switching_to = target;
         let arrival = weft_stack::switch(&mut cc.slice, &mut payload(target).coro().slice);
         debug_assert_eq!(arrival, Arrival::Resumed);
@@ -246,9 +257,6 @@ unsafe fn initial_stub(td: *mut ThreadData, target: Obj) {
         let cc = (*td).current.get().coro();
         if cc.status == Status::Active {
             cc.state.save(ts());
-        }
-        if payload(target).coro().fault == Fault::Fatal {
-            super::testing::fatal();
         }
         (*td).switching_to = target;
         match weft_stack::switch(&mut cc.slice, &mut payload(target).coro().slice) {
@@ -528,6 +536,9 @@ pub(crate) unsafe fn drain_pending_kills(py: Python<'_>, td: *mut ThreadData) {
     // until the thread exits; the GIL (`py`) serialises access to it, and
     // the borrow of its record ends before any kill runs Python code.
     let record: &ThreadRecord = unsafe { &(*td).record };
+    if !record.kills.may_have_items() {
+        return; // every switch comes here: one load, nothing built
+    }
     let pending: Vec<Py<Greenlet>> = record.kills.take();
     for g in pending {
         kill(py, g.bind(py));

@@ -1,6 +1,9 @@
 //! `weft._weft._testing`: fault injection for tests, what greenlet's
 //! `UnswitchableGreenlet` does for its own suite. A greenlet marked here
-//! makes every switch to it fail, at one of two points:
+//! makes every switch to it made by `switch()`, `throw()`, a kill or the C
+//! API (the switches that go through `switch::prepare_switch`; not a
+//! finishing greenlet's return to its parent, nor a tasklet scheduler's
+//! switch) fail, at one of two points:
 //!
 //! * `"switch"` (greenlet's `force_switch_error`): at the last moment before
 //!   anything is put in flight, after the checks and the lookup of `run`:
@@ -15,8 +18,9 @@
 //!
 //! weft's stack switch itself cannot fail (no system call, no allocation
 //! that is not fatal anyway), so these are the two points where a failure
-//! is either recoverable or not; the cost in a real switch is one byte
-//! compared per switch.
+//! is either recoverable or not. Both are checked in `prepare_switch`,
+//! which reads the target's state anyway: one byte compared per switch,
+//! nothing in the stack-switching frames.
 
 use pyo3::prelude::*;
 
