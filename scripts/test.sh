@@ -65,10 +65,10 @@ declare -A CONFORMANCE_DEPS=(
 # Remove an entry once it passes (the run says so when it does).
 SID_XFAIL="${WEFT_SID_XFAIL-}"
 CONFORMANCE_XFAIL="${WEFT_CONFORMANCE_XFAIL-}"
-# cargo test --workspace links weft-py's (cdylib) test harness too. That works
-# while weft-py's own #[test]s do not call into libpython: the extension-module
-# feature leaves libpython unlinked, so such tests would fail to link. Keep
-# Rust unit tests in the pure-Rust crates, or pass "--workspace --exclude weft-py".
+# cargo test --workspace includes weft-py's tests, which embed the
+# interpreter: the workspace's pyo3 has no extension-module feature (maturin
+# turns it on for the extension, pyproject.toml [tool.maturin] features), so
+# the test binary links the libpython of PYO3_PYTHON (the first host Python).
 read -r -a CARGO_TEST_ARGS <<<"${WEFT_CARGO_TEST_ARGS:---workspace}"
 
 mkdir -p "$WEFT_CI_WORK"
@@ -183,6 +183,14 @@ first_py=python3
 for v in $HOST_PYTHONS; do first_py="${HOST_PY[$v]}"; break; done
 PYO3_PYTHON="$first_py" CARGO_TARGET_DIR="$WEFT_CI_WORK/target-cargo-test" \
     cargo test "${CARGO_TEST_ARGS[@]}"
+
+# ---- 1 (loom). the hand-rolled concurrency protocols under loom ----------------
+# Every interleaving of the read role, the deferred wake-ups and the
+# direct-waiter flag (weft-transport) and of the greenlet kill queue against a
+# thread's exit (weft-killq): a few seconds once built (about 1 min to build).
+stage "loom models (RUSTFLAGS=--cfg loom cargo test -p weft-transport -p weft-killq --release loom)"
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$WEFT_CI_WORK/target-loom" \
+    cargo test -p weft-transport -p weft-killq --release loom
 
 # ---- 1a. clippy: every unsafe block documented ----------------------------------
 # Every target, tests included. Only undocumented_unsafe_blocks is denied

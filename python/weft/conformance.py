@@ -36,12 +36,6 @@ GREENLET_VERSION = "3.5.6"
 
 # Tests of greenlet's private implementation, with why weft does not run them.
 GREENLET_SKIPS = {
-    "greenlet.tests.test_greenlet.TestBrokenGreenlets.test_failed_to_initialstub":
-        "uses greenlet._greenlet.UnswitchableGreenlet, a fault-injection type of greenlet's C++ core",
-    "greenlet.tests.test_greenlet.TestBrokenGreenlets.test_failed_to_switch_into_running":
-        "uses greenlet._greenlet.UnswitchableGreenlet, a fault-injection type of greenlet's C++ core",
-    "greenlet.tests.test_greenlet.TestBrokenGreenlets.test_failed_to_slp_switch_into_running":
-        "runs fail_slp_switch.py, which uses greenlet._greenlet.UnswitchableGreenlet",
     "greenlet.tests.test_greenlet_trash.":
         "reads greenlet._greenlet.get_tstate_trash_delete_nesting, a probe into greenlet's C++ thread state",
 }

@@ -10,6 +10,9 @@ mod stackless;
 mod transport;
 mod wire;
 
+#[cfg(test)]
+mod tests;
+
 #[pymodule]
 fn _weft(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -6,7 +6,6 @@
 //! item is one call.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 use pyo3::{PyTraverseError, PyVisit};
+
+use weft_transport::wake::WaiterFlag;
 
 use crate::event::{Inner, PyEvent};
 use crate::transport::{Direct, PyFrameReader};
@@ -34,8 +35,8 @@ pub struct PyItemQueue {
     ready: Arc<Inner>,
     /// The reader a waiting thread may read from itself (`attach`).
     direct: OnceLock<Py<PyFrameReader>>,
-    /// True while such a thread is blocked for this queue: a `put` pokes it.
-    direct_waiter: AtomicBool,
+    /// Raised while such a thread is blocked for this queue: a `put` pokes it.
+    direct_waiter: WaiterFlag,
 }
 
 impl PyItemQueue {
@@ -53,8 +54,8 @@ impl PyItemQueue {
         &self.ready
     }
 
-    pub(crate) fn set_direct_waiter(&self, on: bool) {
-        self.direct_waiter.store(on, Ordering::SeqCst);
+    pub(crate) fn waiter(&self) -> &WaiterFlag {
+        &self.direct_waiter
     }
 
     /// Append `item` and wake a waiter (held back on a receiver thread).
@@ -63,7 +64,7 @@ impl PyItemQueue {
         if !self.ready.is_set() {
             self.ready.set();
         }
-        if self.direct_waiter.load(Ordering::SeqCst) {
+        if self.direct_waiter.must_poke() {
             if let Some(reader) = self.direct.get() {
                 reader.get().poke();
             }
@@ -79,7 +80,7 @@ impl PyItemQueue {
             items: Mutex::new(VecDeque::new()),
             ready: Inner::new(),
             direct: OnceLock::new(),
-            direct_waiter: AtomicBool::new(false),
+            direct_waiter: WaiterFlag::new(),
         }
     }
 
@@ -134,7 +135,7 @@ impl PyItemQueue {
                     Some(left.as_secs_f64())
                 }
             };
-            self.ready.wait(py, remaining)?;
+            crate::event::wait(&self.ready, py, remaining)?;
             if let Some(x) = self.pop() {
                 return Ok(x);
             }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::{PyEOFError, PyOSError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
-use weft_transport::role::{Acquire, Holder, Ready, Role};
+use weft_transport::role::{Holder, Ready, Role};
 use weft_transport::{try_write_from, wait_writable, FdReader, HEADER_SIZE};
 use weft_wire::{opcode, Emitter};
 
@@ -68,32 +68,44 @@ pub struct PyFrameReader {
     direct_receives: AtomicU64,
 }
 
-/// Drops the read role and the direct-waiter flag of a waiting thread.
-struct GiveBack<'a>(&'a PyFrameReader, &'a PyItemQueue, u64);
+pub(crate) use weft_transport::direct::Direct;
+use weft_transport::direct::{Host, Routed};
 
-impl Drop for GiveBack<'_> {
-    fn drop(&mut self) {
-        self.1.set_direct_waiter(false);
-        self.0.role.release(Holder::User(self.2), false);
+/// The Python side of a waiting thread's direct read: its queue, the
+/// routing of frames (decoding needs the GIL), the GIL and signals.
+struct PyHost<'a, 'py> {
+    py: Python<'py>,
+    reader: &'a PyFrameReader,
+    q: &'a PyItemQueue,
+}
+
+impl Host for PyHost<'_, '_> {
+    type Item = Py<PyAny>;
+    type Error = PyErr;
+    fn pop(&self) -> Option<Py<PyAny>> {
+        self.q.pop()
     }
-}
-
-/// How `route_buffered` stopped.
-enum Routed {
-    /// No complete frame is buffered.
-    NeedBytes,
-    /// A batch went into queues; more frames may be buffered.
-    Full,
-    /// The next frame (left in the buffer) is not a routed plain item.
-    Stop,
-}
-
-/// What a waiting thread's direct read ended with.
-pub(crate) enum Direct {
-    Item(Py<PyAny>),
-    TimedOut,
-    /// Wait the ordinary way (the receiver thread reads).
-    Fallback,
+    fn has_items(&self) -> bool {
+        self.q.qsize() > 0
+    }
+    fn ready(&self) -> &weft_transport::wake::Event {
+        self.q.ready()
+    }
+    fn waiter(&self) -> &weft_transport::wake::WaiterFlag {
+        self.q.waiter()
+    }
+    fn route(&self, r: &mut FdReader) -> Routed {
+        self.reader.route_buffered(self.py, r)
+    }
+    fn blocking<R: Send, F: FnOnce() -> R + Send>(&self, f: F) -> R {
+        self.py.detach(f)
+    }
+    fn check_signals(&self) -> PyResult<()> {
+        self.py.check_signals()
+    }
+    fn is_main_thread(&self) -> bool {
+        in_main_thread()
+    }
 }
 
 fn thread_id() -> u64 {
@@ -154,110 +166,20 @@ impl PyFrameReader {
     }
 
     /// Read for `q` (a queue attached to this reader) until an item is in
-    /// it, `deadline` passes, or the receiver thread must take over.
+    /// it, `deadline` passes, or the receiver thread must take over
+    /// (`weft_transport::direct::read_for`).
     pub(crate) fn read_for(
         &self,
         py: Python<'_>,
         q: &PyItemQueue,
         deadline: Option<Instant>,
-    ) -> PyResult<Direct> {
-        let me = thread_id();
-        let outcome = {
-            // given back however this ends, a panic included: a role kept by
-            // a thread that left would starve the receiver thread
-            let _giveback = GiveBack(self, q, me);
-            self.read_for_holding(py, q, deadline, me)
-        };
+    ) -> PyResult<Direct<Py<PyAny>>> {
+        let host = PyHost { py, reader: self, q };
+        let outcome = weft_transport::direct::read_for(&self.role, &self.inner, &host, deadline, thread_id(), SIGNAL_SLICE);
         if let Ok(Direct::Item(_)) = outcome {
             self.direct_receives.fetch_add(1, Ordering::Relaxed);
         }
         outcome
-    }
-
-    fn read_for_holding(
-        &self,
-        py: Python<'_>,
-        q: &PyItemQueue,
-        deadline: Option<Instant>,
-        me: u64,
-    ) -> PyResult<Direct> {
-        let main = in_main_thread();
-        loop {
-            q.ready().clear();
-            if let Some(x) = q.pop() {
-                return Ok(Direct::Item(x));
-            }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return Ok(Direct::TimedOut);
-            }
-            let slice_end = now + SIGNAL_SLICE;
-            let until = deadline.map_or(slice_end, |d| d.min(slice_end));
-            if self.role.holder() != Holder::User(me) {
-                q.set_direct_waiter(true);
-                let role = &self.role;
-                let ready = q.ready();
-                let got = py.detach(|| role.user_acquire(me, &|| ready.is_set(), until));
-                q.set_direct_waiter(false);
-                match got {
-                    Acquire::Got => {}
-                    Acquire::Ready => continue,
-                    Acquire::Refused => return Ok(Direct::Fallback),
-                    Acquire::Timeout => {
-                        if main {
-                            py.check_signals()?;
-                        }
-                        continue;
-                    }
-                }
-            }
-            let mut reader = self.reader();
-            match self.route_buffered(py, &mut reader) {
-                Routed::Stop => {
-                    drop(reader);
-                    self.role.release(Holder::User(me), true);
-                    return Ok(Direct::Fallback);
-                }
-                Routed::Full => continue,
-                Routed::NeedBytes => {}
-            }
-            if q.qsize() > 0 {
-                continue;
-            }
-            q.set_direct_waiter(true);
-            if q.ready().is_set() {
-                q.set_direct_waiter(false);
-                continue; // put by another thread since the look above
-            }
-            let fd = self.fd;
-            let role = &self.role;
-            let inner = &mut *reader;
-            let polled = py.detach(move || match role.poll(fd, Some(until.saturating_duration_since(Instant::now())))? {
-                Ready::Data => inner.fill().map(Some),
-                Ready::Kick | Ready::Timeout => Ok(None),
-            });
-            q.set_direct_waiter(false);
-            match polled {
-                Ok(Some(n)) if n > 0 => {}
-                Ok(None) => {
-                    if self.role.is_closed() {
-                        // the receiver has finished (and closes the fd next)
-                        return Ok(Direct::Fallback);
-                    }
-                    if main {
-                        py.check_signals()?;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => py.check_signals()?,
-                Ok(Some(_)) | Err(_) => {
-                    // end of stream or an error: the receiver thread meets it
-                    // too, and ends the channels
-                    drop(reader);
-                    self.role.release(Holder::User(me), true);
-                    return Ok(Direct::Fallback);
-                }
-            }
-        }
     }
 
     /// Append the buffered frames (up to a batch) to `out` as tuples.
@@ -438,7 +360,7 @@ impl PyFrameReader {
 
 /// What goes before the bytes of a message that carries one `bytes` object
 /// of `len` bytes: the header, the BYTES opcode and the length (STOP after).
-fn bytes_frame_head(py: Python<'_>, msgcode: u8, channelid: u32, len: usize) -> PyResult<[u8; HEADER_SIZE + 5]> {
+pub(crate) fn bytes_frame_head(py: Python<'_>, msgcode: u8, channelid: u32, len: usize) -> PyResult<[u8; HEADER_SIZE + 5]> {
     let mut head = [0u8; HEADER_SIZE + 5];
     let n = i32::try_from(len).map_err(|_| dump_error(py, format!("bytes of {len} bytes exceed 2**31-1")))?;
     let header = weft_wire::pack_header(msgcode, channelid, len + 6).map_err(|e| dump_error(py, e.to_string()))?;

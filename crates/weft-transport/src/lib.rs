@@ -5,8 +5,13 @@
 //! the two system-call loops a gateway needs ([`read_some`], [`write_from`]):
 //! blocking or non-blocking descriptors (pipes, sockets), `EAGAIN` waited out
 //! with `poll`, `EINTR` handed back to the caller so that it can run signal
-//! handlers. [`FdReader`] is the two together. [`role::Role`] says which
-//! thread may read (the receiver thread, or a thread waiting for an item).
+//! handlers. [`FdReader`] is the two together. The direct-read protocol:
+//! [`role::Role`] says which thread may read (the receiver thread, or a
+//! thread waiting for an item), [`direct::read_for`] is the waiting thread's
+//! read loop, [`wake`] the queues' wake-up events and the receiver thread's
+//! deferred wake-ups. Their primitives come through one module (`sync`) so
+//! that loom checks them (`RUSTFLAGS="--cfg loom" cargo test -p
+//! weft-transport --release loom`).
 //!
 //! **Must not**: depend on Python (the binding is `weft-py/src/transport.rs`,
 //! which releases the GIL around the blocking calls), own or close the
@@ -25,7 +30,14 @@ use std::os::fd::RawFd;
 
 pub use weft_wire::{Header, LoadError, HEADER_SIZE};
 
+#[cfg(not(all(test, loom)))]
+pub mod direct;
 pub mod role;
+mod sync;
+pub mod wake;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
 
 /// The buffer is at least this big: one `read` takes up to this much.
 pub const MIN_CAPACITY: usize = 256 * 1024;
@@ -344,5 +356,5 @@ impl FdReader {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests;

@@ -17,11 +17,22 @@
 //!   ([`Role::release`] with `to_receiver`).
 //! * The holder blocks in [`Role::poll`] on the descriptor and a kick pipe,
 //!   so it can be woken without data ([`Role::poke`]).
+//!
+//! Invariants (checked under every interleaving by the loom models in
+//! `loom_tests`): at most one holder at a time; a thread blocked for the
+//! role is notified by every change that could let it go on (a release, a
+//! yield, a close, a poke, a hand-over to the receiver), so no one depends
+//! on a timeout to make progress, with one exception by design: after a
+//! plain release (no hand-over, nobody waiting) the receiver takes the role
+//! back when its grace period has passed, which its timed wait measures.
+//! The loop that reads for a waiting thread is [`crate::direct`].
 
 use std::io;
+#[cfg(not(all(test, loom)))]
 use std::os::fd::RawFd;
-use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use crate::sync::{lock, now, Condvar, Mutex, MutexGuard};
 
 /// Who holds the role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,52 +83,110 @@ pub enum Ready {
 pub struct Role {
     state: Mutex<State>,
     cv: Condvar,
-    kick_r: RawFd,
-    kick_w: RawFd,
+    kick: Kick,
+}
+
+/// Wakes the holder out of its poll without data: a non-blocking pipe in
+/// the poll set; under loom, a flag and a condition variable.
+#[derive(Debug)]
+struct Kick {
+    #[cfg(not(all(test, loom)))]
+    r: RawFd,
+    #[cfg(not(all(test, loom)))]
+    w: RawFd,
+    #[cfg(all(test, loom))]
+    kicked: Mutex<bool>,
+    #[cfg(all(test, loom))]
+    cv: Condvar,
+}
+
+#[cfg(not(all(test, loom)))]
+impl Kick {
+    fn new() -> io::Result<Self> {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill; the
+        // two descriptors it returns are ours alone (closed in `drop`).
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Kick { r: fds[0], w: fds[1] })
+    }
+
+    fn kick(&self) {
+        // SAFETY: writes one byte from a valid one-byte buffer to our own
+        // pipe, open until `drop`; a full pipe (EAGAIN) already holds a
+        // kick, which is all we need.
+        unsafe { libc::write(self.w, [1u8].as_ptr().cast(), 1) };
+    }
+
+    fn drain(&self) {
+        let mut buf = [0u8; 64];
+        // SAFETY: reads at most `buf.len()` bytes into a valid local buffer
+        // from our own pipe, which is non-blocking: the loop ends at EAGAIN.
+        while unsafe { libc::read(self.r, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    }
+}
+
+#[cfg(not(all(test, loom)))]
+impl Drop for Kick {
+    fn drop(&mut self) {
+        // SAFETY: both descriptors were opened by `new`, are ours alone and
+        // are closed only here, once.
+        unsafe {
+            libc::close(self.r);
+            libc::close(self.w);
+        }
+    }
+}
+
+#[cfg(all(test, loom))]
+impl Kick {
+    fn new() -> io::Result<Self> {
+        Ok(Kick { kicked: Mutex::new(false), cv: Condvar::new() })
+    }
+
+    fn kick(&self) {
+        *lock(&self.kicked) = true;
+        self.cv.notify_all();
+    }
+
+    /// Block until kicked (a poll on a descriptor that never has data).
+    fn wait(&self) {
+        let mut k = lock(&self.kicked);
+        while !*k {
+            k = self.cv.wait(k).unwrap_or_else(|e| e.into_inner());
+        }
+        *k = false;
+    }
 }
 
 impl Role {
     /// A role held by nobody, with its kick pipe.
     pub fn new() -> io::Result<Self> {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
         Ok(Role {
             state: Mutex::new(State {
                 holder: Holder::Nobody,
                 users_waiting: 0,
-                released_at: Instant::now(),
+                released_at: now(),
                 receiver_now: false,
                 closed: false,
             }),
             cv: Condvar::new(),
-            kick_r: fds[0],
-            kick_w: fds[1],
+            kick: Kick::new()?,
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     fn wait_until<'a>(&self, g: MutexGuard<'a, State>, until: Instant) -> MutexGuard<'a, State> {
-        let left = until.saturating_duration_since(Instant::now());
+        let left = until.saturating_duration_since(now());
         self.cv.wait_timeout(g, left).unwrap_or_else(|e| e.into_inner()).0
     }
 
     fn kick(&self) {
-        // SAFETY: writes one byte from a valid buffer to our own pipe; a
-        // full pipe (EAGAIN) already holds a kick, which is all we need.
-        unsafe { libc::write(self.kick_w, [1u8].as_ptr().cast(), 1) };
-    }
-
-    fn drain_kicks(&self) {
-        let mut buf = [0u8; 64];
-        // SAFETY: reads into a valid local buffer from our own non-blocking
-        // pipe until it is empty.
-        while unsafe { libc::read(self.kick_r, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+        self.kick.kick();
     }
 
     /// Who holds the role now.
@@ -133,25 +202,35 @@ impl Role {
     /// Block until `fd` is readable, the holder is kicked, or `timeout`
     /// passes (None: no limit). `EINTR` comes back as
     /// [`io::ErrorKind::Interrupted`].
+    #[cfg(not(all(test, loom)))]
     pub fn poll(&self, fd: RawFd, timeout: Option<Duration>) -> io::Result<Ready> {
         let mut p = [
             libc::pollfd { fd, events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: self.kick_r, events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: self.kick.r, events: libc::POLLIN, revents: 0 },
         ];
         let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
-        // SAFETY: `p` is a valid array of two pollfds for the whole call.
+        // SAFETY: `p` is a valid array of two pollfds, alive and not
+        // otherwise borrowed for the whole call, and 2 is its length.
         let r = unsafe { libc::poll(p.as_mut_ptr(), 2, ms) };
         if r < 0 {
             return Err(io::Error::last_os_error());
         }
         if p[1].revents != 0 {
-            self.drain_kicks();
+            self.kick.drain();
             return Ok(Ready::Kick);
         }
         if p[0].revents != 0 {
             return Ok(Ready::Data);
         }
         Ok(Ready::Timeout)
+    }
+
+    /// Under loom: block until the holder is kicked (a poll on a descriptor
+    /// that never has data).
+    #[cfg(all(test, loom))]
+    pub fn poll_kick(&self) -> Ready {
+        self.kick.wait();
+        Ready::Kick
     }
 
     /// Receiver thread: block until it holds the role (true), or until
@@ -164,17 +243,17 @@ impl Role {
                 return true;
             }
             let free = g.holder == Holder::Nobody;
-            let idle_for = g.released_at.elapsed();
+            let idle_for = now().saturating_duration_since(g.released_at);
             if free && (g.receiver_now || (g.users_waiting == 0 && idle_for >= grace)) {
                 g.holder = Holder::Receiver;
                 g.receiver_now = false;
                 return true;
             }
-            let now = Instant::now();
-            if now >= until {
+            let t = now();
+            if t >= until {
                 return false;
             }
-            let next = if free && g.users_waiting == 0 { now + (grace - idle_for) } else { now + grace };
+            let next = if free && g.users_waiting == 0 { t + (grace - idle_for) } else { t + grace };
             g = self.wait_until(g, next.min(until));
         }
     }
@@ -184,7 +263,7 @@ impl Role {
         let mut g = self.lock();
         if g.holder == Holder::Receiver && g.users_waiting > 0 && !g.closed {
             g.holder = Holder::Nobody;
-            g.released_at = Instant::now();
+            g.released_at = now();
             self.cv.notify_all();
             return true;
         }
@@ -216,7 +295,7 @@ impl Role {
                 self.kick();
                 kicked = true;
             }
-            if Instant::now() >= until {
+            if now() >= until {
                 break Acquire::Timeout;
             }
             g = self.wait_until(g, until);
@@ -234,10 +313,14 @@ impl Role {
             return;
         }
         g.holder = Holder::Nobody;
-        g.released_at = Instant::now();
+        g.released_at = now();
         if to_receiver {
             g.receiver_now = true;
         }
+        // A receiver blocked behind this holder is not woken by a plain
+        // release: it would only go back to sleep for the grace period,
+        // which its timed wait measures anyway (and a wake-up per direct
+        // read is what the direct read exists to save).
         if to_receiver || g.users_waiting > 0 {
             self.cv.notify_all();
         }
@@ -262,17 +345,7 @@ impl Role {
     }
 }
 
-impl Drop for Role {
-    fn drop(&mut self) {
-        // SAFETY: both descriptors were opened by `new` and are ours alone.
-        unsafe {
-            libc::close(self.kick_r);
-            libc::close(self.kick_w);
-        }
-    }
-}
-
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::Arc;

@@ -15,10 +15,11 @@ import contextvars
 
 from typing_extensions import Self, disjoint_base
 
+from . import _testing as _testing
 from . import stackless as stackless
 
 __all__ = [
-    "Event", "FrameReader", "FrameWriter", "GreenletExit", "ItemQueue", "_C_API", "__version__",
+    "Event", "FrameReader", "FrameWriter", "GreenletExit", "ItemQueue", "_C_API", "__version__", "_testing",
     "_live_main_greenlets", "_pending_kills", "_set_root_chunk_bytes", "error", "flush_wakeups",
     "frame_dumps", "getcurrent", "gettrace", "greenlet", "settrace", "stackless", "wire_dumps",
     "wire_loads",

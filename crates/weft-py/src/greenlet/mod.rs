@@ -4,6 +4,7 @@
 mod capi;
 mod layout;
 pub(crate) mod switch;
+pub(crate) mod testing;
 mod thread;
 mod typeslots;
 
@@ -73,6 +74,9 @@ pub(crate) struct Coro {
     pub call: Option<RunCall>,
     /// Who runs when the body returns.
     pub finish: Finish,
+    /// A failure injected into switches to this coroutine, by tests only
+    /// (`weft._weft._testing`, testing.rs).
+    pub fault: testing::Fault,
 }
 
 /// A `run` call: the callable, its args and its kwargs.
@@ -170,6 +174,7 @@ impl Greenlet {
             orphaned: false,
             call: None,
             finish: Finish::Parent,
+            fault: testing::Fault::None,
         }));
         Greenlet {
             weakreflist: UnsafeCell::new(std::ptr::null_mut()),
@@ -235,7 +240,7 @@ fn is_current(py: Python<'_>, g: &Greenlet) -> bool {
 fn running_elsewhere(g: &Bound<'_, Greenlet>) -> bool {
     let c = g.get().coro();
     !belongs_here(c)
-        && c.thread.alive.load(std::sync::atomic::Ordering::Acquire)
+        && c.thread.alive()
         && c.thread.is_running(g.as_ptr())
 }
 
@@ -422,12 +427,12 @@ impl Greenlet {
         let g = slf.get();
         switch::retire_orphan(g, slf.as_ptr());
         let c = g.coro();
-        c.status == Status::Dead || (c.status == Status::Active && !c.thread.alive.load(std::sync::atomic::Ordering::Acquire))
+        c.status == Status::Dead || (c.status == Status::Active && !c.thread.alive())
     }
 
     pub(crate) fn __bool__(&self) -> bool {
         let c = self.coro();
-        c.status == Status::Active && c.thread.alive.load(std::sync::atomic::Ordering::Acquire)
+        c.status == Status::Active && c.thread.alive()
     }
 
     #[getter(run)]
@@ -573,7 +578,7 @@ impl Greenlet {
         let name = format!("{}.{}", tp.module()?, tp.qualname()?);
         let otid = Arc::as_ptr(&c.thread) as usize;
         let mut flags = String::new();
-        if (c.status == Status::Active || c.orphaned) && !c.thread.alive.load(std::sync::atomic::Ordering::Acquire) {
+        if (c.status == Status::Active || c.orphaned) && !c.thread.alive() {
             flags.push_str(" (thread exited) dead");
         } else {
             match c.status {
@@ -672,7 +677,7 @@ impl Greenlet {
         }
         let Some(c) = self.coro_if_any() else { return };
         // Only greenlets that cannot run again are cleared (see typeslots::is_gc).
-        if c.status != Status::Active || !c.thread.alive.load(std::sync::atomic::Ordering::Acquire) {
+        if c.status != Status::Active || !c.thread.alive() {
             c.run = None;
             if !c.is_main {
                 c.parent = None;
@@ -742,7 +747,7 @@ fn _pending_kills(py: Python<'_>) -> PyResult<usize> {
     let td = thread_data(py)?;
     // SAFETY: this thread's live data.
     let record = unsafe { &(*td).record };
-    Ok(record.pending_kills.lock().map(|v| v.len()).unwrap_or(0))
+    Ok(record.kills.len())
 }
 
 /// Size of the Python data-stack chunk a new greenlet starts with.
@@ -801,5 +806,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_live_main_greenlets, m)?)?;
     m.add_function(wrap_pyfunction!(_pending_kills, m)?)?;
     m.add_function(wrap_pyfunction!(_set_root_chunk_bytes, m)?)?;
+    testing::register(m)?;
     Ok(())
 }

@@ -13,7 +13,8 @@ use pyo3::ffi;
 
 use weft_stack::{Arrival, Slice};
 
-use super::thread::{thread_data, thread_data_if_any, Passing, ThreadData};
+use super::thread::{thread_data, thread_data_if_any, Passing, ThreadData, ThreadRecord};
+use super::testing::Fault;
 use super::{error_new, Coro, Finish, Greenlet, GreenletExit, Status};
 
 fn ts() -> *mut weft_pystate::ThreadState {
@@ -89,6 +90,28 @@ fn prepare_switch(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: Passing
         if tp.get().coro().status == Status::Dead {
             return Err(error_new("the greenlet finished while its run attribute was looked up"));
         }
+        match tp.get().coro().fault {
+            Fault::None => {}
+            Fault::Switch => {
+                // A test's injected failure (testing.rs): backed out like the
+                // errors above, before anything is in flight.
+                (*td).starting_run = None;
+                let started = tp.get().coro().status == Status::Active;
+                drop(passing);
+                return Err(super::testing::switch_error(started));
+            }
+            Fault::Fatal => {
+                // Where a failing stack switch could not be backed out: the
+                // running greenlet's state is saved out of the thread state,
+                // as `switch_stack` does first. Checked here, not there, so
+                // that real switches pay nothing for it.
+                let cc = (*td).current.get().coro();
+                if cc.status == Status::Active {
+                    cc.state.save(ts());
+                }
+                super::testing::fatal();
+            }
+        }
         (*td).passing = Some(passing);
         // The target stays referenced: by the caller's `target`, or by the
         // parent chain that led from it to `tp`.
@@ -103,7 +126,7 @@ fn check_same_thread(py: Python<'_>, td: *mut ThreadData, t: &Py<Greenlet>) -> P
     if Arc::ptr_eq(&tc.thread, record) {
         return Ok(());
     }
-    if !tc.thread.alive.load(std::sync::atomic::Ordering::Acquire) {
+    if !tc.thread.alive() {
         return Err(error_new("cannot switch to a different thread (which happens to have exited)"));
     }
     Err(error_new(&format!(
@@ -562,19 +585,14 @@ unsafe fn prepare_ok(py: Python<'_>, td: *mut ThreadData, g: &Py<Greenlet>, stat
 
 /// Kills greenlets of this thread whose last reference another thread dropped.
 pub(crate) unsafe fn drain_pending_kills(py: Python<'_>, td: *mut ThreadData) {
-    // SAFETY: this thread's live data.
-    let pending: Vec<Py<Greenlet>> = unsafe {
-        let record = &(*td).record;
-        if !record.has_pending_kills.load(std::sync::atomic::Ordering::Acquire) {
-            return;
-        }
-        let mut q = record.pending_kills.lock().unwrap_or_else(|e| e.into_inner());
-        record.has_pending_kills.store(false, std::sync::atomic::Ordering::Release);
-        if q.is_empty() {
-            return;
-        }
-        std::mem::take(&mut *q)
-    };
+    // SAFETY: the caller passes this thread's `ThreadData`, which lives
+    // until the thread exits; the GIL (`py`) serialises access to it, and
+    // the borrow of its record ends before any kill runs Python code.
+    let record: &ThreadRecord = unsafe { &(*td).record };
+    if !record.kills.may_have_items() {
+        return; // every switch comes here: one load, nothing built
+    }
+    let pending: Vec<Py<Greenlet>> = record.kills.take();
     for g in pending {
         kill(py, g.bind(py));
     }
@@ -638,7 +656,7 @@ pub(crate) fn forget_suspended(_py: Python<'_>, c: &mut Coro) {
 /// and is left alone.
 pub(crate) fn retire_orphan(g: &Greenlet, obj: Obj) {
     let c = g.coro();
-    let thread_gone = !c.thread.alive.load(std::sync::atomic::Ordering::Acquire);
+    let thread_gone = !c.thread.alive();
     if c.status != Status::Active || c.is_main || !thread_gone {
         return;
     }

@@ -9,22 +9,28 @@ use std::sync::{Arc, Mutex};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
+use weft_killq::KillQueue;
+
 use super::Greenlet;
 
 /// Shared between a thread and every greenlet created in it; outlives the thread.
 pub struct ThreadRecord {
-    pub alive: AtomicBool,
     /// Suspended greenlets whose last reference was dropped by another thread:
-    /// killed by their own thread at its next switch.
-    pub pending_kills: Mutex<Vec<Py<Greenlet>>>,
-    /// Set whenever `pending_kills` may be non-empty: a switch reads this
-    /// flag instead of taking the lock.
-    pub has_pending_kills: AtomicBool,
+    /// killed by their own thread at its next switch. Closed (the thread is
+    /// no longer alive) when the thread exits; the protocol and its loom
+    /// models are crate `weft-killq`'s.
+    pub kills: KillQueue<Py<Greenlet>>,
     /// The greenlet object running in that thread (for checks from others).
     pub current: AtomicPtr<pyo3::ffi::PyObject>,
 }
 
 impl ThreadRecord {
+    /// Whether the thread still runs (it may exit right after this look;
+    /// `kills.push` looks again under the queue's lock).
+    pub fn alive(&self) -> bool {
+        self.kills.is_alive()
+    }
+
     /// True if `obj` is the greenlet running in that thread (for an exited
     /// thread: the one that was running when it exited, which has no saved
     /// state).
@@ -68,13 +74,9 @@ struct Slot(UnsafeCell<Option<ThreadData>>);
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(td) = self.0.get_mut().take() {
-            // Under the kill queue's lock, so that another thread queueing a
-            // kill either sees `alive` false or has its kill handed on below.
-            let pending: Vec<Py<Greenlet>> = {
-                let mut queue = td.record.pending_kills.lock().unwrap_or_else(|e| e.into_inner());
-                td.record.alive.store(false, Ordering::Release);
-                std::mem::take(&mut *queue)
-            };
+            // Another thread queueing a kill either finds the queue closed
+            // or has its kill handed on below (weft-killq).
+            let pending: Vec<Py<Greenlet>> = td.record.kills.close();
             LIVE_MAIN_GREENLETS.fetch_sub(1, Ordering::Relaxed);
             let mut orphans = ORPHANS.lock().unwrap_or_else(|e| e.into_inner());
             orphans.push(td.main.into_any());
@@ -121,9 +123,7 @@ pub fn thread_data(py: Python<'_>) -> PyResult<*mut ThreadData> {
         }
         release_orphans(py);
         let record = Arc::new(ThreadRecord {
-            alive: AtomicBool::new(true),
-            pending_kills: Mutex::new(Vec::new()),
-            has_pending_kills: AtomicBool::new(false),
+            kills: KillQueue::new(),
             current: AtomicPtr::new(ptr::null_mut()),
         });
         let main = Greenlet::new_main(py, record.clone())?;

@@ -16,7 +16,6 @@
 //!   greenlet's frames. A suspended greenlet is then ordinary garbage, as in
 //!   greenlet on 3.15: a cycle through it is broken by its finalizer (a kill).
 use std::os::raw::c_int;
-use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 
 use pyo3::ffi;
@@ -164,7 +163,7 @@ unsafe fn finalize_again(obj: *mut ffi::PyObject) -> bool {
     // SAFETY: the contract: `obj` is a greenlet instance, allocated until the
     // dealloc that called us frees it, after we return.
     let c = unsafe { payload(&obj) }.coro();
-    if c.status != Status::Active || c.is_main || !c.thread.alive.load(Ordering::Acquire) {
+    if c.status != Status::Active || c.is_main || !c.thread.alive() {
         return false;
     }
     // SAFETY: tp_dealloc with the GIL; the object is still GC-tracked (PyO3's
@@ -197,7 +196,7 @@ unsafe fn finalize_attached(py: Python<'_>, obj: *mut ffi::PyObject) {
     let g = unsafe { payload(&obj) };
     let c = g.coro();
     c.finalizer_ran = true;
-    if c.status == Status::Active && !c.is_main && c.thread.alive.load(Ordering::Acquire) {
+    if c.status == Status::Active && !c.is_main && c.thread.alive() {
         let here = super::belongs_here(c);
         // SAFETY: `obj` is alive for the duration of the finalizer.
         let bound = unsafe { Bound::from_borrowed_ptr(py, obj).cast_into_unchecked::<Greenlet>() };
@@ -205,14 +204,13 @@ unsafe fn finalize_attached(py: Python<'_>, obj: *mut ffi::PyObject) {
             super::switch::kill(py, &bound);
         } else {
             // Its own thread kills it; this reference keeps it alive until then.
-            // `alive` is read again under the queue's lock, which the thread's
-            // exit holds while it clears `alive` and hands the queue on: a kill
-            // queued as the thread exits is never stranded. If it has exited
-            // meanwhile, the dealloc that follows retires the greenlet.
-            let mut queue = c.thread.pending_kills.lock().unwrap_or_else(|e| e.into_inner());
-            if c.thread.alive.load(Ordering::Acquire) {
-                queue.push(bound.unbind());
-                c.thread.has_pending_kills.store(true, Ordering::Release);
+            // The queue refuses it if the thread has exited meanwhile (a kill
+            // queued as the thread exits is never stranded: weft-killq); the
+            // dealloc that follows then retires the greenlet.
+            // (Dropping a refused reference cannot free `obj`: the finalizer's
+            // own reference outlives this call.)
+            if let Err(refused) = c.thread.kills.push(bound.unbind()) {
+                drop(refused);
             }
         }
     }
@@ -234,7 +232,7 @@ unsafe extern "C" fn traverse(obj: *mut ffi::PyObject, visit: ffi::visitproc, ar
     // A greenlet of a dead thread keeps its frames out of the collector's view:
     // nothing can ever release what they hold.
     let suspended = c.status == Status::Active
-        && c.thread.alive.load(Ordering::Acquire)
+        && c.thread.alive()
         && !c.thread.is_running(obj);
     if !suspended {
         return 0;
@@ -250,6 +248,6 @@ unsafe extern "C" fn is_gc(obj: *mut ffi::PyObject) -> c_int {
     // SAFETY: tp_is_gc of the greenlet type: the GC asks it about a live
     // instance (of it or a subclass), with the GIL.
     let Some(c) = unsafe { payload(&obj) }.coro_if_any() else { return 1 };
-    let suspended = c.status == Status::Active && !c.is_main && c.thread.alive.load(Ordering::Acquire);
+    let suspended = c.status == Status::Active && !c.is_main && c.thread.alive();
     (!suspended) as c_int
 }

@@ -773,7 +773,7 @@ pub(crate) fn idle_wait(py: Python<'_>) -> PyResult<bool> {
         // Tasklets wait on descriptors: poll them and the mailbox at once.
         Some(fds) => super::io::idle_poll(py, &wake.5, fds, slice)?,
         None => {
-            wake.1.wait(py, Some(slice))?;
+            crate::event::wait(&wake.1, py, Some(slice))?;
         }
     }
     with(py, |s| {

@@ -7,6 +7,7 @@ from weft.greenlet import *  # noqa: F401,F403
 
 from ._support import (  # noqa: F401
     CLOCKS_PER_SEC,
+    UnswitchableGreenlet,
     enable_optional_cleanup,
     get_clocks_used_doing_optional_cleanup,
     get_pending_cleanup_count,

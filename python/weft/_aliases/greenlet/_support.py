@@ -45,3 +45,38 @@ def set_thread_local(key, value):
     # released once per call, freeing the thread's dict while it is still in use.
     get_dict.restype = ctypes.c_void_p
     ctypes.cast(get_dict(), ctypes.py_object).value[key] = value
+
+
+from weft._weft import _testing as _faults  # noqa: E402
+from weft.greenlet import greenlet as _greenlet  # noqa: E402
+
+
+class UnswitchableGreenlet(_greenlet):
+    """greenlet's fault-injection type, on weft's hook (weft._weft._testing):
+    with `force_switch_error` set, a switch to it raises SystemError before
+    anything moves; with `force_slp_switch_error`, the process aborts after
+    the switching greenlet's state was saved (greenlet aborts there too).
+    One fault at a time: setting one replaces the other; clearing one that
+    is not set leaves the other."""
+
+    def _set(self, kind, on):
+        if on:
+            _faults.set_fault(self, kind)
+        elif _faults.get_fault(self) == kind:
+            _faults.set_fault(self, None)
+
+    @property
+    def force_switch_error(self):
+        return _faults.get_fault(self) == "switch"
+
+    @force_switch_error.setter
+    def force_switch_error(self, on):
+        self._set("switch", on)
+
+    @property
+    def force_slp_switch_error(self):
+        return _faults.get_fault(self) == "fatal"
+
+    @force_slp_switch_error.setter
+    def force_slp_switch_error(self, on):
+        self._set("fatal", on)
