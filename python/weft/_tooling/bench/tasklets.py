@@ -14,6 +14,9 @@ Peers (each measured in a fresh child interpreter, interleaved round by round):
     ``queue.Queue`` between OS threads, thread start+join.
 ``runloom``
     runloom's fibers and unbuffered ``Chan`` (CPython 3.13 only, when installed).
+``greenback``
+    greenback's ``await_`` from synchronous code inside a task with a portal
+    (``pip install greenback``), for the asyncio bridge's workloads.
 ``stackless``
     A Stackless Python interpreter given by path (``--stackless PATH``): the same
     workloads as weft's, on its ``import stackless``. This file then runs in that
@@ -33,6 +36,15 @@ Workloads:
 ``million``     one million tasklets blocked on channels at once: time and total RSS.
 ``xthread``     a round trip between two OS threads over channels (weft) or
                 ``queue.Queue`` (threads): µs per round trip.
+``gateway``     a popen echo round trip from a tasklet (weft) or a plain thread.
+``select``      a ping-pong whose receiving side selects over two channels.
+``await``       one await of ``asyncio.sleep(0)`` from synchronous code through the
+                bridge: a tasklet's ``weft.aio.await_``, greenback's ``await_``; the
+                floor, a coroutine's own ``await``, on asyncio's loop and (runloom)
+                on runloom's (``runloom.aio.run``); ns per await.
+``handoff``     one value between a coroutine and synchronous code, ping-pong: weft.aio
+                on tasklet channels, greenback over two ``asyncio.Queue``, and two
+                coroutines (the floor); ns per message.
 
 Times are the best of the rounds; memory the lowest. Nothing here asserts a target.
 """
@@ -45,7 +57,7 @@ import subprocess
 import sys
 import time
 
-WORKLOADS = ["channel", "create", "memory", "memory_py", "million", "xthread", "gateway", "select"]
+WORKLOADS = ["channel", "create", "memory", "memory_py", "million", "xthread", "gateway", "select", "await", "handoff"]
 # workload -> peers that can run it
 PEERS = {
     "channel": ["weft", "emulation", "asyncio", "threads", "runloom"],
@@ -58,6 +70,8 @@ PEERS = {
     "xthread": ["weft", "threads"],
     "gateway": ["weft", "threads"],
     "select": ["weft", "plain", "runloom"],
+    "await": ["weft", "greenback", "asyncio", "runloom"],
+    "handoff": ["weft", "greenback", "asyncio"],
 }
 # workload -> (metric, unit, {peer: target ratio of weft's figure to that peer's})
 METRICS = {
@@ -69,6 +83,8 @@ METRICS = {
     "xthread": ("us_per_round_trip", "µs/round trip", {"threads": 1.0}),
     "gateway": ("us_per_round_trip", "µs/round trip", {"threads": 1.2}),
     "select": ("ns_per_message", "ns/message", {"plain": 2.0, "runloom": 0.5}),
+    "await": ("ns_per_await", "ns/await", {}),
+    "handoff": ("ns_per_message", "ns/message", {}),
 }
 
 
@@ -550,15 +566,138 @@ def select_runloom(n):
     return out[0] / (2 * n) * 1e9
 
 
+# ---- the asyncio bridge (weft.aio) ------------------------------------------------------------------------
+
+def await_weft(n):
+    import asyncio
+    import weft.aio as aio
+
+    def body():
+        t0 = time.perf_counter()
+        for _ in range(n):
+            aio.await_(asyncio.sleep(0))
+        return time.perf_counter() - t0
+
+    async def main():
+        async with aio.scheduler():
+            return await aio.spawn(body)
+
+    return asyncio.run(main()) / n * 1e9
+
+
+def await_greenback(n):
+    import asyncio
+    import greenback
+
+    def body():
+        t0 = time.perf_counter()
+        for _ in range(n):
+            greenback.await_(asyncio.sleep(0))
+        return time.perf_counter() - t0
+
+    async def main():
+        await greenback.ensure_portal()
+        return body()
+
+    return asyncio.run(main()) / n * 1e9
+
+
+async def _await_loop(n):
+    import asyncio
+
+    t0 = time.perf_counter()
+    for _ in range(n):
+        await asyncio.sleep(0)
+    return time.perf_counter() - t0
+
+
+def await_asyncio(n):
+    import asyncio
+
+    return asyncio.run(_await_loop(n)) / n * 1e9
+
+
+def await_runloom(n):
+    import runloom.aio as raio
+
+    return raio.run(_await_loop(n)) / n * 1e9
+
+
+# ---- handoff ----------------------------------------------------------------------
+
+def handoff_weft(n):
+    import asyncio
+    import weft.aio as aio
+    import weft.stackless as stackless
+
+    ping, pong = stackless.channel(), stackless.channel()
+
+    def echo():
+        for _ in range(n):
+            pong.send(ping.receive())
+
+    async def main():
+        async with aio.scheduler():
+            done = aio.spawn(echo)
+            t0 = time.perf_counter()
+            for i in range(n):
+                await aio.send(ping, i)
+                await aio.receive(pong)
+            dt = time.perf_counter() - t0
+            await done
+            return dt
+
+    return asyncio.run(main()) / (2 * n) * 1e9
+
+
+def _queue_ping_pong(n, echo):
+    """ns per message between this coroutine and ``echo(ping, pong)`` (a
+    coroutine function echoing over two asyncio.Queue)."""
+    import asyncio
+
+    async def main():
+        ping, pong = asyncio.Queue(), asyncio.Queue()
+        task = asyncio.ensure_future(echo(ping, pong))
+        await asyncio.sleep(0)
+        t0 = time.perf_counter()
+        for i in range(n):
+            await ping.put(i)
+            await pong.get()
+        dt = time.perf_counter() - t0
+        await task
+        return dt
+
+    return asyncio.run(main()) / (2 * n) * 1e9
+
+
+def handoff_greenback(n):
+    import greenback
+
+    async def echo(ping, pong):
+        await greenback.ensure_portal()
+        for _ in range(n):  # synchronous code, awaiting through greenback
+            greenback.await_(pong.put(greenback.await_(ping.get())))
+
+    return _queue_ping_pong(n, echo)
+
+
+def handoff_asyncio(n):
+    async def echo(ping, pong):
+        for _ in range(n):
+            await pong.put(await ping.get())
+
+    return _queue_ping_pong(n, echo)
+
+
 # ---- runner ------------------------------------------------------------------------
 
-SIZES = {"channel": 200_000, "create": 100_000, "memory": 100_000, "memory_py": 100_000, "million": 1, "xthread": 20_000, "gateway": 5_000, "select": 100_000}
+SIZES = {"channel": 200_000, "create": 100_000, "memory": 100_000, "memory_py": 100_000, "million": 1, "xthread": 20_000, "gateway": 5_000, "select": 100_000, "await": 100_000, "handoff": 50_000}
 # The workloads a Stackless interpreter given by path runs.
 STACKLESS_WORKLOADS = ("channel", "create", "memory", "memory_py")
 
 
 def available(peer):
-    mod = {"emulation": "greenlet", "runloom": "runloom", "weft": "weft.stackless"}.get(peer)
+    mod = {"emulation": "greenlet", "runloom": "runloom", "weft": "weft.stackless", "greenback": "greenback"}.get(peer)
     if mod is None:
         return True
     probe = subprocess.run([sys.executable, "-c", f"import {mod}"], capture_output=True)
