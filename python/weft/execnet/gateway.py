@@ -199,14 +199,18 @@ def _find_non_builtin_globals(source, codeobj):
 
 def _source_of_function(function):
     if function.__name__ == "<lambda>":
-        raise ValueError("can't evaluate lambda functions'")
+        raise ValueError("can't evaluate lambda functions: remote_exec sends a function's "
+                         "source, so pass a function defined with def at module level "
+                         "(its first argument `channel`), or the code as a string")
     args = inspect.getfullargspec(function).args
     if not args or args[0] != "channel":
         raise ValueError("expected first function argument to be `channel`")
     closure = function.__closure__
     codeobj = function.__code__
     if closure is not None:
-        raise ValueError("functions with closures can't be passed")
+        raise ValueError("functions with closures can't be passed: remote_exec sends only the "
+                         "function's source; pass what it needs as keyword arguments "
+                         "(remote_exec(f, name=value)) instead of closing over it")
     try:
         source = inspect.getsource(function)
     except OSError as exc:
