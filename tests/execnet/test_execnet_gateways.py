@@ -219,11 +219,6 @@ def test_group_container(group):
     assert "a" not in group
 
 
-def test_set_execmodel_rejects_unknown():
-    with pytest.raises(ValueError, match="eventlet"):
-        execnet.Group(execmodel="eventlet")
-
-
 def test_via(group):
     proxy = group.makegateway("popen//id=p")
     gw = group.makegateway("popen//via=p")

@@ -16,7 +16,8 @@ BOOT_MODULES = (
     "threads",    # threads, locks, events
     "waits",      # the one blocking hook (block_until)
     "errors",     # RemoteError, GatewayDied, TimeoutError, error texts
-    "execmodel",  # exec models and the worker pool
+    "execmodel",  # exec models: thread, main_thread_only, eventlet, gevent, tasklet
+    "pool",       # the worker pool that runs tasks the way a model says
     "transport",  # byte transports (fds, sockets) and frames
     "session",    # authenticated session records (socket gateways)
     "channel",    # channels, item queues, channel factory, channel files

@@ -55,10 +55,11 @@ def _get_blocking(items, timeout=None):
         block_until(ready, remaining)
 
 
-def _new_item_queue():
-    """The Rust item queue where this side uses the Rust transport."""
+def _new_item_queue(new_event):
+    """The Rust item queue where this side uses the Rust transport, else one
+    whose wake-ups are ``new_event()`` events (the gateway's exec model's)."""
     rust = getattr(_codec.current, "ItemQueue", None)
-    return rust() if rust is not None else _ItemQueue()
+    return rust() if rust is not None else _ItemQueue(new_event)
 
 
 class _ItemQueue:
@@ -71,7 +72,7 @@ class _ItemQueue:
     before that last look is found, and one appended after it finds the event
     clear and sets it."""
 
-    def __init__(self):
+    def __init__(self, new_event=new_event):
         self._items = deque()
         self._nonempty = new_event()
 
@@ -110,9 +111,9 @@ class Channel:
         assert isinstance(id, int), id
         self.gateway = gateway
         self.id = id
-        self._items = _new_item_queue()
+        self._items = _new_item_queue(gateway._new_event)
         self._closed = False
-        self._receiveclosed = new_event()
+        self._receiveclosed = gateway._new_event()
         self._remoteerrors = []
 
     @property

@@ -12,7 +12,7 @@ users reach for; the code lives in one module per concern (the list is
   one blocking hook (a tasklet scheduler takes over blocking by replacing it
   with ``set_wait_hook``).
 * ``errors``    -- RemoteError, GatewayDied, TimeoutError.
-* ``execmodel`` -- exec models and the worker pool.
+* ``execmodel``, ``pool`` -- exec models and the worker pool.
 * ``transport``, ``session`` -- ``FdIO`` / ``SocketIO`` / ``SessionSocketIO``,
   the byte transports.
 * ``channel``   -- Channel, ChannelFactory, channel files.
@@ -46,8 +46,16 @@ else:
         TimeoutError,
         geterrortext,
     )
-    from .execmodel import ExecModel, Reply, WorkerPool, get_execmodel  # noqa: F401
+    from .execmodel import (  # noqa: F401
+        EventletExecModel,
+        ExecModel,
+        GeventExecModel,
+        MainThreadOnlyExecModel,
+        TaskletExecModel,
+        get_execmodel,
+    )
     from .gateway import BaseGateway  # noqa: F401
+    from .pool import Reply, WorkerPool  # noqa: F401
     from .session import (  # noqa: F401
         RECORD_MAX,
         RECORD_TAG,

@@ -1,25 +1,53 @@
-"""Exec models and the worker pool that runs ``remote_exec`` tasks."""
+"""Exec models: how a gateway runs concurrent work.
+
+execnet 2.1's five attributes and six methods (``backend``, ``queue``,
+``subprocess``, ``socket``, ``start``, ``get_ident``, ``sleep``, ``fdopen``,
+``Lock``, ``RLock``, ``Event``) for each model, plus what weft's gateway core
+asks of a model on a worker (docs/gateways.md, "Exec models"):
+
+* ``thread``, ``main_thread_only``: OS threads; the worker's receiver is a
+  thread, tasks run in threads (the first, or with ``main_thread_only``
+  every one, in the main thread).
+* ``eventlet``, ``gevent``: green threads of one OS thread.  On a worker the
+  receiver is a green thread that waits for its pipe or socket through the
+  hub, every ``remote_exec`` runs in a green thread, and the core's events
+  are the library's, so a wait lets the others run.  The library is imported
+  at first use (on a worker: while it boots).
+* ``tasklet``: ``weft.stackless`` tasklets.  On a worker every ``remote_exec``
+  is a tasklet of the main thread, and every wait of the gateway core parks
+  the waiting tasklet while others can run; the receiver stays an OS thread.
+  Needs weft importable where the model is used.
+
+A model's ``start`` runs its function concurrently with the caller: a new
+thread, green thread, or a tasklet of the calling thread.  These modules are
+sent to workers as source, so nothing here imports eventlet, gevent or weft
+before a model is used.
+"""
 
 import os
 import time
 
-try:
-    from _collections import deque  # not ``collections``: worker start-up
-except ImportError:  # pragma: no cover - not CPython
-    from collections import deque
-
-from .threads import get_ident, new_event, new_lock, start_thread
+from .threads import get_ident, new_event, start_thread
 from .waits import block_until
 
-class ExecModel:
-    """How a gateway runs concurrent work: ``thread`` or ``main_thread_only``."""
 
-    def __init__(self, backend):
-        self.backend = backend
+class ExecModel:
+    """Base of the exec models: OS threads (the ``thread`` model)."""
+
+    backend = "thread"
+    # weft's gateway core on a worker (see the module's docstring):
+    green = False       # the receiver and the tasks are green threads of one thread
+    has_primary = True  # the main thread takes tasks (WorkerPool's primary)
+    primary_only = False  # ... every task
+
+    def __init__(self, backend=None):
+        if backend is not None:
+            self.backend = backend
 
     def __repr__(self):
         return "<ExecModel %r>" % self.backend
 
+    # ---- execnet's API
     @property
     def queue(self):
         import queue
@@ -59,131 +87,280 @@ class ExecModel:
         import threading
         return threading.Event()
 
+    # ---- what the gateway core asks of the model
+    def prepare(self):
+        """Import what the model runs on; ImportError (saying which model
+        needs what) where it is missing.  A worker calls it while it boots
+        and installs the blocking hook it returns, if any (waits.set_wait_hook)."""
+        return None
 
-_EXECMODELS = ("thread", "main_thread_only")
+    def core_event(self):
+        """An event for the core's own waits (channel items, replies)."""
+        return new_event()
+
+    def start_core(self, func, name=None):
+        """Start one of the core's own loops (a receiver, the exit watchdog)."""
+        start_thread(func, name=name)
+
+    # How the core waits for a descriptor to become readable, or None: read
+    # it blocking (in an OS thread of its own).
+    wait_readable = None
+
+
+class MainThreadOnlyExecModel(ExecModel):
+    backend = "main_thread_only"
+    primary_only = True
+
+
+class _GreenExecModel(ExecModel):
+    """What eventlet's and gevent's models share: green threads of one OS
+    thread, with the library's hub waiting for I/O and timers."""
+
+    green = True
+    has_primary = False
+    library = None  # the module whose hub runs the green threads
+
+    def prepare(self):
+        try:
+            __import__(self.library)
+        except ImportError as exc:
+            raise ImportError("execmodel %r needs %s importable here: %s"
+                              % (self.backend, self.library, exc)) from exc
+
+    def core_event(self):
+        return self.Event()
+
+    def start_core(self, func, name=None):
+        self.start(func)
+
+
+class EventletExecModel(_GreenExecModel):
+    backend = library = "eventlet"
+
+    @property
+    def queue(self):
+        import eventlet.queue
+        return eventlet.queue
+
+    @property
+    def subprocess(self):
+        import eventlet.green.subprocess
+        return eventlet.green.subprocess
+
+    @property
+    def socket(self):
+        import eventlet.green.socket
+        return eventlet.green.socket
+
+    def start(self, func, args=()):
+        import eventlet
+        eventlet.spawn_n(func, *args)
+
+    def get_ident(self):
+        import eventlet.green.thread
+        return eventlet.green.thread.get_ident()
+
+    def sleep(self, delay):
+        import eventlet
+        eventlet.sleep(delay)
+
+    def fdopen(self, fd, mode, bufsize=-1, closefd=True):
+        import eventlet.green.os
+        return eventlet.green.os.fdopen(fd, mode, bufsize, closefd=closefd)
+
+    def Lock(self):
+        import eventlet.green.threading
+        return eventlet.green.threading.RLock()
+
+    def RLock(self):
+        import eventlet.green.threading
+        return eventlet.green.threading.RLock()
+
+    def Event(self):
+        import eventlet.green.threading
+        return eventlet.green.threading.Event()
+
+    @staticmethod
+    def wait_readable(fd):
+        from eventlet.hubs import trampoline
+        trampoline(fd, read=True)
+
+
+class GeventExecModel(_GreenExecModel):
+    backend = library = "gevent"
+
+    @property
+    def queue(self):
+        import gevent.queue
+        return gevent.queue
+
+    @property
+    def subprocess(self):
+        import gevent.subprocess
+        return gevent.subprocess
+
+    @property
+    def socket(self):
+        import gevent.socket
+        return gevent.socket
+
+    def start(self, func, args=()):
+        import gevent
+        gevent.spawn(func, *args)
+
+    def get_ident(self):
+        import gevent.thread
+        return gevent.thread.get_ident()
+
+    def sleep(self, delay):
+        import gevent
+        gevent.sleep(delay)
+
+    def fdopen(self, fd, mode, bufsize=-1, closefd=True):
+        # reads and writes in gevent's thread pool: the hub goes on meanwhile
+        import gevent.fileobject
+        return gevent.fileobject.FileObjectThread(fd, mode, bufsize, closefd=closefd)
+
+    def Lock(self):
+        import gevent.lock
+        return gevent.lock.RLock()
+
+    def RLock(self):
+        import gevent.lock
+        return gevent.lock.RLock()
+
+    def Event(self):
+        import gevent.event
+        return gevent.event.Event()
+
+    @staticmethod
+    def wait_readable(fd):
+        from gevent.socket import wait_read
+        wait_read(fd)
+
+
+class _TaskletEvent:
+    """``threading.Event``'s API whose ``wait`` goes through the core's
+    blocking hook: it parks the waiting tasklet while others can run."""
+
+    def __init__(self):
+        self._event = new_event()
+
+    def is_set(self):
+        return self._event.is_set()
+
+    isSet = is_set
+
+    def set(self):
+        self._event.set()
+
+    def clear(self):
+        self._event.clear()
+
+    def wait(self, timeout=None):
+        return block_until(self._event, timeout)
+
+
+class _TaskletQueues:
+    """The ``queue`` module of the tasklet model: ``Queue``, ``Empty``,
+    ``Full``; a blocking ``get`` parks the tasklet (through the core's hook)."""
+
+    import queue as _queue
+    Empty = _queue.Empty
+    Full = _queue.Full
+    del _queue
+
+    class Queue:
+        def __init__(self, maxsize=0):
+            from collections import deque
+            self._items = deque()
+            self._nonempty = new_event()
+
+        def qsize(self):
+            return len(self._items)
+
+        def empty(self):
+            return not self._items
+
+        def put(self, item, block=True, timeout=None):
+            self._items.append(item)
+            self._nonempty.set()
+
+        put_nowait = put
+
+        def get(self, block=True, timeout=None):
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                self._nonempty.clear()  # then look: a put after this sets it
+                if self._items:
+                    return self._items.popleft()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if not block or (remaining is not None and remaining <= 0):
+                    raise _TaskletQueues.Empty()
+                block_until(self._nonempty, remaining)
+
+        def get_nowait(self):
+            return self.get(False)
+
+
+class TaskletExecModel(ExecModel):
+    """weft.stackless tasklets: ``start`` makes a tasklet of the calling
+    thread (it runs when that thread's scheduler does: ``stackless.run()``,
+    or a wait of the gateway core, which parks the waiting tasklet); waits on
+    this model's ``Event`` and ``queue`` park too.  ``Lock``/``RLock``,
+    ``socket``, ``subprocess`` and ``fdopen`` are the threading ones: they
+    block the whole thread."""
+
+    backend = "tasklet"
+    primary_only = True  # a worker's tasks are tasklets of its main thread
+    queue = _TaskletQueues
+
+    def prepare(self):
+        try:
+            from weft._weft import stackless as engine
+        except ImportError as exc:
+            raise ImportError("execmodel 'tasklet' needs weft (weft.stackless) importable here: %s"
+                              % (exc,)) from exc
+        # every wait of the worker's core parks the waiting tasklet while
+        # another can run (and blocks the thread in slices otherwise)
+        return engine.park
+
+    def start(self, func, args=()):
+        from weft import stackless
+        stackless.tasklet(func)(*args)
+
+    def get_ident(self):
+        from weft import stackless
+        return stackless.getcurrentid()
+
+    def sleep(self, delay):
+        if delay <= 0:
+            from weft import stackless
+            stackless.schedule()
+        else:
+            block_until(new_event(), delay)
+
+    def Event(self):
+        return _TaskletEvent()
+
+
+_EXECMODELS = {
+    "thread": ExecModel,
+    "main_thread_only": MainThreadOnlyExecModel,
+    "eventlet": EventletExecModel,
+    "gevent": GeventExecModel,
+    "tasklet": TaskletExecModel,
+}
 
 
 def get_execmodel(backend):
+    """The exec model named ``backend`` (or ``backend`` itself, a model);
+    ValueError naming the models for any other name."""
     if isinstance(backend, ExecModel):
         return backend
-    if backend not in _EXECMODELS:
-        raise ValueError(
-            "unknown execmodel %r: weft supports %s" % (backend, ", ".join(_EXECMODELS))
-        )
-    return ExecModel(backend)
-
-
-class Reply:
-    """The result of a ``WorkerPool.spawn``."""
-
-    def __init__(self, task):
-        self.task = task
-        self._done = new_event()
-        self.running = True
-        self._result = None
-        self._exc = None
-
-    def get(self, timeout=None):
-        self.waitfinish(timeout)
-        if self._exc is not None:
-            raise self._exc
-        return self._result
-
-    def waitfinish(self, timeout=None):
-        if not block_until(self._done, timeout):
-            raise IOError("timeout waiting for %r" % (self.task,))
-
-    def run(self):
-        func, args, kwargs = self.task
-        try:
-            self._result = func(*args, **kwargs)
-        except BaseException as exc:
-            self._exc = exc
-        finally:
-            self.running = False
-            self._done.set()
-
-
-class WorkerPool:
-    """Runs tasks in threads; with ``hasprimary`` the calling (main) thread
-    takes tasks too, once it calls ``integrate_as_primary_thread``."""
-
-    def __init__(self, execmodel, hasprimary=False, primary_only=False):
-        self.execmodel = execmodel
-        self._primary_only = primary_only
-        self._running_lock = new_lock()
-        self._running = set()
-        self._shuttingdown = False
-        self._idle = new_event()
-        self._idle.set()
-        self._primary = None
-        if hasprimary:
-            self._primary = deque()
-            self._primary_wakeup = new_event()
-            # idle from the start: the first task waits in the queue until the
-            # main thread enters integrate_as_primary_thread (execnet runs
-            # the first remote_exec in the main thread; signal handlers need it)
-            self._primary_busy = False
-
-    def integrate_as_primary_thread(self):
-        assert self._primary is not None
-        while True:
-            with self._running_lock:
-                self._primary_busy = False
-                task = self._primary.popleft() if self._primary else None
-                if task is None:
-                    if self._shuttingdown:
-                        return
-                    self._primary_wakeup.clear()
-                else:
-                    self._primary_busy = True
-            if task is None:
-                self._primary_wakeup.wait()
-                continue
-            try:
-                task.run()
-            finally:
-                self._finished(task)
-
-    def trigger_shutdown(self):
-        with self._running_lock:
-            self._shuttingdown = True
-            if self._primary is not None:
-                self._primary_wakeup.set()
-
-    def active_count(self):
-        return len(self._running)
-
-    def _finished(self, reply):
-        with self._running_lock:
-            self._running.discard(reply)
-            if not self._running:
-                self._idle.set()
-
-    def _run_thread(self, reply):
-        try:
-            reply.run()
-        finally:
-            self._finished(reply)
-
-    def spawn(self, func, *args, **kwargs):
-        reply = Reply((func, args, kwargs))
-        with self._running_lock:
-            if self._shuttingdown:
-                raise ValueError("pool is shutting down")
-            self._running.add(reply)
-            self._idle.clear()
-            if self._primary is not None and (self._primary_only or not self._primary_busy):
-                self._primary_busy = True
-                self._primary.append(reply)
-                self._primary_wakeup.set()
-                return reply
-        self.execmodel.start(self._run_thread, (reply,))
-        return reply
-
-    def terminate(self, timeout=None):
-        self.trigger_shutdown()
-        return self.waitall(timeout)
-
-    def waitall(self, timeout=None):
-        return block_until(self._idle, timeout)
+    try:
+        cls = _EXECMODELS[backend]
+    except (KeyError, TypeError):
+        raise ValueError("unknown execmodel %r: weft supports %s"
+                         % (backend, ", ".join(_EXECMODELS))) from None
+    return cls()

@@ -12,8 +12,8 @@ except ImportError:  # pragma: no cover - not CPython
 from . import codec as _codec
 from .channel import ChannelFactory
 from .errors import GatewayDied, RemoteError, geterrortext
-from .execmodel import get_execmodel
-from .threads import new_event, new_rlock, start_thread
+from .execmodel import ExecModel, get_execmodel
+from .threads import new_rlock
 from .transport import MAX_FRAME_SIZE
 from .waits import block_until
 from .wire import (
@@ -30,6 +30,9 @@ from .wire import (
     STATUS,
 )
 
+_THREADS = ExecModel()  # the thread model: what runs a local gateway's core
+
+
 class _GatewayTerminate(Exception):
     pass
 
@@ -43,15 +46,21 @@ class BaseGateway:
 
     _error = None
     _sysid = "local"
+    # Whether the exec model runs this gateway's core (receiver, events): on
+    # a worker it does (WorkerGateway); the local side always has a receiver
+    # thread, whatever the model of its group (docs/gateways.md, "Exec models").
+    _core_follows_execmodel = False
 
     def __init__(self, io, id, execmodel=None, _startcount=2):
         self.execmodel = get_execmodel(execmodel or "thread")
+        self._core = self.execmodel if self._core_follows_execmodel else _THREADS
+        self._new_event = self._core.core_event
         self._io = io
         self.id = id
         self._strconfig = (True, False)
         self._channelfactory = ChannelFactory(self, _startcount)
         self._receivelock = new_rlock()
-        self._receive_done = new_event()
+        self._receive_done = self._new_event()
         # the Rust transport frames and writes an item in one call
         self._io_send = getattr(io, "send", None)
         # bodiless messages from finalizers, waiting for the writer's turn
@@ -63,7 +72,7 @@ class BaseGateway:
                 self._sysid, os.getpid(), " ".join(str(m) for m in msg)))
 
     def _initreceive(self):
-        start_thread(self._thread_receiver, name="weft-receiver-%s" % (self.id,))
+        self._core.start_core(self._thread_receiver, name="weft-receiver-%s" % (self.id,))
 
     def _read_frame(self):
         header = self._io.read(HEADER_SIZE)

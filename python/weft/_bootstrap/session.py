@@ -1,6 +1,8 @@
 """Authenticated sessions (socket gateways; docs/gateways.md, docs/wire.md)."""
 
-from .transport import PyWriter, SocketIO, Transport, read_exact
+import os
+
+from .transport import PyWriter, SocketIO, Transport, WaitingReader, read_exact
 
 # After the handshake every byte in either direction travels in records:
 #   length (4 bytes, big-endian, 1..RECORD_MAX) + data + tag (32 bytes)
@@ -88,9 +90,12 @@ class SessionSocketIO(Transport):
     """Byte transport over a socket whose every byte is in authenticated
     records (pure Python on both ends, whatever the codec)."""
 
-    def __init__(self, sock, key_in, key_out, seq_in=0, seq_out=0):
+    def __init__(self, sock, key_in, key_out, seq_in=0, seq_out=0, wait_readable=None):
         self.sock = sock
-        self._rfile = sock.makefile("rb", 65536)
+        if wait_readable is not None:  # a green exec model: reads wait in its hub
+            self._rfile = WaitingReader(os.dup(sock.fileno()), wait_readable)
+        else:
+            self._rfile = sock.makefile("rb", 65536)
         self._opener = RecordOpener(key_in, lambda n: read_exact(self._rfile, n), seq_in)
         self._sealer = RecordSealer(key_out, seq_out)
         self._writer = PyWriter(sock.fileno(), sock, self._sealer.seal)

@@ -33,6 +33,39 @@ def read_exact(rfile, n):
     return bytes(buf)
 
 
+class WaitingReader:
+    """A binary file's ``read(n)`` (n bytes, fewer only at the end) over a
+    non-blocking descriptor, waiting for data with ``wait_readable(fd)``
+    (a green exec model's: the hub runs the other green threads meanwhile)."""
+
+    def __init__(self, fd, wait_readable):
+        os.set_blocking(fd, False)
+        self._fd = fd
+        self._wait = wait_readable
+        self._buf = bytearray()
+        self.closed = False
+
+    def read(self, n):
+        buf = self._buf
+        while len(buf) < n:
+            try:
+                chunk = os.read(self._fd, max(65536, n - len(buf)))
+            except BlockingIOError:
+                self._wait(self._fd)
+                continue
+            if not chunk:
+                break
+            buf += chunk
+        data = bytes(buf[:n])
+        del buf[:n]
+        return data
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            os.close(self._fd)
+
+
 # Pipes get this much kernel buffer (F_SETPIPE_SZ) where the system allows:
 # fewer wake-ups per bulk message than the default 64 KiB.
 PIPE_SIZE = 1 << 20
@@ -236,7 +269,7 @@ class Transport:
 class FdIO(Transport):
     """Byte transport over a pair of file descriptors (pipes or a socket fd)."""
 
-    def __init__(self, rfd, wfd):
+    def __init__(self, rfd, wfd, wait_readable=None):
         self._rfd = rfd
         self._wfd = wfd
         self._rclosed = False
@@ -246,7 +279,10 @@ class FdIO(Transport):
             os.set_blocking(wfd, False)
         except OSError:
             pass
-        if not self._init_transport(rfd, wfd):
+        if wait_readable is not None:  # a green exec model: reads wait in its hub
+            self._writer = PyWriter(wfd)
+            self._rfile = WaitingReader(rfd, wait_readable)
+        elif not self._init_transport(rfd, wfd):
             self._rfile = os.fdopen(rfd, "rb", 65536)
         _grow_pipe(rfd)
         _grow_pipe(wfd)
@@ -273,9 +309,12 @@ class FdIO(Transport):
 class SocketIO(Transport):
     """Byte transport over a connected socket."""
 
-    def __init__(self, sock):
+    def __init__(self, sock, wait_readable=None):
         self.sock = sock
-        if not self._init_transport(sock.fileno(), sock.fileno(), sock):
+        if wait_readable is not None:  # a green exec model: reads wait in its hub
+            self._writer = PyWriter(sock.fileno(), sock)
+            self._rfile = WaitingReader(os.dup(sock.fileno()), wait_readable)
+        elif not self._init_transport(sock.fileno(), sock.fileno(), sock):
             self._rfile = sock.makefile("rb", 65536)
 
     def close_read(self):

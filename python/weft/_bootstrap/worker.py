@@ -6,10 +6,12 @@ import sys
 
 from . import codec as _codec
 from .errors import INTERRUPT_TEXT, MAIN_THREAD_ONLY_DEADLOCK_TEXT, geterrortext
-from .execmodel import WorkerPool
+from .execmodel import get_execmodel
 from .gateway import BaseGateway
+from .pool import WorkerPool
 from .session import SessionSocketIO
-from .threads import new_event, start_thread
+from .threads import new_event
+from .waits import set_wait_hook
 from .transport import FdIO, SocketIO
 from .wire import LoadError
 
@@ -17,6 +19,7 @@ class WorkerGateway(BaseGateway):
     """The remote end: executes ``remote_exec`` tasks."""
 
     _sysid = "worker"
+    _core_follows_execmodel = True
 
     def _local_schedulexec(self, channel, payload):
         if self.execmodel.backend == "main_thread_only":
@@ -62,7 +65,7 @@ class WorkerGateway(BaseGateway):
     def _terminate_execution(self):
         self._execpool.trigger_shutdown()
         # give running tasks a moment; the process exits after serve() anyway
-        start_thread(self._exit_if_stuck)
+        self._core.start_core(self._exit_if_stuck)
 
     def _exit_if_stuck(self):
         if not self._execpool.waitall(5.0):
@@ -74,23 +77,24 @@ class WorkerGateway(BaseGateway):
         # us any more, so a task that does not finish soon must not keep this
         # process alive as an orphan.
         self._execpool.trigger_shutdown()
-        start_thread(self._exit_if_stuck)
+        self._core.start_core(self._exit_if_stuck)
         try:
             self._io.close_write()
         except Exception:
             pass
 
     def serve(self):
-        self._execpool = WorkerPool(
-            self.execmodel, hasprimary=True,
-            primary_only=self.execmodel.backend == "main_thread_only")
+        model = self.execmodel
+        self._execpool = WorkerPool(model, hasprimary=model.has_primary,
+                                    primary_only=model.primary_only)
         self._executetask_complete = None
         if self.execmodel.backend == "main_thread_only":
             self._executetask_complete = new_event()
             self._executetask_complete.set()
         self._initreceive()
         try:
-            self._execpool.integrate_as_primary_thread()
+            if model.has_primary:
+                self._execpool.integrate_as_primary_thread()
             self.join()
         except KeyboardInterrupt:
             pass
@@ -117,8 +121,16 @@ def worker_main(config, boot_fd=None):
     # Rust codec it uses; if that same weft is importable here, use it too.
     # Both codecs write the same bytes, so a worker without weft (or with
     # another version) simply stays on the pure-Python codec.
+    # The exec model: what it runs on is imported now (a clear ImportError
+    # before the parent hears from us).  eventlet and gevent run the core in
+    # green threads: their reads wait in the hub, so the worker keeps the
+    # pure-Python transport (the Rust one reads in a thread of its own).
+    model = get_execmodel(config.get("execmodel", "thread"))
+    wait_hook = model.prepare()
+    if wait_hook is not None:
+        set_wait_hook(wait_hook, blocks_thread=False)
     wanted = config.get("rust")
-    if wanted and not os.environ.get("WEFT_PURE_PYTHON_CODEC"):
+    if wanted and not model.green and not os.environ.get("WEFT_PURE_PYTHON_CODEC"):
         fast = _codec.rust_codec(wanted)
         if fast is not None:
             _codec.set_codec(fast)
@@ -135,14 +147,15 @@ def worker_main(config, boot_fd=None):
         if session is not None:
             fd, key_in, key_out, seq_in, seq_out = session.split()
             io = SessionSocketIO(socket.socket(fileno=int(fd)), bytes.fromhex(key_in.decode()),
-                                 bytes.fromhex(key_out.decode()), int(seq_in), int(seq_out))
+                                 bytes.fromhex(key_out.decode()), int(seq_in), int(seq_out),
+                                 wait_readable=model.wait_readable)
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
             os.close(devnull)
         else:
-            io = SocketIO(socket.socket(fileno=boot_fd))
+            io = SocketIO(socket.socket(fileno=boot_fd), wait_readable=model.wait_readable)
     elif kind == "fds":
-        io = FdIO(config["rfd"], config["wfd"])
+        io = FdIO(config["rfd"], config["wfd"], wait_readable=model.wait_readable)
         # stdin was the boot channel: detach it so remote code cannot eat it
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
@@ -156,11 +169,10 @@ def worker_main(config, boot_fd=None):
         os.dup2(devnull, 0)
         os.close(devnull)
         os.dup2(2, 1)
-        io = FdIO(rfd, wfd)
+        io = FdIO(rfd, wfd, wait_readable=model.wait_readable)
     else:
         raise ValueError("unknown transport %r" % (kind,))
-    gw = WorkerGateway(io, config.get("id", "worker"), config.get("execmodel", "thread"),
-                       _startcount=2)
+    gw = WorkerGateway(io, config.get("id", "worker"), model, _startcount=2)
     if config.get("ack"):
         # the parent's makegateway returns once it reads this (as execnet's)
         io.write(b"1")

@@ -11,7 +11,9 @@ The decision is made per wait, in the calling thread:
 
 * a thread without tasklets, or whose other tasklets cannot run now, blocks
   as a plain thread (``Channel.receive`` keeps the direct read of
-  docs/gateways.md);
+  docs/gateways.md); while other tasklets of the thread exist, in slices
+  (``weft._weft.stackless.park``), so that one parked with a deadline or
+  woken by another thread runs within 50 ms;
 * a tasklet with other runnable tasklets in its thread parks: only it waits,
   the others run, and the event's wake-up (set by the gateway's reader)
   makes it runnable again (``weft._weft.stackless.park``).
@@ -32,9 +34,11 @@ _park = _sl.park
 def _default(event, timeout=None):
     if timeout is not None and timeout < 0:
         timeout = 0
-    if _must_park():
-        return _park(event, timeout)
-    return event.wait(timeout)
+    # park() parks the tasklet where another can run, and otherwise blocks
+    # the thread: in slices while other tasklets of the thread exist (one
+    # parked with a deadline, or woken from another thread, then runs within
+    # a slice), in one wait where there are none (a plain thread)
+    return _park(event, timeout)
 
 
 def _blocks_thread():
