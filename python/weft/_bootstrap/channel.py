@@ -111,9 +111,12 @@ class Channel:
         assert isinstance(id, int), id
         self.gateway = gateway
         self.id = id
-        self._items = _new_item_queue(gateway._new_event)
+        # the events of the gateway's exec model (a stand-in gateway without
+        # one, as in execnet's tests, gets thread events)
+        make_event = getattr(gateway, "_new_event", new_event)
+        self._items = _new_item_queue(make_event)
         self._closed = False
-        self._receiveclosed = gateway._new_event()
+        self._receiveclosed = make_event()
         self._remoteerrors = []
 
     @property

@@ -50,6 +50,9 @@ class WorkerPool:
     other."""
 
     def __init__(self, execmodel, hasprimary=False, primary_only=False):
+        if hasprimary and not execmodel.has_primary:
+            raise ValueError("execmodel %r has no primary thread: its tasks all run in green "
+                             "threads" % (execmodel.backend,))
         self.execmodel = execmodel
         self._new_event = execmodel.core_event
         self._primary_only = primary_only
