@@ -263,12 +263,15 @@ class _TaskletEvent:
 
 class _TaskletQueues:
     """The ``queue`` module of the tasklet model: ``Queue``, ``Empty``,
-    ``Full``; a blocking ``get`` parks the tasklet (through the core's hook)."""
+    ``Full`` (the standard ones, imported at first use: ``queue`` pulls in
+    ``threading``, milliseconds of a worker's start-up); a blocking ``get``
+    parks the tasklet (through the core's hook)."""
 
-    import queue as _queue
-    Empty = _queue.Empty
-    Full = _queue.Full
-    del _queue
+    def __getattr__(self, name):
+        if name in ("Empty", "Full"):
+            import queue
+            return getattr(queue, name)
+        raise AttributeError(name)
 
     class Queue:
         def __init__(self, maxsize=0):
@@ -296,7 +299,8 @@ class _TaskletQueues:
                     return self._items.popleft()
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if not block or (remaining is not None and remaining <= 0):
-                    raise _TaskletQueues.Empty()
+                    import queue
+                    raise queue.Empty()
                 block_until(self._nonempty, remaining)
 
         def get_nowait(self):
@@ -313,7 +317,7 @@ class TaskletExecModel(ExecModel):
 
     backend = "tasklet"
     primary_only = True  # a worker's tasks are tasklets of its main thread
-    queue = _TaskletQueues
+    queue = _TaskletQueues()
 
     def prepare(self):
         try:
