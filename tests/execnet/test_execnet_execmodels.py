@@ -16,7 +16,6 @@ import pytest
 
 import weft.execnet as execnet
 from weft import alias
-from weft._bootstrap import core
 
 GREEN = [pytest.param(name, marks=pytest.mark.skipif(
     importlib.util.find_spec(name) is None, reason="%s is not installed" % name))
@@ -298,22 +297,22 @@ def test_tasklet_execmodel_locally():
     assert ev.wait(5)
 
 
-def test_tasklet_model_needs_weft_in_the_worker(group, tmp_path):
-    """A worker where weft is not importable cannot run tasklets: the
-    gateway does not start, and the worker says why."""
+@pytest.mark.parametrize("model, needs", [("tasklet", "weft (weft.stackless)"),
+                                          ("gevent", "gevent"), ("eventlet", "eventlet")])
+def test_model_needs_its_library_in_the_worker(model, needs, tmp_path):
+    """A worker where the model's library is not importable cannot run it:
+    the gateway does not start, and the worker says why."""
     # a bare interpreter: -I ignores PYTHONPATH and user site; -S skips site
     # (where an editable or installed weft would be)
     python = "%s -I -S" % sys.executable
     err = tmp_path / "stderr"
     with open(err, "w") as f:
-        saved = sys.stderr
         proc = subprocess.run([sys.executable, "-c", textwrap.dedent("""
             import sys, weft.execnet as execnet
             try:
-                execnet.makegateway("popen//python=%s//execmodel=tasklet")
+                execnet.makegateway("popen//python=%s//execmodel=%s")
             except execnet.GatewayDied as exc:
                 print("died:", exc)
-        """ % python)], stdout=subprocess.PIPE, stderr=f, text=True, timeout=60)
-        sys.stderr = saved
+        """ % (python, model))], stdout=subprocess.PIPE, stderr=f, text=True, timeout=60)
     assert "died:" in proc.stdout and "failed to start" in proc.stdout, proc.stdout
-    assert "execmodel 'tasklet' needs weft" in err.read_text()
+    assert "execmodel %r needs %s importable here" % (model, needs) in err.read_text()
