@@ -41,8 +41,10 @@ class ExecModel:
     primary_only = False  # ... every task
 
     def __init__(self, backend=None):
-        if backend is not None:
-            self.backend = backend
+        # ExecModel(name) made every model before there was a class per model
+        if backend is not None and backend != self.backend:
+            raise ValueError("%s(%r): use get_execmodel(%r) for that model"
+                             % (type(self).__name__, backend, backend))
 
     def __repr__(self):
         return "<ExecModel %r>" % self.backend
