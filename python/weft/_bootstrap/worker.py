@@ -117,18 +117,19 @@ def worker_main(config, boot_fd=None):
         os.chdir(config["chdir"])
     if config.get("sys_path_cwd", True) and "" not in sys.path:
         sys.path.insert(0, "")
-    # Codec negotiation (docs/wire.md): the parent names the weft version whose
-    # Rust codec it uses; if that same weft is importable here, use it too.
-    # Both codecs write the same bytes, so a worker without weft (or with
-    # another version) simply stays on the pure-Python codec.
     # The exec model: what it runs on is imported now (a clear ImportError
-    # before the parent hears from us).  eventlet and gevent run the core in
-    # green threads: their reads wait in the hub, so the worker keeps the
-    # pure-Python transport (the Rust one reads in a thread of its own).
+    # before the parent hears from us), and its blocking hook installed.
     model = get_execmodel(config.get("execmodel", "thread"))
     wait_hook = model.prepare()
     if wait_hook is not None:
         set_wait_hook(wait_hook, blocks_thread=False)
+    # Codec negotiation (docs/wire.md): the parent names the weft version whose
+    # Rust codec it uses; if that same weft is importable here, use it too.
+    # Both codecs write the same bytes, so a worker without weft (or with
+    # another version) simply stays on the pure-Python codec.  eventlet and
+    # gevent run the core in green threads, whose reads wait in the hub: such
+    # a worker keeps the pure-Python transport (the Rust one reads in a
+    # thread of its own).
     wanted = config.get("rust")
     if wanted and not model.green and not os.environ.get("WEFT_PURE_PYTHON_CODEC"):
         fast = _codec.rust_codec(wanted)
