@@ -1,9 +1,10 @@
 """Exec models: how a gateway runs concurrent work.
 
-execnet 2.1's five attributes and six methods (``backend``, ``queue``,
-``subprocess``, ``socket``, ``start``, ``get_ident``, ``sleep``, ``fdopen``,
-``Lock``, ``RLock``, ``Event``) for each model, plus what weft's gateway core
-asks of a model on a worker (docs/gateways.md, "Exec models"):
+execnet 2.1's API of a model (the attributes ``backend``, ``queue``,
+``subprocess``, ``socket``; the methods ``start``, ``get_ident``, ``sleep``,
+``fdopen``, ``Lock``, ``RLock``, ``Event``) for each one, plus what weft's
+gateway core asks of a model on a worker (``prepare``, ``core_event``,
+``start_core``, ``wait_readable``; docs/gateways.md, "Exec models"):
 
 * ``thread``, ``main_thread_only``: OS threads; the worker's receiver is a
   thread, tasks run in threads (the first, or with ``main_thread_only``
