@@ -196,6 +196,83 @@ def test_green_execmodel_locally(model, alias_dir, tmp_path):
     assert "local OK" in proc.stdout
 
 
+LOCAL_GREEN = """
+import sys, time, warnings
+warnings.simplefilter("ignore")
+import greenlet, weft.greenlet
+assert greenlet.greenlet is weft.greenlet.greenlet
+import weft.execnet as execnet
+local, remote = sys.argv[1], sys.argv[2]
+group = execnet.Group()
+group.set_execmodel(local, remote)
+model = group.execmodel
+gw = group.makegateway("popen")
+assert gw._core is model and type(gw._io._rfile).__name__ == "WaitingReader"
+ch = gw.remote_exec("channel.send(channel.receive() + 1)")
+ch.send(1)
+assert ch.receive(10) == 2
+
+# two green threads wait in receive() at once while a third one ticks
+a = gw.remote_exec("channel.send(channel.receive())")
+b = gw.remote_exec("channel.send(channel.receive())")
+got, ticks = [], [0]
+def waiter(c):
+    got.append(c.receive(10))
+def ticker():
+    while len(got) < 2:
+        ticks[0] += 1
+        model.sleep(0.001)
+model.start(waiter, (a,))
+model.start(waiter, (b,))
+model.start(ticker)
+model.sleep(0.05)
+assert got == [] and ticks[0] > 5, (got, ticks)  # the hub ran while they waited
+done = model.Event()
+model.start(lambda: (b.send("b"), a.send("a")))
+deadline = time.time() + 10
+while len(got) < 2 and time.time() < deadline:
+    done.wait(0.005)
+assert sorted(got) == ["a", "b"], got
+
+# a local callback runs in the receiver, a green thread
+items, closed = [], model.Event()
+c = gw.remote_exec("for i in range(3): channel.send(i)")
+c.setcallback(lambda x: closed.set() if x is None else items.append(x), endmarker=None)
+assert closed.wait(10) and items == [0, 1, 2]
+
+# 16 MiB each way at once: a full pipe waits in the hub on both sides
+N = 16 << 20
+up = gw.remote_exec("channel.send(len(channel.receive()))")
+down = gw.remote_exec("channel.send(b'y' * %d)" % N)
+bulk = []
+model.start(lambda: (up.send(b"x" * N), bulk.append(up.receive(60))))
+model.start(lambda: bulk.append(len(down.receive(60))))
+deadline = time.time() + 60
+while len(bulk) < 2 and time.time() < deadline:
+    done.wait(0.01)
+assert bulk == [N, N] or sorted(bulk) == [N, N], bulk
+group.terminate(10)
+print("local green OK")
+"""
+
+
+@pytest.mark.parametrize("remote", ["thread", "same"])
+@pytest.mark.parametrize("model", GREEN)
+def test_green_group_runs_its_gateways_in_the_hub(model, remote, tmp_path):
+    """A green group's popen gateways are green locally too: their receiver
+    is a green thread reading in the hub, so local green threads wait in
+    receive() concurrently, callbacks run in the hub, and bulk data both
+    ways at once does not block either side (remote: a thread worker, or
+    one of the same model)."""
+    script = tmp_path / "local_green.py"
+    script.write_text(LOCAL_GREEN)
+    proc = subprocess.run([sys.executable, "-m", "weft.alias", "greenlet", "--", sys.executable,
+                           str(script), model, model if remote == "same" else remote],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "local green OK" in proc.stdout
+
+
 # ---- tasklet -------------------------------------------------------------------
 
 @pytest.fixture

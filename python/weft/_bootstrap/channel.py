@@ -55,10 +55,11 @@ def _get_blocking(items, timeout=None):
         block_until(ready, remaining)
 
 
-def _new_item_queue(new_event):
-    """The Rust item queue where this side uses the Rust transport, else one
+def _new_item_queue(new_event, rust_ok=True):
+    """The Rust item queue where this side uses the Rust transport (and
+    ``rust_ok``: not for a gateway whose core runs in green threads), else one
     whose wake-ups are ``new_event()`` events (the gateway's exec model's)."""
-    rust = getattr(_codec.current, "ItemQueue", None)
+    rust = getattr(_codec.current, "ItemQueue", None) if rust_ok else None
     return rust() if rust is not None else _ItemQueue(new_event)
 
 
@@ -114,7 +115,8 @@ class Channel:
         # the events of the gateway's exec model (a stand-in gateway without
         # one, as in execnet's tests, gets thread events)
         make_event = getattr(gateway, "_new_event", new_event)
-        self._items = _new_item_queue(make_event)
+        core = getattr(gateway, "_core", None)
+        self._items = _new_item_queue(make_event, rust_ok=not getattr(core, "green", False))
         self._closed = False
         self._receiveclosed = make_event()
         self._remoteerrors = []

@@ -4,15 +4,17 @@ execnet 2.1's API of a model (the attributes ``backend``, ``queue``,
 ``subprocess``, ``socket``; the methods ``start``, ``get_ident``, ``sleep``,
 ``fdopen``, ``Lock``, ``RLock``, ``Event``) for each one, plus what weft's
 gateway core asks of a model on a worker (``prepare``, ``core_event``,
-``start_core``, ``wait_readable``; docs/gateways.md, "Exec models"):
+``start_core``, ``green``, ``wait_readable``, ``wait_writable``;
+docs/gateways.md, "Exec models"):
 
 * ``thread``, ``main_thread_only``: OS threads; the worker's receiver is a
   thread, tasks run in threads (the first, or with ``main_thread_only``
   every one, in the main thread).
 * ``eventlet``, ``gevent``: green threads of one OS thread.  On a worker the
-  receiver is a green thread that waits for its pipe or socket through the
-  hub, every ``remote_exec`` runs in a green thread, and the core's events
-  are the library's, so a wait lets the others run.  The library is imported
+  receiver is a green thread whose transport waits for its pipe or socket in
+  the hub, every ``remote_exec`` runs in a green thread, and the core's
+  events are the library's, so a wait lets the others run; locally a green
+  group's popen and ssh gateways work the same way.  The library is imported
   at first use (on a worker: while it boots).
 * ``tasklet``: ``weft.stackless`` tasklets.  On a worker every ``remote_exec``
   is a tasklet of the main thread, and every wait of the gateway core parks
@@ -105,9 +107,8 @@ class ExecModel:
         """Start one of the core's own loops (a receiver, the exit watchdog)."""
         start_thread(func, name=name)
 
-    # How the core waits for a descriptor to become readable, or None: read
-    # it blocking (in an OS thread of its own).
-    wait_readable = None
+    # Green models also have wait_readable(fd) and wait_writable(fd, timeout):
+    # how the core's transport waits for a descriptor in the hub.
 
 
 class MainThreadOnlyExecModel(ExecModel):
@@ -188,6 +189,15 @@ class EventletExecModel(_GreenExecModel):
         from eventlet.hubs import trampoline
         trampoline(fd, read=True)
 
+    @staticmethod
+    def wait_writable(fd, timeout):
+        import socket
+        from eventlet.hubs import trampoline
+        try:
+            trampoline(fd, write=True, timeout=timeout, timeout_exc=socket.timeout)
+        except socket.timeout:  # the writer looks again
+            pass
+
 
 class GeventExecModel(_GreenExecModel):
     backend = library = "gevent"
@@ -240,6 +250,15 @@ class GeventExecModel(_GreenExecModel):
     def wait_readable(fd):
         from gevent.socket import wait_read
         wait_read(fd)
+
+    @staticmethod
+    def wait_writable(fd, timeout):
+        import socket
+        from gevent.socket import wait_write
+        try:
+            wait_write(fd, timeout, timeout_exc=socket.timeout)
+        except socket.timeout:  # the writer looks again
+            pass
 
 
 class _TaskletEvent:

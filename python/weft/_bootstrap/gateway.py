@@ -46,16 +46,13 @@ class BaseGateway:
 
     _error = None
     _sysid = "local"
-    # Whether the exec model runs this gateway's core (receiver, events): on
-    # a worker it does (WorkerGateway); the local side always has a receiver
-    # thread, whatever the model of its group (docs/gateways.md, "Exec models").
-    _core_follows_execmodel = False
-
     def __init__(self, io, id, execmodel=None, _startcount=2):
         self.execmodel = get_execmodel(execmodel or "thread")
-        self._core = self.execmodel if self._core_follows_execmodel else _THREADS
-        self._new_event = self._core.core_event
         self._io = io
+        # what runs this gateway's core (receiver, events): its exec model,
+        # or threads (docs/gateways.md, "Exec models")
+        self._core = self.execmodel if self._core_follows_execmodel() else _THREADS
+        self._new_event = self._core.core_event
         self.id = id
         self._strconfig = (True, False)
         self._channelfactory = ChannelFactory(self, _startcount)
@@ -65,6 +62,12 @@ class BaseGateway:
         self._io_send = getattr(io, "send", None)
         # bodiless messages from finalizers, waiting for the writer's turn
         self._deferred = deque()
+
+    def _core_follows_execmodel(self):
+        """Whether the exec model runs this gateway's core: on the local side,
+        where the transport waits in a green model's hub; else the core has a
+        receiver thread (WorkerGateway says otherwise)."""
+        return getattr(self._io, "green", None) is not None
 
     def _trace(self, *msg):
         if _trace_enabled():

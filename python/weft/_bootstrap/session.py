@@ -90,15 +90,16 @@ class SessionSocketIO(Transport):
     """Byte transport over a socket whose every byte is in authenticated
     records (pure Python on both ends, whatever the codec)."""
 
-    def __init__(self, sock, key_in, key_out, seq_in=0, seq_out=0, wait_readable=None):
+    def __init__(self, sock, key_in, key_out, seq_in=0, seq_out=0, green=None):
         self.sock = sock
-        if wait_readable is not None:  # a green exec model: reads wait in its hub
-            self._rfile = WaitingReader(os.dup(sock.fileno()), wait_readable)
+        if green is not None:  # a green exec model: reads and writes wait in its hub
+            self.green = green
+            self._rfile = WaitingReader(os.dup(sock.fileno()), green.wait_readable)
         else:
             self._rfile = sock.makefile("rb", 65536)
         self._opener = RecordOpener(key_in, lambda n: read_exact(self._rfile, n), seq_in)
         self._sealer = RecordSealer(key_out, seq_out)
-        self._writer = PyWriter(sock.fileno(), sock, self._sealer.seal)
+        self._writer = PyWriter(sock.fileno(), sock, self._sealer.seal, green=green)
         self._inbuf = bytearray()
 
     def read(self, n):

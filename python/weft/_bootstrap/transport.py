@@ -103,18 +103,30 @@ class PyWriter:
     error) would leave the peer a torn frame: the writer is then *broken*,
     every later write raises OSError saying why, and nothing more is sent.
 
+    With ``green`` (an eventlet or gevent exec model) a full descriptor is
+    waited for in the model's hub, so the other green threads run meanwhile.
+
     ``encode(data)``, if given, turns a frame into the bytes to write (the
     session record layer) and returns ``(blob, undo)``; ``undo()`` is called
     when not a byte of ``blob`` went out."""
 
-    def __init__(self, fd, sock=None, encode=None):
+    def __init__(self, fd, sock=None, encode=None, green=None):
         self._fd = fd
         self._sock = sock
         if sock is not None:
             import socket
             self._flags = socket.MSG_DONTWAIT
         self._encode = encode
-        self._lock = new_lock()
+        if green is not None:
+            # a green exec model: a full descriptor is waited for in its hub,
+            # so the lock and the owner are its (green threads take turns)
+            self._lock = green.Lock()
+            self._ident = green.get_ident
+            self._green_wait = green.wait_writable
+        else:
+            self._lock = new_lock()
+            self._ident = get_ident
+            self._green_wait = None
         self._owner = None  # the thread holding _lock
         self._closed = False
         self._close_called = False
@@ -139,6 +151,9 @@ class PyWriter:
             return 0
 
     def _wait_writable(self, timeout):
+        if self._green_wait is not None:
+            self._green_wait(self._fd, timeout)
+            return
         import select
         poll = select.poll()
         poll.register(self._fd, select.POLLOUT)
@@ -178,7 +193,7 @@ class PyWriter:
         return True
 
     def write(self, data):
-        me = get_ident()
+        me = self._ident()
         if self._owner == me:
             raise RuntimeError("send from a signal handler or finalizer while this thread "
                                "is sending: it would wait for itself")
@@ -195,7 +210,7 @@ class PyWriter:
         """Write ``data`` if the turn comes within ``timeout`` seconds and
         (with ``write_timeout``) its first bytes go out within that many
         more; False (nothing written) otherwise, or once closed."""
-        me = get_ident()
+        me = self._ident()
         if self._owner == me:
             return False  # this thread is inside a write (a handler, a finalizer)
         if timeout is None:
@@ -221,7 +236,7 @@ class PyWriter:
         first = not self._close_called
         self._close_called = True
         self._closed = True
-        if self._owner != get_ident():
+        if self._owner != self._ident():
             with self._lock:  # the writer in progress, if any, has let go
                 pass
         # else: this thread is the writer (close from a signal handler inside
@@ -237,6 +252,8 @@ class Transport:
 
     _reader = None
     _rfile = None
+    # the green exec model whose hub this transport's reads and writes wait in
+    green = None
 
     def _init_transport(self, rfd, wfd, sock=None):
         reader = getattr(_codec.current, "FrameReader", None)
@@ -269,7 +286,7 @@ class Transport:
 class FdIO(Transport):
     """Byte transport over a pair of file descriptors (pipes or a socket fd)."""
 
-    def __init__(self, rfd, wfd, wait_readable=None):
+    def __init__(self, rfd, wfd, green=None):
         self._rfd = rfd
         self._wfd = wfd
         self._rclosed = False
@@ -279,9 +296,10 @@ class FdIO(Transport):
             os.set_blocking(wfd, False)
         except OSError:
             pass
-        if wait_readable is not None:  # a green exec model: reads wait in its hub
-            self._writer = PyWriter(wfd)
-            self._rfile = WaitingReader(rfd, wait_readable)
+        if green is not None:  # a green exec model: reads and writes wait in its hub
+            self.green = green
+            self._writer = PyWriter(wfd, green=green)
+            self._rfile = WaitingReader(rfd, green.wait_readable)
         elif not self._init_transport(rfd, wfd):
             self._rfile = os.fdopen(rfd, "rb", 65536)
         _grow_pipe(rfd)
@@ -309,11 +327,12 @@ class FdIO(Transport):
 class SocketIO(Transport):
     """Byte transport over a connected socket."""
 
-    def __init__(self, sock, wait_readable=None):
+    def __init__(self, sock, green=None):
         self.sock = sock
-        if wait_readable is not None:  # a green exec model: reads wait in its hub
-            self._writer = PyWriter(sock.fileno(), sock)
-            self._rfile = WaitingReader(os.dup(sock.fileno()), wait_readable)
+        if green is not None:  # a green exec model: reads and writes wait in its hub
+            self.green = green
+            self._writer = PyWriter(sock.fileno(), sock, green=green)
+            self._rfile = WaitingReader(os.dup(sock.fileno()), green.wait_readable)
         elif not self._init_transport(sock.fileno(), sock.fileno(), sock):
             self._rfile = sock.makefile("rb", 65536)
 

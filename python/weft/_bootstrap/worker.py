@@ -19,7 +19,9 @@ class WorkerGateway(BaseGateway):
     """The remote end: executes ``remote_exec`` tasks."""
 
     _sysid = "worker"
-    _core_follows_execmodel = True
+
+    def _core_follows_execmodel(self):
+        return True  # a worker's model runs its receiver, tasks and waits
 
     def _local_schedulexec(self, channel, payload):
         if self.execmodel.backend == "main_thread_only":
@@ -123,6 +125,7 @@ def worker_main(config, boot_fd=None):
     wait_hook = model.prepare()
     if wait_hook is not None:
         set_wait_hook(wait_hook, blocks_thread=False)
+    green = model if model.green else None  # the transport waits in its hub
     # Codec negotiation (docs/wire.md): the parent names the weft version whose
     # Rust codec it uses; if that same weft is importable here, use it too.
     # Both codecs write the same bytes, so a worker without weft (or with
@@ -149,14 +152,14 @@ def worker_main(config, boot_fd=None):
             fd, key_in, key_out, seq_in, seq_out = session.split()
             io = SessionSocketIO(socket.socket(fileno=int(fd)), bytes.fromhex(key_in.decode()),
                                  bytes.fromhex(key_out.decode()), int(seq_in), int(seq_out),
-                                 wait_readable=model.wait_readable)
+                                 green=green)
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
             os.close(devnull)
         else:
-            io = SocketIO(socket.socket(fileno=boot_fd), wait_readable=model.wait_readable)
+            io = SocketIO(socket.socket(fileno=boot_fd), green=green)
     elif kind == "fds":
-        io = FdIO(config["rfd"], config["wfd"], wait_readable=model.wait_readable)
+        io = FdIO(config["rfd"], config["wfd"], green=green)
         # stdin was the boot channel: detach it so remote code cannot eat it
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
@@ -170,7 +173,7 @@ def worker_main(config, boot_fd=None):
         os.dup2(devnull, 0)
         os.close(devnull)
         os.dup2(2, 1)
-        io = FdIO(rfd, wfd, wait_readable=model.wait_readable)
+        io = FdIO(rfd, wfd, green=green)
     else:
         raise ValueError("unknown transport %r" % (kind,))
     gw = WorkerGateway(io, config.get("id", "worker"), model, _startcount=2)

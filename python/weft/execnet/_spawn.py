@@ -180,8 +180,8 @@ def describe_exit(returncode):
 class ProcessIO(_core.FdIO):
     """The transport to a child process plus the handle to wait for/kill it."""
 
-    def __init__(self, popen, rfd, wfd, what):
-        super().__init__(rfd, wfd)
+    def __init__(self, popen, rfd, wfd, what, green=None):
+        super().__init__(rfd, wfd, green=green)
         self.popen = popen
         self.what = what
 
@@ -222,8 +222,9 @@ def _write_all(fd, data):
         view = view[os.write(fd, view):]
 
 
-def popen_io(spec):
-    """Start ``python -c BOOTLINE`` locally; the transport is a pipe pair."""
+def popen_io(spec, green=None):
+    """Start ``python -c BOOTLINE`` locally; the transport is a pipe pair
+    (waiting in the hub of ``green``, a green exec model, if given)."""
     to_child_r, to_child_w = os.pipe()
     from_child_r, from_child_w = os.pipe()
     env = None
@@ -251,12 +252,13 @@ def popen_io(spec):
         pass  # child died early: no acknowledgement comes
     os.set_inheritable(from_child_r, False)
     os.set_inheritable(to_child_w, False)
-    io = ProcessIO(popen, from_child_r, to_child_w, "popen worker")
+    io = ProcessIO(popen, from_child_r, to_child_w, "popen worker", green)
     # As execnet: return once the worker has booted (it writes b"1" before
     # its first frame), so workers made one after another start in order.
     try:
-        ack = os.read(from_child_r, 1)
-    except OSError:
+        # a green transport's fd is non-blocking: its read waits in the hub
+        ack = io.read(1) if green is not None else os.read(from_child_r, 1)
+    except (OSError, EOFError):
         ack = b""
     if ack != b"1":
         why = io.describe_death()
@@ -279,8 +281,9 @@ def ssh_args(spec):
     return args + hostargs + ["-o", "BatchMode=yes", remote_cmd]
 
 
-def ssh_io(spec):
-    """Start the worker through the system ssh; stdin/stdout are the transport."""
+def ssh_io(spec, green=None):
+    """Start the worker through the system ssh; stdin/stdout are the transport
+    (waiting in the hub of ``green``, a green exec model, if given)."""
     args = ssh_args(spec)
     popen = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              close_fds=True)
@@ -293,7 +296,7 @@ def ssh_io(spec):
         _write_all(wfd, boot_payload(config))
     except OSError:
         pass  # ssh ended early (unknown host, ...): the first round trip reports it
-    io = ProcessIO(popen, rfd, wfd, "ssh worker on %s" % spec.ssh)
+    io = ProcessIO(popen, rfd, wfd, "ssh worker on %s" % spec.ssh, green)
     io.remoteaddress = spec.ssh
     return io
 
