@@ -53,7 +53,10 @@ CONFORMANCE_PYTHON=3.11
 # (xdist's runner installs pytest-xdist and filelock into a private dir itself.)
 declare -A CONFORMANCE_DEPS=(
     [greenlet]="objgraph psutil setuptools"
-    [execnet]="pytest-timeout"
+    # eventlet and gevent: execnet's suite runs their exec-model variants
+    # (on weft.greenlet: the runner's alias answers `import greenlet`);
+    # about 45 s more than without them on the 2-core CI machine
+    [execnet]="pytest-timeout eventlet gevent"
     [xdist]="pytest-timeout filelock"
     # gevent's runner installs gevent's wheel, zope.event and zope.interface
     # into a private dir itself; test___monitor wants psutil.

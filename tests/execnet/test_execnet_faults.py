@@ -15,7 +15,10 @@ from weft.execnet.gateway import Gateway
 
 
 def test_callback_raising_on_its_endmarker_ends_only_its_channel(gw, capfd):
-    ch1 = gw.remote_exec("channel.send(1)")
+    # the worker closes only after the callback is set: the endmarker then
+    # reaches it in the receiver thread (were the channel closed already,
+    # setcallback would call it itself, raising in this thread)
+    ch1 = gw.remote_exec("channel.send(1); channel.receive()")
     got = []
 
     def callback(item):
@@ -24,6 +27,7 @@ def test_callback_raising_on_its_endmarker_ends_only_its_channel(gw, capfd):
         got.append(item)
 
     ch1.setcallback(callback, endmarker="END")
+    ch1.send("close now")
     ch1.waitclose(10)
     # the gateway lives on
     ch2 = gw.remote_exec("channel.send(channel.receive() + 1)")

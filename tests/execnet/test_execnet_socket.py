@@ -1,4 +1,5 @@
 """socket= gateways: the authenticated handshake, refusals, malformed peers."""
+import importlib.util
 import os
 import socket
 import subprocess
@@ -143,3 +144,33 @@ def test_malformed_frames_from_socket_peer(garbage):
             ch.receive(10)
     b.close()
     assert gw.join(10)
+
+
+@pytest.mark.parametrize("model", [
+    "tasklet",
+    *[pytest.param(m, marks=pytest.mark.skipif(importlib.util.find_spec(m) is None,
+                                               reason="%s is not installed" % m))
+      for m in ("eventlet", "gevent")],
+])
+def test_authenticated_session_with_each_execmodel(server, group, model, tmp_path, monkeypatch):
+    """A worker of the standalone server reads its authenticated records
+    in the model's way (green: waiting in the hub); tasks wait concurrently."""
+    from weft import alias
+    # the server's workers run gevent/eventlet on weft.greenlet
+    monkeypatch.setenv("PYTHONPATH", str(alias.make_alias_dir(["greenlet"], tmp_path)))
+    addr = server()
+    monkeypatch.setenv(server_mod.SECRET_ENV, "right-secret")
+    gw = group.makegateway("socket=%s//execmodel=%s" % (addr, model))
+    ch = gw.remote_exec("""
+        import greenlet, weft.greenlet
+        channel.send((channel.gateway.execmodel.backend, greenlet.greenlet is weft.greenlet.greenlet,
+                      type(channel.gateway._io).__name__))
+    """)
+    assert ch.receive(10) == (model, True, "SessionSocketIO")
+    chs = [gw.remote_exec("channel.send(channel.receive() + 1)") for _ in range(3)]
+    for i, c in reversed(list(enumerate(chs))):
+        c.send(i)
+    assert [c.receive(10) for c in chs] == [1, 2, 3]
+    big = gw.remote_exec("channel.send(channel.receive())")
+    big.send(b"x" * (3 << 20))  # several records each way
+    assert big.receive(30) == b"x" * (3 << 20)

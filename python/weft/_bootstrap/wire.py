@@ -191,6 +191,17 @@ TRUE = 0x52  # R
 UNICODE = 0x53  # S  n:i32 utf-8 (Python 2; decode only)
 COMPLEX = 0x54  # T  f64 f64 big-endian
 
+# The operand each opcode is followed by: that many bytes, or SIZED (an i32
+# length, then that many bytes).  STOP ends a value.  Read by code that skips
+# over values without decoding them (weft.execnet.load).
+SIZED = -1
+OPERAND_SIZE = {
+    BUILDTUPLE: 4, BYTES: SIZED, CHANNEL: 4, FALSE: 0, FLOAT: 8, FROZENSET: 4,
+    INT: 4, LONG: 4, LONGINT: SIZED, LONGLONG: SIZED, NEWDICT: 0, NEWLIST: 4,
+    NONE: 0, PY2STRING: SIZED, PY3STRING: SIZED, SET: 4, SETITEM: 0, STOP: 0,
+    TRUE: 0, UNICODE: SIZED, COMPLEX: 16,
+}
+
 _I4 = struct.Struct("!i")
 _F8 = struct.Struct("!d")
 _C16 = struct.Struct("!dd")

@@ -90,14 +90,6 @@ def load(io, py2str_as_py3str=False, py3str_as_py2str=False):
                        py3str_as_py2str=py3str_as_py2str)
 
 
-# Bytes that follow each opcode: a fixed size, or "n" for an i32 length
-# followed by that many bytes (docs/wire.md).
-_FIXED = {0x40: 4, 0x42: 4, 0x43: 0, 0x44: 8, 0x45: 4, 0x46: 4, 0x47: 4, 0x4A: 0,
-          0x4B: 4, 0x4C: 0, 0x4F: 4, 0x50: 0, 0x52: 0, 0x54: 16}
-_SIZED = frozenset([0x41, 0x48, 0x49, 0x4D, 0x4E, 0x53])
-_STOP = 0x51
-
-
 def _read_one(stream):
     """The bytes of one serialized value from ``stream``, leaving what follows
     (so several values dumped to one file load one by one)."""
@@ -114,19 +106,21 @@ def _read_one(stream):
         return got
 
     take(1)  # format version
+    operand = _wire.OPERAND_SIZE
     while True:
         op = take(1)[0]
-        if op == _STOP:
+        if op == _wire.STOP:
             return bytes(out)
-        if op in _FIXED:
-            take(_FIXED[op])
-        elif op in _SIZED:
+        size = operand.get(op)
+        if size is None:
+            raise LoadError("unknown opcode 0x%02x" % op)
+        if size == _wire.SIZED:
             n = int.from_bytes(take(4), "big", signed=True)
             if n < 0:
                 raise LoadError("negative length %d" % n)
             take(n)
         else:
-            raise LoadError("unknown opcode 0x%02x" % op)
+            take(size)
 
 
 def __getattr__(name):

@@ -12,11 +12,13 @@ def connect(group, spec):
     if spec.via:
         from . import _via
         return _via.connect_via(group, spec)
+    # a green group's popen and ssh gateways read in its hub (docs/gateways.md)
+    green = group.execmodel if group.execmodel.green else None
     if spec.popen:
-        io = _spawn.popen_io(spec)
+        io = _spawn.popen_io(spec, green)
         return Gateway(io, spec, execmodel=group.execmodel)
     if spec.ssh:
-        io = _spawn.ssh_io(spec)
+        io = _spawn.ssh_io(spec, green)
         gw = Gateway(io, spec, execmodel=group.execmodel)
         try:
             # one round trip: fails fast if ssh could not connect or boot

@@ -4,10 +4,12 @@ Boot protocol (the same for popen, ssh and socket gateways): the new
 interpreter runs ``python -c BOOTLINE``.  BOOTLINE reads, with unbuffered
 ``os.read`` calls on one file descriptor (stdin, or the socket), a decimal
 length and a newline, then exactly that many bytes of Python source, and
-executes them.  That source (``boot_source``) carries the text of
-``weft/_bootstrap/wire.py`` and ``core.py``, installs them as modules
-``weft_boot_wire`` and ``weft_boot_core`` and calls
-``weft_boot_core.worker_main(config)``.  Nothing is installed remotely.
+executes them.  That source (``boot_source``) carries the text of the
+modules ``weft._bootstrap.BOOT_MODULES`` names, installs them as the package
+``weft_boot`` (``weft_boot.wire``, ``weft_boot.channel``, ...; also as
+``weft_boot_wire``, ``weft_boot_core``, ...) and calls the entry point
+``BOOT_ENTRY`` names (``weft_boot.worker.worker_main(config)``).  Nothing is
+installed remotely.
 
 Transports: popen passes a private pipe pair with ``pass_fds`` so that the
 worker's own stdout and stderr stay the parent's; ssh has only stdin/stdout,
@@ -23,6 +25,7 @@ import sys
 import threading
 import time
 
+from weft._bootstrap import BOOT_ENTRY, BOOT_MODULES
 from weft._bootstrap import core as _core
 
 _BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -39,6 +42,11 @@ def bootline(fd=0):
 
 
 # Runs in the worker's __main__, where BOOTLINE defined _r and _weft_boot_fd.
+# The boot modules become the package ``weft_boot`` (their relative imports
+# resolve there); each is also ``weft_boot_NAME`` (the older name, which
+# remote code may import) and, if weft is importable here too, stands in for
+# ``weft._bootstrap.NAME``, so that "import weft.execnet" reuses them: one
+# Channel class and one DumpError per process.
 _PRELUDE = """\
 import sys
 class _WeftSource:
@@ -47,75 +55,87 @@ class _WeftSource:
         self.source = source
     def get_source(self, name):
         return self.source
+_weft_package = type(sys)("weft_boot")
+_weft_package.__path__ = []
+sys.modules["weft_boot"] = _weft_package
 def _weft_module(name, source, code=None):
     filename = "weft-boot/%s.py" % name
-    module = type(sys)(name)
+    module = type(sys)("weft_boot." + name)
     module.__file__ = filename
+    module.__package__ = "weft_boot"
     module.__loader__ = _WeftSource(source)
-    sys.modules[name] = module
-    # if weft is importable here too, "import weft.execnet" must reuse these
-    # modules: one Channel class and one DumpError per process
-    sys.modules.setdefault("weft._bootstrap." + name[len("weft_boot_"):], module)
+    sys.modules["weft_boot." + name] = module
+    sys.modules["weft_boot_" + name] = module
+    sys.modules.setdefault("weft._bootstrap." + name, module)
+    setattr(_weft_package, name, module)
     if code is None:
         code = compile(source, filename, "exec")
     exec(code, module.__dict__)
     return module
 """
 
+# BOOT_MODULES in order, then the entry point.  %(entry)s is BOOT_ENTRY.
 _SOURCE_TAIL = """\
-_weft_module("weft_boot_wire", %(wire)r)
-_weft_module("weft_boot_core", %(core)r).worker_main(%(config)r, _weft_boot_fd)
+for _weft_name, _weft_text in %(sources)r:
+    _weft_module(_weft_name, _weft_text)
+sys.modules["weft_boot.%(module)s"].%(function)s(%(config)r, _weft_boot_fd)
 """
 
 # Same interpreter on both ends: send code objects (marshal) as well, which
 # saves compiling ~60 kB of Python in every new worker (~20 ms).
 _MARSHAL_TAIL = """\
-_weft_blob = __import__("marshal").loads(_r(%(size)d))
-_weft_module("weft_boot_wire", _weft_blob[0], _weft_blob[1])
-_weft_module("weft_boot_core", _weft_blob[2], _weft_blob[3]).worker_main(%(config)r, _weft_boot_fd)
+for _weft_name, _weft_text, _weft_code in __import__("marshal").loads(_r(%(size)d)):
+    _weft_module(_weft_name, _weft_text, _weft_code)
+sys.modules["weft_boot.%(module)s"].%(function)s(%(config)r, _weft_boot_fd)
 """
 
 _sources = {}
 _marshalled = []
 
 
-def _source(name):
+def _source(filename):
+    """The text of ``weft/_bootstrap/FILENAME`` (a boot module's, or
+    socketserver.py's)."""
     try:
-        return _sources[name]
+        return _sources[filename]
     except KeyError:
-        with open(os.path.join(_BOOTSTRAP_DIR, name), encoding="utf-8") as f:
-            _sources[name] = text = f.read()
+        with open(os.path.join(_BOOTSTRAP_DIR, filename), encoding="utf-8") as f:
+            _sources[filename] = text = f.read()
         return text
 
 
-def _boot_code(module, name):
+def _boot_code(name):
     """The code object of boot module ``name``: from the local module's
     cached bytecode where there is one (the same source; saves compiling
     ~60 kB of Python in every new process), else compiled here."""
-    local = sys.modules.get("weft._bootstrap." + name[:-3])
+    filename = name + ".py"
+    local = sys.modules.get("weft._bootstrap." + name)
     loader = getattr(getattr(local, "__spec__", None), "loader", None)
-    if hasattr(loader, "get_code") and getattr(local, "__file__", "").endswith(name):
+    if hasattr(loader, "get_code") and getattr(local, "__file__", "").endswith(filename):
         try:
             return loader.get_code(local.__name__)
         except Exception:
             pass
-    return compile(_source(name), "weft-boot/%s.py" % module, "exec")
+    return compile(_source(filename), "weft-boot/%s" % filename, "exec")
 
 
 def _marshal_blob():
     if not _marshalled:
         import marshal
 
-        items = []
-        for module, name in (("weft_boot_wire", "wire.py"), ("weft_boot_core", "core.py")):
-            items += [_source(name), _boot_code(module, name)]
-        _marshalled.append(marshal.dumps(tuple(items)))
+        _marshalled.append(marshal.dumps(tuple(
+            (name, _source(name + ".py"), _boot_code(name)) for name in BOOT_MODULES)))
     return _marshalled[0]
 
 
+def _entry(config):
+    module, function = BOOT_ENTRY
+    return {"module": module, "function": function, "config": config}
+
+
 def boot_source(config):
-    return _PRELUDE + _SOURCE_TAIL % {"wire": _source("wire.py"), "core": _source("core.py"),
-                                      "config": config}
+    sources = [(name, _source(name + ".py")) for name in BOOT_MODULES]
+    return _PRELUDE + _SOURCE_TAIL % dict(_entry(config), sources=sources)
 
 
 def boot_payload(config, same_interpreter=False):
@@ -123,7 +143,7 @@ def boot_payload(config, same_interpreter=False):
     ``same_interpreter``, by a marshal blob that the source reads itself."""
     if same_interpreter:
         blob = _marshal_blob()
-        data = (_PRELUDE + _MARSHAL_TAIL % {"size": len(blob), "config": config}).encode()
+        data = (_PRELUDE + _MARSHAL_TAIL % dict(_entry(config), size=len(blob))).encode()
         return str(len(data)).encode("ascii") + b"\n" + data + blob
     data = boot_source(config).encode("utf-8")
     return str(len(data)).encode("ascii") + b"\n" + data
@@ -160,8 +180,8 @@ def describe_exit(returncode):
 class ProcessIO(_core.FdIO):
     """The transport to a child process plus the handle to wait for/kill it."""
 
-    def __init__(self, popen, rfd, wfd, what):
-        super().__init__(rfd, wfd)
+    def __init__(self, popen, rfd, wfd, what, green=None):
+        super().__init__(rfd, wfd, green=green)
         self.popen = popen
         self.what = what
 
@@ -202,8 +222,9 @@ def _write_all(fd, data):
         view = view[os.write(fd, view):]
 
 
-def popen_io(spec):
-    """Start ``python -c BOOTLINE`` locally; the transport is a pipe pair."""
+def popen_io(spec, green=None):
+    """Start ``python -c BOOTLINE`` locally; the transport is a pipe pair
+    (waiting in the hub of ``green``, a green exec model, if given)."""
     to_child_r, to_child_w = os.pipe()
     from_child_r, from_child_w = os.pipe()
     env = None
@@ -231,12 +252,13 @@ def popen_io(spec):
         pass  # child died early: no acknowledgement comes
     os.set_inheritable(from_child_r, False)
     os.set_inheritable(to_child_w, False)
-    io = ProcessIO(popen, from_child_r, to_child_w, "popen worker")
+    io = ProcessIO(popen, from_child_r, to_child_w, "popen worker", green)
     # As execnet: return once the worker has booted (it writes b"1" before
     # its first frame), so workers made one after another start in order.
     try:
-        ack = os.read(from_child_r, 1)
-    except OSError:
+        # a green transport's fd is non-blocking: its read waits in the hub
+        ack = io.read(1) if green is not None else os.read(from_child_r, 1)
+    except (OSError, EOFError):
         ack = b""
     if ack != b"1":
         why = io.describe_death()
@@ -259,8 +281,9 @@ def ssh_args(spec):
     return args + hostargs + ["-o", "BatchMode=yes", remote_cmd]
 
 
-def ssh_io(spec):
-    """Start the worker through the system ssh; stdin/stdout are the transport."""
+def ssh_io(spec, green=None):
+    """Start the worker through the system ssh; stdin/stdout are the transport
+    (waiting in the hub of ``green``, a green exec model, if given)."""
     args = ssh_args(spec)
     popen = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              close_fds=True)
@@ -273,7 +296,7 @@ def ssh_io(spec):
         _write_all(wfd, boot_payload(config))
     except OSError:
         pass  # ssh ended early (unknown host, ...): the first round trip reports it
-    io = ProcessIO(popen, rfd, wfd, "ssh worker on %s" % spec.ssh)
+    io = ProcessIO(popen, rfd, wfd, "ssh worker on %s" % spec.ssh, green)
     io.remoteaddress = spec.ssh
     return io
 

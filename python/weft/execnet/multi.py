@@ -85,6 +85,8 @@ class Group:
         self.allocate_id(spec)
         if spec.execmodel is None:
             spec.execmodel = self.remote_execmodel.backend
+        else:  # a name the worker would not know: say so here, before spawning
+            _core.get_execmodel(spec.execmodel)
         gw = _connect.connect(self, spec)
         gw._group = self
         self._register(gw)

@@ -21,7 +21,8 @@ use super::sched;
 use super::tasklet::Place;
 
 /// True if the running tasklet should park rather than block its thread:
-/// another tasklet of this thread is runnable now.
+/// another tasklet of this thread is runnable now (woken by mail, or parked
+/// with a deadline that has passed).
 #[pyfunction]
 pub(crate) fn _must_park(py: Python<'_>) -> PyResult<bool> {
     if !sched::exists() {
@@ -29,6 +30,7 @@ pub(crate) fn _must_park(py: Python<'_>) -> PyResult<bool> {
     }
     sched::with(py, |s| {
         sched::take_mail(s);
+        sched::wake_sleepers(s);
         s.ring.len() > 1 || (s.ring.len() == 1 && s.current.get().place() == Place::Nowhere)
     })
 }

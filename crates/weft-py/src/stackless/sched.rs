@@ -723,9 +723,27 @@ pub(crate) fn release_after_switch(py: Python<'_>) {
 }
 
 /// True if another Python thread is alive that may still wake this one.
-pub(crate) fn others_may_wake(py: Python<'_>) -> PyResult<bool> {
-    let threading = py.import("threading")?;
-    Ok(threading.call_method0("active_count")?.extract::<usize>()? > 1)
+///
+/// Counted from the interpreter's thread states, not `threading`: a
+/// gateway's receiver started with `_thread` (as a worker's is) is not in
+/// `threading.active_count()`, yet it is what sets a gateway waiter's event.
+pub(crate) fn others_may_wake(_py: Python<'_>) -> PyResult<bool> {
+    // SAFETY: the GIL is held (`_py`), under which the interpreter's list of
+    // thread states does not change; walking it with these two public
+    // functions is what CPython documents them for. We only count entries.
+    unsafe {
+        let interp = pyo3::ffi::PyInterpreterState_Get();
+        let mut ts = pyo3::ffi::PyInterpreterState_ThreadHead(interp);
+        let mut n = 0;
+        while !ts.is_null() {
+            n += 1;
+            if n > 1 {
+                return Ok(true);
+            }
+            ts = pyo3::ffi::PyThreadState_Next(ts);
+        }
+    }
+    Ok(false)
 }
 
 /// True while a tasklet of this thread waits on a channel (another thread
@@ -763,6 +781,9 @@ pub(crate) fn idle_wait(py: Python<'_>) -> PyResult<bool> {
     }
     // A parked tasklet with a deadline wakes this thread itself.
     if !wake.3 && !others_may_wake(py)? {
+        // A signal sent meanwhile (Ctrl-C from a thread that has exited
+        // since) is raised rather than the deadlock.
+        py.check_signals()?;
         return Ok(false);
     }
     let slice = match wake.2 {
