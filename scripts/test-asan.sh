@@ -91,7 +91,9 @@ echo "instrumented: $so references $n_checks __asan_report_* functions"
 if [ "${WEFT_ASAN_RUST:-1}" != 0 ]; then
     # LLVM (rustc) registers its globals with __asan_register_elf_globals, gcc
     # with __asan_register_globals: the first one means the Rust code is in.
-    nm -D --undefined-only "$so" | grep -q ' __asan_register_elf_globals$' \
+    # (grep -c reads all of nm's output: grep -q would stop early, and nm's
+    # SIGPIPE would fail the pipeline under pipefail now and then)
+    [ "$(nm -D --undefined-only "$so" | grep -c ' __asan_register_elf_globals$' || true)" -gt 0 ] \
         || die "$so has no LLVM-instrumented code: the Rust part was built without -Zsanitizer=address"
     echo "instrumented: the Rust code too (__asan_register_elf_globals)"
 fi

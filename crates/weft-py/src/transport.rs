@@ -489,7 +489,10 @@ impl PyFrameWriter {
     fn closed_error(&self) -> PyErr {
         match &self.state().broken {
             Some(why) => PyOSError::new_err((libc::EPIPE, why.clone())),
-            None => pyo3::exceptions::PyValueError::new_err("write to closed transport"),
+            None => pyo3::exceptions::PyValueError::new_err(
+                "write to closed transport: this gateway connection was closed \
+                 (gateway.exit(), or its other side ended); make a new gateway to send more",
+            ),
         }
     }
 

@@ -238,7 +238,8 @@ class BaseGateway:
         broken = getattr(self._io, "broken", None)
         if broken:
             return IOError("cannot send on %r: %s" % (self, broken))
-        return IOError("cannot send (already closed?) on %r" % (self,))
+        return IOError("cannot send (already closed?) on %r: its transport is closed (the "
+                       "gateway exited, or its other side ended); make a new gateway to go on" % (self,))
 
     def _send_from_finalizer(self, code, cid):
         """Send a bodiless message without waiting for the writer (from

@@ -25,6 +25,7 @@ covers the handshake and the boot payload; at most --max-pending
 connections are in it at once; no client can make the server exit.
 """
 
+import _thread
 import hashlib
 import hmac
 import os
@@ -268,9 +269,13 @@ def serve(host, port, secret, python=None, ready=None, stop=None, timeout=AUTH_T
                     conn.close()
                     continue
                 try:
-                    threading.Thread(target=handle, args=(conn, secret, python, timeout,
-                                                          pending.release, children),
-                                     daemon=True).start()
+                    # A bare thread, not threading.Thread: a Thread whose
+                    # start-up fails (MemoryError under an address-space
+                    # limit) stays in threading's _limbo with its arguments,
+                    # and this connection would never be answered or closed;
+                    # a bare thread's arguments are freed, closing it.
+                    _thread.start_new_thread(handle, (conn, secret, python, timeout,
+                                                      pending.release, children))
                 except BaseException:
                     pending.release()
                     raise

@@ -140,7 +140,8 @@ class PyWriter:
     def _closed_error(self):
         if self.broken:
             return OSError(32, self.broken)
-        return ValueError("write to closed transport")
+        return ValueError("write to closed transport: this gateway connection was closed "
+                          "(gateway.exit(), or its other side ended); make a new gateway to send more")
 
     def _write_some(self, view):
         try:
