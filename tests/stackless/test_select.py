@@ -189,3 +189,21 @@ def test_select_call_errors_say_what_to_do():
         select()
     assert select([recv(ch)], default="d") == (-1, "d")
     assert select((recv(ch),), default=None) == (-1, None)
+
+
+def test_closing_a_channel_a_select_waits_on_fires_closed():
+    # The select's own entry must not keep the channel open: closing it
+    # wakes the select, whose case then fires with CLOSED (no timeout).
+    ch, other = stackless.channel(), stackless.channel()
+    out = []
+
+    def waiter():
+        out.append(select(recv(ch), recv(other)))
+
+    stackless.tasklet(waiter)()
+    stackless.run()
+    assert ch.balance == -1  # the select waits in it
+    ch.close()
+    stackless.run()
+    assert out == [(0, CLOSED)]
+    assert ch.closed and other.balance == 0

@@ -407,9 +407,21 @@ impl Channel {
         action(slf, Dir::Recv, Temp::Empty).map_err(|e| *e)
     }
 
-    /// No new waiters from now on; `closed` once the queue is empty.
-    fn close(&self) {
-        self.st.borrow_mut().closing = true;
+    /// No new waiters from now on; `closed` once the queue is empty. A
+    /// select waiting on this channel looks at its cases again: its case
+    /// here now fires with CLOSED (its own entry does not keep it open).
+    fn close(slf: &Bound<'_, Self>) {
+        let py = slf.py();
+        let selects: Vec<Py<Tasklet>> = {
+            let mut st = slf.get().st.borrow_mut();
+            st.closing = true;
+            st.waiters.iter().filter(|(_, t)| t.get().state().select.is_some()).map(|(_, t)| t.clone_ref(py)).collect()
+        };
+        for t in selects {
+            if let Place::Parked(token) = t.get().place() {
+                (sched::waker(py, &t, token))();
+            }
+        }
     }
 
     /// Reopens a closing or closed channel.
