@@ -1000,3 +1000,23 @@ def test_finishing_greenlets_leave_no_references_up_their_parent_chain():
         return sys.getrefcount(main) - before
 
     assert greenlet(outer).switch() == 0
+
+
+def test_replacing_run_whose_finalizer_sets_run_again():
+    # The old run is dropped after the coroutine's state is no longer
+    # borrowed: its __del__ may touch the greenlet (here: set run again).
+    seen = []
+    g = greenlet()
+
+    class Run:
+        def __call__(self):
+            return "first"
+
+        def __del__(self):
+            seen.append(g.run is not None)
+            g.run = lambda: "from __del__"
+
+    g.run = Run()
+    g.run = lambda: "second"
+    assert seen == [True]
+    assert g.switch() == "from __del__"

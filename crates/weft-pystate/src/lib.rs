@@ -252,15 +252,22 @@ impl Blob {
     /// (see pystate.c); the references its frames hold stay taken. Returns
     /// true if they were given back.
     ///
+    /// Takes a raw pointer, not `&mut self`: the releases at its end may run
+    /// Python code (a frame's last reference, a `__del__`) that reaches this
+    /// coroutine again, so no Rust reference to the blob may be live across
+    /// the call. The C side has cleared the blob by then (pystate.c).
+    ///
     /// # Safety
-    /// GIL held; the blob holds the saved state of a coroutine that was
-    /// suspended (not running) when its thread exited, and will never run.
-    pub unsafe fn release_orphaned(&mut self) -> bool {
-        // SAFETY: P1; the coroutine will never run again (contract: its thread
-        // exited while it was suspended), so freeing its data-stack chunks
-        // cannot pull memory from under a running frame, and the C code frees
-        // them only when no frame object outside still points into them; P2.
-        unsafe { weft_pystate_release_orphaned(self) != 0 }
+    /// GIL held; `this` points to a live blob (P1's size and alignment) that
+    /// holds the saved state of a coroutine that was suspended (not running)
+    /// when its thread exited, and will never run; no reference to it is live.
+    pub unsafe fn release_orphaned(this: *mut Blob) -> bool {
+        // SAFETY: P1 for `this` (contract); the coroutine will never run
+        // again (its thread exited while it was suspended), so freeing its
+        // data-stack chunks cannot pull memory from under a running frame,
+        // and the C code frees them only when no frame object outside still
+        // points into them; P2.
+        unsafe { weft_pystate_release_orphaned(this) != 0 }
     }
 
     /// Moves the finished coroutine's context into this blob (it stays its

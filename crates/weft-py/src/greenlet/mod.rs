@@ -446,11 +446,16 @@ impl Greenlet {
 
     #[setter(run)]
     fn set_run(slf: &Bound<'_, Self>, run: Bound<'_, PyAny>) -> PyResult<()> {
-        let c = slf.get().coro();
-        if c.status != Status::Unstarted {
-            return Err(PyAttributeError::new_err("run cannot be set after the start of the greenlet"));
-        }
-        c.run = Some(run.unbind());
+        let old = {
+            let c = slf.get().coro();
+            if c.status != Status::Unstarted {
+                return Err(PyAttributeError::new_err("run cannot be set after the start of the greenlet"));
+            }
+            c.run.replace(run.unbind())
+        };
+        // The old `run` may run `__del__`: dropped once no borrow of the
+        // coroutine is live.
+        drop(old);
         Ok(())
     }
 
@@ -461,11 +466,14 @@ impl Greenlet {
 
     #[deleter(run)]
     fn del_run(&self) -> PyResult<()> {
-        let c = self.coro();
-        if c.status != Status::Unstarted {
-            return Err(PyAttributeError::new_err("run cannot be set after the start of the greenlet"));
-        }
-        c.run = None;
+        let old = {
+            let c = self.coro();
+            if c.status != Status::Unstarted {
+                return Err(PyAttributeError::new_err("run cannot be set after the start of the greenlet"));
+            }
+            c.run.take()
+        };
+        drop(old); // as in set_run: no borrow live while `__del__` may run
         Ok(())
     }
 

@@ -655,24 +655,34 @@ pub(crate) fn forget_suspended(_py: Python<'_>, c: &mut Coro) {
 /// The greenlet that was running when its thread exited has no saved state
 /// and is left alone.
 pub(crate) fn retire_orphan(g: &Greenlet, obj: Obj) {
-    let c = g.coro();
-    let thread_gone = !c.thread.alive();
-    if c.status != Status::Active || c.is_main || !thread_gone {
-        return;
-    }
-    if c.thread.is_running(obj) {
-        return;
-    }
-    // Dead first: giving the data stack back may run Python code, which must
-    // find it retired already.
-    c.status = Status::Dead;
-    c.orphaned = true;
-    c.slice.abandon();
+    // Every borrow of the coroutine ends before a call that may run Python
+    // code (which may reach this greenlet again and borrow it anew).
+    let state: *mut weft_pystate::Blob = {
+        let c = g.coro();
+        let thread_gone = !c.thread.alive();
+        if c.status != Status::Active || c.is_main || !thread_gone {
+            return;
+        }
+        if c.thread.is_running(obj) {
+            return;
+        }
+        // Dead first: giving the data stack back may run Python code, which
+        // must find it retired already.
+        c.status = Status::Dead;
+        c.orphaned = true;
+        c.slice.abandon();
+        &mut c.state
+    };
     // SAFETY: callers hold the GIL; its thread exited while it was suspended,
-    // so its blob holds its saved state, and it never runs again.
-    unsafe { c.state.release_orphaned() };
-    // The `run` call it never returned from: last, as releasing may run code.
-    drop(c.call.take());
+    // so its blob holds its saved state, and it never runs again; `state`
+    // points into the coroutine's box, which `g` keeps alive, and no
+    // reference to the coroutine is live across the call (the block above
+    // ended its borrow).
+    unsafe { weft_pystate::Blob::release_orphaned(state) };
+    // The `run` call it never returned from: last, as releasing may run
+    // code; taken out under a borrow that ends before the drop.
+    let call = g.coro().call.take();
+    drop(call);
 }
 
 /// gr_frame of a suspended greenlet of this thread.
