@@ -566,21 +566,26 @@ def select_runloom(n):
     return out[0] / (2 * n) * 1e9
 
 
-# ---- the asyncio bridge (weft.aio) ------------------------------------------------------------------------
+# ---- the asyncio bridge (weft.aio) -------------------------------------------------
+
+def _sync_awaits(n, await_):
+    """Seconds for ``n`` awaits of ``asyncio.sleep(0)`` from synchronous code
+    through ``await_``."""
+    import asyncio
+
+    t0 = time.perf_counter()
+    for _ in range(n):
+        await_(asyncio.sleep(0))
+    return time.perf_counter() - t0
+
 
 def await_weft(n):
     import asyncio
     import weft.aio as aio
 
-    def body():
-        t0 = time.perf_counter()
-        for _ in range(n):
-            aio.await_(asyncio.sleep(0))
-        return time.perf_counter() - t0
-
     async def main():
         async with aio.scheduler():
-            return await aio.spawn(body)
+            return await aio.spawn(_sync_awaits, n, aio.await_)
 
     return asyncio.run(main()) / n * 1e9
 
@@ -589,15 +594,9 @@ def await_greenback(n):
     import asyncio
     import greenback
 
-    def body():
-        t0 = time.perf_counter()
-        for _ in range(n):
-            greenback.await_(asyncio.sleep(0))
-        return time.perf_counter() - t0
-
     async def main():
         await greenback.ensure_portal()
-        return body()
+        return _sync_awaits(n, greenback.await_)
 
     return asyncio.run(main()) / n * 1e9
 
