@@ -79,7 +79,7 @@ pub(crate) fn poll_ready(s: &mut Sched) {
         return;
     }
     drop_stale(s);
-    let mut fds: Vec<libc::pollfd> = s.fd_waits.iter().map(|w| libc::pollfd { fd: w.fd, events: w.events, revents: 0 }).collect();
+    let mut fds = pollfds(s);
     // SAFETY: `fds` is a valid, exclusively borrowed array of `fds.len()`
     // pollfd structures for the whole call; timeout 0 returns at once.
     let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
@@ -121,7 +121,12 @@ pub(crate) fn idle_fds(s: &mut Sched) -> Option<Vec<libc::pollfd>> {
     if s.fd_waits.is_empty() {
         return None;
     }
-    Some(s.fd_waits.iter().map(|w| libc::pollfd { fd: w.fd, events: w.events, revents: 0 }).collect())
+    Some(pollfds(s))
+}
+
+/// One `pollfd` per descriptor waiter, in `s.fd_waits`'s order.
+fn pollfds(s: &Sched) -> Vec<libc::pollfd> {
+    s.fd_waits.iter().map(|w| libc::pollfd { fd: w.fd, events: w.events, revents: 0 }).collect()
 }
 
 /// The idle thread waits, the GIL released, until one of `fds` is ready,

@@ -83,7 +83,7 @@ pub(crate) fn park(py: Python<'_>, event: Bound<'_, PyAny>, timeout: Option<f64>
                 // channels another thread may send to): this one parks as
                 // well, and the thread idles in the scheduler, which wakes
                 // for whichever wake-up comes first, not after a slice.
-                park_idle(py, inner, deadline)?;
+                park_on(py, inner, deadline)?;
                 continue;
             }
             // Alone: block the thread as a plain thread does (direct read
@@ -97,7 +97,7 @@ pub(crate) fn park(py: Python<'_>, event: Bound<'_, PyAny>, timeout: Option<f64>
             continue;
         }
         match &rust {
-            Some(inner) => park_once(py, inner, deadline)?,
+            Some(inner) => park_on(py, inner, deadline)?,
             // Not weft's event: no wake-up to hook; give way once and look again.
             None => {
                 let (td, me) = sched::current_checked(py)?;
@@ -107,29 +107,12 @@ pub(crate) fn park(py: Python<'_>, event: Bound<'_, PyAny>, timeout: Option<f64>
     }
 }
 
-/// Parks until `inner` is set or `deadline` passes, with nothing else to
-/// run meanwhile: the scheduler's idle wait takes over the thread.
-fn park_idle(py: Python<'_>, inner: &std::sync::Arc<crate::event::Inner>, deadline: Option<Instant>) -> PyResult<()> {
+/// Leaves the run queue until `inner` is set or `deadline` passes: the
+/// other tasklets run meanwhile, and with none runnable the scheduler's idle
+/// wait takes over the thread.
+fn park_on(py: Python<'_>, inner: &std::sync::Arc<crate::event::Inner>, deadline: Option<Instant>) -> PyResult<()> {
     let (td, me) = sched::current_checked(py)?;
     let token = sched::park_current(py, &me, deadline, None)?;
     inner.add_waker(sched::waker(py, &me, token));
     sched::wait_parked(py, td, &me, token, "Deadlock: a tasklet waits on a gateway event nothing can set (no other tasklet can run and no other thread is alive)")
-}
-
-/// Leaves the run queue until `inner` is set or `deadline` passes.
-fn park_once(py: Python<'_>, inner: &std::sync::Arc<crate::event::Inner>, deadline: Option<Instant>) -> PyResult<()> {
-    let (td, me) = sched::current_checked(py)?;
-    let token = sched::park_current(py, &me, deadline, None)?;
-    inner.add_waker(sched::waker(py, &me, token));
-    let next = sched::with(py, |s| sched::pick_next(s, py))?;
-    if next.as_ptr() == me.as_ptr() {
-        // Woken already (or nothing else at all): we are running.
-        return sched::unpark(py, &me);
-    }
-    drop(me);
-    let r = sched::switch_to(py, td, next, None).map_err(|e| *e);
-    let me = sched::with(py, |s| s.current.clone_ref(py))?;
-    // Thrown into while parked: running again, in the ring.
-    sched::unpark(py, &me)?;
-    r.map(|_| ())
 }
