@@ -343,6 +343,154 @@ def test_tasklet_remote_error(tgw):
         ch.waitclose(10)
 
 
+LINUX = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts threads in /proc/self/task")
+
+
+@LINUX
+def test_tasklet_worker_receiver_is_a_tasklet(tgw):
+    """The tasklet worker has one OS thread: its receiver is a tasklet of the
+    main thread, whose scheduler polls the pipe while the task waits."""
+    ch = tgw.remote_exec("""
+        import os
+        channel.send(len(os.listdir("/proc/self/task")))
+        for item in channel:
+            channel.send(item)
+    """)
+    assert ch.receive(10) == 1
+    for i in range(200):
+        ch.send(i)
+        assert ch.receive(10) == i
+    ch.close()
+    ch.waitclose(10)
+
+
+def test_tasklet_worker_big_items_both_ways(tgw):
+    """Items larger than the pipe: the receiver tasklet reads a frame in many
+    parked reads, and three tasks writing big frames at once take turns
+    (their full-pipe writes park on the descriptor)."""
+    big = bytes(range(256)) * (16 << 10)  # 4 MiB
+    echo = tgw.remote_exec("channel.send(channel.receive())")
+    echo.send(big)
+    assert echo.receive(30) == big
+    writers = [tgw.remote_exec("""
+        n = channel.receive()
+        for i in range(3):
+            channel.send((n, i, bytes([n]) * (2 << 20)))
+    """) for n in range(3)]
+    for n, w in enumerate(writers):
+        w.send(n)
+    for n, w in enumerate(writers):
+        for i in range(3):
+            assert w.receive(30) == (n, i, bytes([n]) * (2 << 20))
+        w.waitclose(10)
+
+
+def test_tasklet_group_locally_reads_in_a_tasklet(tmp_path):
+    """A tasklet group's popen gateway starts no thread: its receiver is a
+    tasklet of the thread that made it. The main tasklet's waits and those of
+    other tasklets park, the idle scheduler polls the pipe; ``run()`` returns
+    while only the receiver listens; exit is clean."""
+    script = tmp_path / "local_tasklets.py"
+    script.write_text(textwrap.dedent("""
+        import os, sys
+        import weft.execnet as execnet
+        from weft import stackless
+
+        def threads():
+            return len(os.listdir("/proc/self/task")) if sys.platform.startswith("linux") else 1
+
+        before = threads()
+        group = execnet.Group(execmodel="tasklet")
+        gw = group.makegateway("popen")
+        assert threads() == before, (threads(), before)
+        ch = gw.remote_exec("for x in channel: channel.send(x + 1)")
+        for i in range(100):
+            ch.send(i)
+            assert ch.receive(10) == i + 1
+        got = []
+        def client(k):
+            c = gw.remote_exec("for x in channel: channel.send(x * 2)")
+            for i in range(20):
+                c.send(i)
+                got.append((k, i, c.receive(10)))
+            c.close()
+            c.waitclose(10)
+        for k in range(4):
+            stackless.tasklet(client)(k)
+        stackless.run()  # returns once the clients end, the receiver still listening
+        assert sorted(got) == sorted((k, i, i * 2) for k in range(4) for i in range(20))
+        assert threads() == before
+        ch.send(41)
+        assert ch.receive(10) == 42
+        ch.close()
+        left = gw.remote_exec("channel.send(1)")
+        assert left.receive(10) == 1
+        print("local tasklets OK")
+        # exit with the gateway still open: the receiver is killed at exit
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "local tasklets OK" in proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_wait_fd_parks_only_the_tasklet():
+    """``_wait_fd``: a tasklet waiting for a pipe to become readable parks;
+    ``run()`` does not wait for a listening tasklet, ``run(threadblock=True)``
+    does, and the idle scheduler wakes it when the pipe is written."""
+    import os
+    from weft import stackless
+    from weft._weft import stackless as engine
+
+    r, w = os.pipe()
+    try:
+        events = []
+
+        def listener():
+            engine._wait_fd(r)
+            events.append(("readable", os.read(r, 10)))
+
+        def other():
+            events.append("other ran")
+
+        stackless.tasklet(listener)()
+        stackless.tasklet(other)()
+        stackless.run()
+        assert events == ["other ran"]  # the listener still waits
+        os.write(w, b"go")
+        stackless.run(threadblock=True)
+        assert events == ["other ran", ("readable", b"go")]
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_wait_fd_without_a_scheduler_and_bad_input():
+    import os
+    import time
+    from weft._weft import stackless as engine
+
+    r, w = os.pipe()
+    try:
+        done = []
+        t = threading.Thread(target=lambda: done.append(engine._wait_fd(r, False, 0.01)))
+        t.start()
+        t.join(10)
+        assert done == [None]  # the timeout passed: the caller looks again
+        os.write(w, b"x")
+        start = time.monotonic()
+        engine._wait_fd(r, False, 30)  # readable already: returns at once
+        assert time.monotonic() - start < 10
+        engine._wait_fd(w, True, 30)
+    finally:
+        os.close(r)
+        os.close(w)
+    with pytest.raises(ValueError, match="not a file descriptor"):
+        engine._wait_fd(-1)
+    with pytest.raises(ValueError, match="timeout must be"):
+        engine._wait_fd(0, False, -1.0)
+
+
 def test_tasklet_execmodel_locally():
     """Locally the model's start() makes tasklets of the calling thread; a
     wait on a reply, the model's queue or Event parks the waiter so they run."""

@@ -4,8 +4,8 @@ execnet 2.1's API of a model (the attributes ``backend``, ``queue``,
 ``subprocess``, ``socket``; the methods ``start``, ``get_ident``, ``sleep``,
 ``fdopen``, ``Lock``, ``RLock``, ``Event``) for each one, plus what weft's
 gateway core asks of a model on a worker (``prepare``, ``core_event``,
-``start_core``, ``green``, ``wait_readable``, ``wait_writable``;
-docs/gateways.md, "Exec models"):
+``core_lock``, ``start_core``, ``green``, ``rust_codec``, ``wait_readable``,
+``wait_writable``; docs/gateways.md, "Exec models"):
 
 * ``thread``, ``main_thread_only``: OS threads; the worker's receiver is a
   thread, tasks run in threads (the first, or with ``main_thread_only``
@@ -16,10 +16,14 @@ docs/gateways.md, "Exec models"):
   events are the library's, so a wait lets the others run; locally a green
   group's popen and ssh gateways work the same way.  The library is imported
   at first use (on a worker: while it boots).
-* ``tasklet``: ``weft.stackless`` tasklets.  On a worker every ``remote_exec``
-  is a tasklet of the main thread, and every wait of the gateway core parks
-  the waiting tasklet while others can run; the receiver stays an OS thread.
-  Needs weft importable where the model is used.
+* ``tasklet``: ``weft.stackless`` tasklets.  On a worker the receiver and
+  every ``remote_exec`` are tasklets of the main thread; every wait of the
+  gateway core parks the waiting tasklet while others can run, and the
+  transport's reads and full writes park on the descriptor, which the
+  scheduler of an otherwise idle thread polls itself (with its mailbox).
+  Locally a tasklet group's popen and ssh gateways work the same way, their
+  receivers tasklets of the thread that made them.  Needs weft importable
+  where the model is used.
 
 A model's ``start`` runs its function concurrently with the caller: a new
 thread, green thread, or a tasklet of the calling thread.  These modules are
@@ -30,7 +34,7 @@ before a model is used.
 import os
 import time
 
-from .threads import get_ident, new_event, start_thread
+from .threads import get_ident, new_event, new_lock, start_thread
 from .waits import block_until
 
 
@@ -39,7 +43,8 @@ class ExecModel:
 
     backend = "thread"
     # weft's gateway core on a worker (see the module's docstring):
-    green = False       # the receiver and the tasks are green threads of one thread
+    green = False       # the receiver and the tasks are green threads (or tasklets) of one thread
+    rust_codec = True   # a worker may use weft's Rust codec (when the same weft is there)
     has_primary = True  # the main thread takes tasks (WorkerPool's primary)
     primary_only = False  # ... every task
 
@@ -103,6 +108,10 @@ class ExecModel:
         """An event for the core's own waits (channel items, replies)."""
         return new_event()
 
+    def core_lock(self):
+        """A lock for the core's own turns (a transport's writer)."""
+        return new_lock()
+
     def start_core(self, func, name=None):
         """Start one of the core's own loops (a receiver, the exit watchdog)."""
         start_thread(func, name=name)
@@ -121,6 +130,7 @@ class _GreenExecModel(ExecModel):
     thread, with the library's hub waiting for I/O and timers."""
 
     green = True
+    rust_codec = False  # the library's hub, not a Rust reader thread, waits for the descriptors
     has_primary = False
     library = None  # the module whose hub runs the green threads
 
@@ -133,6 +143,9 @@ class _GreenExecModel(ExecModel):
 
     def core_event(self):
         return self.Event()
+
+    def core_lock(self):
+        return self.Lock()
 
     def start_core(self, func, name=None):
         self.start(func)
@@ -283,6 +296,45 @@ class _TaskletEvent:
         return block_until(self._event, timeout)
 
 
+class _TaskletLock:
+    """A lock whose blocking ``acquire`` goes through the core's blocking
+    hook: a tasklet waiting for it parks while the holder (say, a tasklet
+    writing a frame to a full pipe) runs.  Safe across threads too."""
+
+    def __init__(self):
+        self._lock = new_lock()
+        self._released = new_event()
+
+    def acquire(self, blocking=True, timeout=-1):
+        if self._lock.acquire(False):
+            return True
+        if not blocking:
+            return False
+        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+        while True:
+            self._released.clear()  # then look: a release after this sets it
+            if self._lock.acquire(False):
+                return True
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            block_until(self._released, remaining)
+
+    def release(self):
+        self._lock.release()
+        self._released.set()
+
+    def locked(self):
+        return self._lock.locked()
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
 class _TaskletQueues:
     """The ``queue`` module of the tasklet model: ``Queue``, ``Empty``,
     ``Full`` (the standard ones, imported at first use: ``queue`` pulls in
@@ -339,6 +391,9 @@ class TaskletExecModel(ExecModel):
 
     backend = "tasklet"
     primary_only = True  # a worker's tasks are tasklets of its main thread
+    # the receiver is a tasklet too: the transport's reads and full writes
+    # park on the descriptor (wait_readable, wait_writable)
+    green = True
     queue = _TaskletQueues()
 
     def prepare(self):
@@ -368,6 +423,22 @@ class TaskletExecModel(ExecModel):
 
     def Event(self):
         return _TaskletEvent()
+
+    def core_lock(self):
+        return _TaskletLock()
+
+    def start_core(self, func, name=None):
+        self.start(func)
+
+    @staticmethod
+    def wait_readable(fd):
+        from weft._weft import stackless as engine
+        engine._wait_fd(fd)
+
+    @staticmethod
+    def wait_writable(fd, timeout):
+        from weft._weft import stackless as engine
+        engine._wait_fd(fd, True, timeout)
 
 
 _EXECMODELS = {

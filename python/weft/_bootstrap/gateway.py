@@ -112,6 +112,12 @@ class BaseGateway:
                     self._io.close_write()
                 except Exception:
                     pass
+            except SystemExit as exc:
+                # TaskletExit: the tasklet model's receiver was killed (its
+                # thread's tasklets at interpreter exit, or by hand)
+                self._trace("receiver killed: %r" % (exc,))
+                error = GatewayDied("this gateway's receiver was killed (%s); its channels "
+                                    "end here" % (type(exc).__name__,))
             except BaseException as exc:  # pragma: no cover - a bug in dispatch
                 self._trace("receiver crashed: %s" % geterrortext(exc))
                 error = GatewayDied("receiver thread crashed:\n" + geterrortext(exc))

@@ -120,7 +120,7 @@ class PyWriter:
         if green is not None:
             # a green exec model: a full descriptor is waited for in its hub,
             # so the lock and the owner are its (green threads take turns)
-            self._lock = green.Lock()
+            self._lock = green.core_lock()
             self._ident = green.get_ident
             self._green_wait = green.wait_writable
         else:

@@ -8,7 +8,7 @@ import contextvars
 from .. import _weft
 
 __all__ = [
-    "_init_types", "_thread_block_budget", "_must_park", "_scheduler_exists", "_set_select_faces", "channel", "enable_softswitch", "get_channel_callback",
+    "_init_types", "_thread_block_budget", "_must_park", "_wait_fd", "_scheduler_exists", "_set_select_faces", "channel", "enable_softswitch", "get_channel_callback",
     "get_schedule_callback", "get_thread_info", "getcurrent", "getcurrentid", "getmain",
     "getruncount", "getthreads", "park", "run", "schedule", "schedule_remove", "select",
     "select_cases", "set_channel_callback", "set_error_handler", "set_schedule_callback", "switch_trap", "tasklet",
@@ -145,6 +145,7 @@ def set_error_handler(handler: Callable[..., Any] | None) -> Any: ...
 def park(event: _weft.Event, timeout: float | None = None) -> bool: ...
 def _must_park() -> bool: ...
 def _thread_block_budget() -> bool | float: ...
+def _wait_fd(fd: int, writable: bool = False, timeout: float | None = None) -> None: ...
 def select(
     cases: list[tuple[int, Any, Any, Any]],
     closed: Any,

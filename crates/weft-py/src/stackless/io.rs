@@ -49,11 +49,66 @@ pub(crate) fn current_key(py: Python<'_>) -> usize {
 /// Parks the running tasklet until `fd` is ready for `events` (`POLLOUT`,
 /// say) or `SIGNAL_SLICE` passes; the caller then tries again.
 pub(crate) fn wait_fd(py: Python<'_>, fd: RawFd, events: i16) -> PyResult<()> {
+    wait_fd_until(py, fd, events, Some(Instant::now() + SIGNAL_SLICE))
+}
+
+/// Parks the running tasklet until `fd` is ready for `events` or `deadline`
+/// passes (None: only the descriptor wakes it; the idle thread's poll
+/// still runs signal handlers).
+fn wait_fd_until(py: Python<'_>, fd: RawFd, events: i16, deadline: Option<Instant>) -> PyResult<()> {
     let (td, me) = sched::current_plain(py)?;
-    let token = sched::park_current(py, &me, Some(Instant::now() + SIGNAL_SLICE), None)?;
+    let token = sched::park_current(py, &me, deadline, None)?;
     let entry = FdWait { fd, events, tasklet: me.clone_ref(py), token };
     sched::with(py, |s| s.fd_waits.push(entry))?;
     wait_parked(py, td, me, token)
+}
+
+/// `weft._weft.stackless._wait_fd(fd, writable=False, timeout=None)`: waits
+/// until `fd` is readable (or writable), or `timeout` seconds pass; the
+/// caller then tries its read or write again. The running tasklet parks
+/// and the others run, and an idle thread waits on the descriptor itself
+/// (the tasklet exec model's gateway receivers and writers, docs/gateways.md).
+/// Without a scheduler (or in a greenlet of its own inside a tasklet) the
+/// thread polls, the GIL released, in signal slices.
+#[pyfunction]
+#[pyo3(signature = (fd, writable=false, timeout=None))]
+pub(crate) fn _wait_fd(py: Python<'_>, fd: RawFd, writable: bool, timeout: Option<f64>) -> PyResult<()> {
+    if fd < 0 {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "_wait_fd: {fd} is not a file descriptor (closed transport?)"
+        )));
+    }
+    let events = if writable { libc::POLLOUT } else { libc::POLLIN };
+    let deadline = match timeout {
+        Some(t) if t.is_nan() || t < 0.0 => {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "_wait_fd: timeout must be a number of seconds >= 0 or None, not {t}"
+            )))
+        }
+        Some(t) => Some(Instant::now() + std::time::Duration::from_secs_f64(t.min(1e9))),
+        None => None,
+    };
+    if can_park(py) {
+        if writable {
+            return wait_fd_until(py, fd, events, deadline);
+        }
+        // A reader listens for the other end: `run()` does not wait for it
+        // (sched::run_should_wait) unless asked to block the thread.
+        sched::with(py, |s| s.listening += 1)?;
+        let r = wait_fd_until(py, fd, events, deadline);
+        sched::with(py, |s| s.listening -= 1)?;
+        return r;
+    }
+    let slice = deadline.map_or(SIGNAL_SLICE, |d| d.saturating_duration_since(Instant::now()).min(SIGNAL_SLICE));
+    let mut one = [libc::pollfd { fd, events, revents: 0 }];
+    let ms = slice.as_millis().min(i32::MAX as u128) as libc::c_int;
+    py.detach(|| {
+        // SAFETY: `one` is a valid, exclusively borrowed array of one pollfd
+        // for the whole call; the descriptor's validity is the kernel's
+        // to check (a bad one is reported in `revents`, not followed).
+        unsafe { libc::poll(one.as_mut_ptr(), 1, ms) };
+    });
+    py.check_signals()
 }
 
 /// Parks the running tasklet until the waker handed to `register` runs or

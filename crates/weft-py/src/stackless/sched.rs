@@ -138,6 +138,11 @@ pub(crate) struct Sched {
     pub sleepers: Vec<(std::time::Instant, Py<Tasklet>, u64)>,
     /// Parked tasklets waiting for a file descriptor (see `io`).
     pub fd_waits: Vec<super::io::FdWait>,
+    /// How many of the parked tasklets wait for a descriptor to become
+    /// readable (a tasklet exec model's gateway receivers): like tasklets
+    /// blocked on channels, they wait for someone else (the other end), so
+    /// `run()` waits for them only with `threadblock`.
+    pub listening: usize,
     /// Tasklets paused in `run()`, innermost last: the ring's owner when it
     /// runs empty.
     pub watchers: Vec<Watch>,
@@ -275,6 +280,7 @@ fn create(py: Python<'_>) -> PyResult<()> {
             doomed: Vec::new(),
             sleepers: Vec::new(),
             fd_waits: Vec::new(),
+            listening: 0,
             watchers: Vec::new(),
             switch_trap: 0,
             launcher: None,
@@ -758,6 +764,17 @@ pub(crate) fn has_parked(py: Python<'_>) -> PyResult<bool> {
     with(py, |s| s.shared.parked.load(Ordering::Relaxed) > 0)
 }
 
+/// What `run()` waits for once nothing is runnable: tasklets parked on
+/// wake-ups from elsewhere (not the listening ones), and with `threadblock`
+/// also the blocked and listening ones.
+pub(crate) fn run_should_wait(py: Python<'_>, threadblock: bool) -> PyResult<bool> {
+    with(py, |s| {
+        let parked = s.shared.parked.load(Ordering::Relaxed);
+        parked > s.listening
+            || (threadblock && (s.listening > 0 || s.shared.blocked.load(Ordering::Relaxed) > 0))
+    })
+}
+
 /// Waits (GIL released) until mail arrives or a slice passes. Returns
 /// false at once if no other thread could ever send mail.
 pub(crate) fn idle_wait(py: Python<'_>) -> PyResult<bool> {
@@ -779,8 +796,10 @@ pub(crate) fn idle_wait(py: Python<'_>) -> PyResult<bool> {
     if wake.0 {
         return Ok(true);
     }
-    // A parked tasklet with a deadline wakes this thread itself.
-    if !wake.3 && !others_may_wake(py)? {
+    // A parked tasklet with a deadline wakes this thread itself, and one
+    // waiting on a descriptor is woken by whatever is at its other end
+    // (another process, a remote host), as a thread blocked in a read is.
+    if !wake.3 && wake.4.is_none() && !others_may_wake(py)? {
         // A signal sent meanwhile (Ctrl-C from a thread that has exited
         // since) is raised rather than the deadlock.
         py.check_signals()?;

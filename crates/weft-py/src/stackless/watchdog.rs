@@ -245,7 +245,7 @@ fn schedule_loop(
                     .last_mut()
                     .is_some_and(|w| std::mem::take(&mut w.soft_exited))
             })?;
-            let wait = sched::has_parked(py)? || (threadblock && sched::has_blocked(py)?);
+            let wait = sched::run_should_wait(py, threadblock)?;
             if !soft_exit && wait && sched::idle_wait(py)? {
                 continue;
             }

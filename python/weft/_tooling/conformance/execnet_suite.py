@@ -74,13 +74,6 @@ KNOWN_FAILURES = {
         "see docs/wire.md)",
     **{"testing/test_gateway.py::TestPopenGateway::test_remoteerror_readable_traceback[%s-popen]" % m: _TRACEBACK
        for m in EXECMODELS},
-    **{"testing/test_gateway.py::TestBasicGateway::test_remote_exec_module[main_thread_only-%s]" % g:
-       "runs right after test_gateway_status_busy on the same main_thread_only gateway; that test "
-       "(an xfail: it expects two tasks at once) leaves its first task waiting, so this test's "
-       "remote_exec is refused with execnet's main_thread_only deadlock message, as that model "
-       "says. execnet's own run never sees it: its gw fixture hands every variant the gateway of "
-       "the first model (this runner gives each variant its own, see pytest_fixture_setup)"
-       for g in ("popen", "proxy")},
     "testing/test_threadpool.py::test_primary_thread_integration[tasklet]":
         "expects WorkerPool(hasprimary=True) to refuse every model but thread and main_thread_only; "
         "weft's tasklet model has a primary thread (a worker's main thread runs its tasklets)",
@@ -105,6 +98,14 @@ KNOWN_FLAKY = {
     **{"testing/test_gateway.py::TestBasicGateway::test_gateway_status_busy[%s-%s]" % (m, t): _XFAIL_TIMING
        for m in EXECMODELS for t in ("popen", "proxy", "socket", "ssh")},
     "testing/test_gateway.py::TestThreads::test_status_with_threads": _XFAIL_TIMING,
+    **{"testing/test_gateway.py::TestBasicGateway::test_remote_exec_module[main_thread_only-%s]" % g:
+       "runs right after test_gateway_status_busy on the same main_thread_only gateway; when that test "
+       "(an xfail: it expects two tasks at once) leaves its first task still waiting (timing: which "
+       "variant it hits varies between runs), so this test's "
+       "remote_exec is refused with execnet's main_thread_only deadlock message, as that model "
+       "says. execnet's own run never sees it: its gw fixture hands every variant the gateway of "
+       "the first model (this runner gives each variant its own, see pytest_fixture_setup)"
+       for g in ("popen", "proxy", "socket", "ssh")},
     "testing/test_gateway.py::test_regression_gevent_hangs[no-interleave-remote-status]":
         "execnet marks it xfail (non-strict): its gevent worker hangs unless a remote_status() comes "
         "between remote_exec and receive (execnet issue 123); passes on weft here, whose green worker "
