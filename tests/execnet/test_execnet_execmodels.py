@@ -7,6 +7,7 @@ the library is not installed (the [test] extra installs eventlet; CI installs
 gevent too).
 """
 import importlib.util
+import os
 import subprocess
 import sys
 import textwrap
@@ -426,19 +427,23 @@ def test_tasklet_group_locally_reads_in_a_tasklet(tmp_path):
         left = gw.remote_exec("channel.send(1)")
         assert left.receive(10) == 1
         print("local tasklets OK")
-        # exit with the gateway still open: the receiver is killed at exit
+        # exit with the gateway still open: the group terminates it at exit
     """))
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    env = dict(os.environ, WEFT_EXECNET_DEBUG="1")  # the core traces how the receiver ends
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "local tasklets OK" in proc.stdout
     assert "Traceback" not in proc.stderr, proc.stderr
+    # the group's atexit terminate ran before the tasklets left were killed
+    assert "received terminate" in proc.stderr, proc.stderr
+    assert "receiver killed" not in proc.stderr, proc.stderr
 
 
 def test_wait_fd_parks_only_the_tasklet():
     """``_wait_fd``: a tasklet waiting for a pipe to become readable parks;
     ``run()`` does not wait for a listening tasklet, ``run(threadblock=True)``
     does, and the idle scheduler wakes it when the pipe is written."""
-    import os
     from weft import stackless
     from weft._weft import stackless as engine
 
@@ -466,7 +471,6 @@ def test_wait_fd_parks_only_the_tasklet():
 
 
 def test_wait_fd_without_a_scheduler_and_bad_input():
-    import os
     import time
     from weft._weft import stackless as engine
 

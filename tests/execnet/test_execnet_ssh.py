@@ -67,3 +67,44 @@ def test_ssh_via(sshd, group):
     group.makegateway("ssh=%s//id=remote" % sshd.spec_ssh)
     gw = group.makegateway("popen//via=remote")
     assert gw.remote_exec("channel.send(5)").receive(20) == 5
+
+
+def test_ssh_tasklet_worker_and_tasklet_group(sshd, tmp_path):
+    """The tasklet exec model over ssh (the stdio transport): the worker's
+    receiver is a tasklet of its one thread, and a local tasklet group's ssh
+    gateway reads in a tasklet of the thread that made it."""
+    script = tmp_path / "ssh_tasklets.py"
+    script.write_text(textwrap.dedent("""
+        import os, sys
+        import weft.execnet as execnet
+        from weft import stackless
+
+        group = execnet.Group(execmodel="tasklet")
+        gw = group.makegateway("ssh=%s//python=%s//execmodel=tasklet" % (sys.argv[1], sys.executable))
+        ch = gw.remote_exec('''
+            import os
+            channel.send(len(os.listdir("/proc/self/task")))
+            for item in channel:
+                channel.send(item)
+        ''')
+        assert ch.receive(20) == 1
+        big = os.urandom(3 << 20)
+        results = []
+        def echo(k):
+            ch2 = gw.remote_exec("channel.send(channel.receive())")
+            ch2.send((k, big))
+            results.append(ch2.receive(20) == (k, big))
+        for k in range(3):
+            stackless.tasklet(echo)(k)
+        ch.send("x")
+        stackless.run()
+        assert ch.receive(20) == "x"
+        assert results == [True, True, True], results
+        ch.close()
+        group.terminate(10)
+        print("ssh tasklets OK")
+    """))
+    proc = subprocess.run([sys.executable, str(script), sshd.spec_ssh], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ssh tasklets OK" in proc.stdout

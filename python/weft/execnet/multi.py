@@ -6,6 +6,11 @@ import time
 from functools import partial
 
 from weft._bootstrap import core as _core
+# Imported before any group registers its atexit terminate: atexit runs the
+# last registered first, so the groups' terminates run before weft.stackless
+# kills the tasklets left at exit (a tasklet group's receivers among them),
+# and their gateways end in order.
+import weft.stackless  # noqa: F401
 
 from . import _wait
 from .xspec import XSpec
