@@ -344,6 +344,30 @@ def test_tasklet_remote_error(tgw):
         ch.waitclose(10)
 
 
+@pytest.mark.parametrize("codec, writer", [("rust", "FrameWriter"), ("pure", "PyWriter")])
+def test_tasklet_worker_both_transports(group, codec, writer):
+    """The tasklet worker's receiver parks on its descriptor with the Rust
+    transport (FrameReader.read_frames from a tasklet) and with the
+    pure-Python one (a worker without weft's codec: WaitingReader and
+    PyWriter, their waits through the scheduler)."""
+    spec = "popen//execmodel=tasklet"
+    if codec == "pure":
+        spec += "//env:WEFT_PURE_PYTHON_CODEC=1"
+    gw = group.makegateway(spec)
+    ch = gw.remote_exec("""
+        channel.send(type(channel.gateway._io._writer).__name__)
+        for item in channel:
+            channel.send(item)
+    """)
+    assert ch.receive(10) == writer
+    big = bytes(range(256)) * (8 << 10)  # 2 MiB: several reads and full writes
+    for item in (1, big, "x" * 100, big):
+        ch.send(item)
+        assert ch.receive(30) == item
+    ch.close()
+    ch.waitclose(10)
+
+
 LINUX = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts threads in /proc/self/task")
 
 

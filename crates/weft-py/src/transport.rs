@@ -4,7 +4,7 @@
 //! the GIL once per batch of received frames and once per sent frame.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use weft_transport::{try_write_from, wait_writable, FdReader, HEADER_SIZE};
 use weft_wire::{opcode, Emitter};
 
 use crate::event::{in_main_thread, take_deferred, SIGNAL_SLICE};
+use weft_transport::wake::stop_deferring;
 use crate::queue::PyItemQueue;
 use crate::wire::{decode_plain, dump_error, dump_into, load_error};
 
@@ -64,6 +65,10 @@ pub struct PyFrameReader {
     fd: i32,
     /// The thread that calls `read_frames` (0 before its first call).
     receiver: AtomicU64,
+    /// Set when the receiver is a tasklet (the tasklet exec model): it parks
+    /// on the descriptor instead of blocking its thread, and no other thread
+    /// reads for itself (it could not kick a parked tasklet off the role).
+    parking: AtomicBool,
     /// Items that waiting threads got by reading for themselves.
     direct_receives: AtomicU64,
 }
@@ -162,7 +167,7 @@ impl PyFrameReader {
     /// Whether a thread waiting for an item may read for itself now.
     pub(crate) fn direct_allowed(&self) -> bool {
         let receiver = self.receiver.load(Ordering::Relaxed);
-        receiver != 0 && receiver != thread_id() && !self.role.is_closed()
+        receiver != 0 && receiver != thread_id() && !self.role.is_closed() && !self.parking.load(Ordering::Relaxed)
     }
 
     /// Read for `q` (a queue attached to this reader) until an item is in
@@ -208,6 +213,53 @@ impl PyFrameReader {
     }
 }
 
+impl PyFrameReader {
+    /// `read_frames` for a receiver that is a tasklet: when no whole frame
+    /// is buffered it parks on the descriptor (the other tasklets run, and
+    /// the idle scheduler polls it) instead of blocking the thread, then
+    /// reads what has arrived. The role stays the receiver's: `parking`
+    /// keeps other threads from reading for themselves.
+    fn read_frames_parking<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        // No wake-ups held back here: the thread is every tasklet's, and a
+        // wake-up another tasklet sets must not wait for this one's next read.
+        stop_deferring().wake();
+        loop {
+            {
+                let mut reader = self.reader();
+                match self.route_buffered(py, &mut reader) {
+                    Routed::Full => continue,
+                    Routed::Stop => {
+                        let out = PyList::empty(py);
+                        self.collect_frames(py, &mut reader, &out)?;
+                        return Ok(out);
+                    }
+                    Routed::NeedBytes => {}
+                }
+                // Data already there (the usual case right after a wake-up):
+                // read it without giving way. The descriptor is readable, so
+                // the read does not block.
+                if crate::stackless::io::readable_now(self.fd) {
+                    if let Some(0) = retry_or_raise(py, reader.fill())? {
+                        return Err(eof_error(&reader));
+                    }
+                    continue;
+                }
+            }
+            // The guard is dropped: the other tasklets run while this one
+            // parks, and none of them may find the reader locked.
+            crate::stackless::io::listen(py, self.fd, None)?;
+        }
+    }
+}
+
+/// The EOFError for the end of the stream, saying if it ended inside a frame.
+fn eof_error(reader: &FdReader) -> PyErr {
+    PyEOFError::new_err(match reader.buf.incomplete() {
+        Some((want, got)) => format!("connection closed inside a frame: expected {want} bytes, got {got}"),
+        None => "connection closed".to_string(),
+    })
+}
+
 /// How long the receiver thread leaves a free read role to the threads
 /// that waited for items before it reads again itself.
 const GRACE: Duration = Duration::from_millis(2);
@@ -222,6 +274,7 @@ impl PyFrameReader {
             role: Role::new().map_err(os_error)?,
             fd,
             receiver: AtomicU64::new(0),
+            parking: AtomicBool::new(false),
             direct_receives: AtomicU64::new(0),
         })
     }
@@ -271,6 +324,10 @@ impl PyFrameReader {
     /// The calling thread is the receiver thread from now on.
     fn read_frames<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         self.receiver.store(thread_id(), Ordering::Relaxed);
+        if crate::stackless::io::can_park(py) {
+            self.parking.store(true, Ordering::Relaxed);
+            return self.read_frames_parking(py);
+        }
         loop {
             if self.role.holder() != Holder::Receiver {
                 // wake-ups held back since the last call (docs/gateways.md)
@@ -311,12 +368,7 @@ impl PyFrameReader {
             });
             // None: kicked (a waiting thread may want the role) or EINTR
             if let Some(Some(0)) = retry_or_raise(py, polled)? {
-                return Err(PyEOFError::new_err(match reader.buf.incomplete() {
-                    Some((want, got)) => {
-                        format!("connection closed inside a frame: expected {want} bytes, got {got}")
-                    }
-                    None => "connection closed".to_string(),
-                }));
+                return Err(eof_error(&reader));
             }
         }
     }

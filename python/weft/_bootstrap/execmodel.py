@@ -4,7 +4,7 @@ execnet 2.1's API of a model (the attributes ``backend``, ``queue``,
 ``subprocess``, ``socket``; the methods ``start``, ``get_ident``, ``sleep``,
 ``fdopen``, ``Lock``, ``RLock``, ``Event``) for each one, plus what weft's
 gateway core asks of a model on a worker (``prepare``, ``core_event``,
-``core_lock``, ``start_core``, ``green``, ``rust_codec``, ``wait_readable``,
+``core_lock``, ``start_core``, ``green``, ``rust_transport``, ``wait_readable``,
 ``wait_writable``; docs/gateways.md, "Exec models"):
 
 * ``thread``, ``main_thread_only``: OS threads; the worker's receiver is a
@@ -44,7 +44,9 @@ class ExecModel:
     backend = "thread"
     # weft's gateway core on a worker (see the module's docstring):
     green = False       # the receiver and the tasks are green threads (or tasklets) of one thread
-    rust_codec = True   # a worker may use weft's Rust codec (when the same weft is there)
+    # weft's Rust codec and transport may serve (where that weft is there);
+    # its reads park a tasklet receiver on the descriptor
+    rust_transport = True
     has_primary = True  # the main thread takes tasks (WorkerPool's primary)
     primary_only = False  # ... every task
 
@@ -130,7 +132,7 @@ class _GreenExecModel(ExecModel):
     thread, with the library's hub waiting for I/O and timers."""
 
     green = True
-    rust_codec = False  # the library's hub, not a Rust reader thread, waits for the descriptors
+    rust_transport = False  # the library's hub, not a Rust reader thread, waits for the descriptors
     has_primary = False
     library = None  # the module whose hub runs the green threads
 
@@ -274,12 +276,21 @@ class GeventExecModel(_GreenExecModel):
             pass
 
 
+def _weft_event():
+    """weft's own event (``weft._weft.Event``), whose wake-up posts a parked
+    tasklet back to its scheduler: the tasklet model's waits need it even
+    where the worker's codec is the pure-Python one (whose events are
+    ``threading``'s, which a tasklet cannot park on)."""
+    from weft._weft import Event
+    return Event()
+
+
 class _TaskletEvent:
     """``threading.Event``'s API whose ``wait`` goes through the core's
     blocking hook: it parks the waiting tasklet while others can run."""
 
     def __init__(self):
-        self._event = new_event()
+        self._event = _weft_event()
 
     def is_set(self):
         return self._event.is_set()
@@ -303,7 +314,7 @@ class _TaskletLock:
 
     def __init__(self):
         self._lock = new_lock()
-        self._released = new_event()
+        self._released = _weft_event()
 
     def acquire(self, blocking=True, timeout=-1):
         if self._lock.acquire(False):
@@ -351,7 +362,7 @@ class _TaskletQueues:
         def __init__(self, maxsize=0):
             from collections import deque
             self._items = deque()
-            self._nonempty = new_event()
+            self._nonempty = _weft_event()
 
         def qsize(self):
             return len(self._items)
@@ -392,7 +403,8 @@ class TaskletExecModel(ExecModel):
     backend = "tasklet"
     primary_only = True  # a worker's tasks are tasklets of its main thread
     # the receiver is a tasklet too: the transport's reads and full writes
-    # park on the descriptor (wait_readable, wait_writable)
+    # park on the descriptor (the Rust transport's, or, with the pure-Python
+    # one, wait_readable and wait_writable)
     green = True
     queue = _TaskletQueues()
 
@@ -419,10 +431,13 @@ class TaskletExecModel(ExecModel):
             from weft import stackless
             stackless.schedule()
         else:
-            block_until(new_event(), delay)
+            block_until(_weft_event(), delay)
 
     def Event(self):
         return _TaskletEvent()
+
+    def core_event(self):
+        return _weft_event()
 
     def core_lock(self):
         return _TaskletLock()

@@ -253,11 +253,15 @@ class Transport:
 
     _reader = None
     _rfile = None
-    # the green exec model whose hub this transport's reads and writes wait in
+    # the green or tasklet exec model this transport's reads and writes wait in (None: threads)
     green = None
 
-    def _init_transport(self, rfd, wfd, sock=None):
+    def _init_transport(self, rfd, wfd, sock=None, green=None):
+        """The Rust transport, if the codec has one and the exec model
+        (``green``, None for threads) can use it; False otherwise."""
         reader = getattr(_codec.current, "FrameReader", None)
+        if green is not None and not green.rust_transport:
+            return False
         if reader is None:
             self._writer = PyWriter(wfd, sock)
             return False
@@ -297,12 +301,13 @@ class FdIO(Transport):
             os.set_blocking(wfd, False)
         except OSError:
             pass
-        if green is not None:  # a green exec model: reads and writes wait in its hub
-            self.green = green
-            self._writer = PyWriter(wfd, green=green)
-            self._rfile = WaitingReader(rfd, green.wait_readable)
-        elif not self._init_transport(rfd, wfd):
-            self._rfile = os.fdopen(rfd, "rb", 65536)
+        self.green = green  # a green or tasklet model: reads and writes wait in it
+        if not self._init_transport(rfd, wfd, green=green):
+            if green is not None:
+                self._writer = PyWriter(wfd, green=green)
+                self._rfile = WaitingReader(rfd, green.wait_readable)
+            else:
+                self._rfile = os.fdopen(rfd, "rb", 65536)
         _grow_pipe(rfd)
         _grow_pipe(wfd)
 
@@ -330,12 +335,13 @@ class SocketIO(Transport):
 
     def __init__(self, sock, green=None):
         self.sock = sock
-        if green is not None:  # a green exec model: reads and writes wait in its hub
-            self.green = green
-            self._writer = PyWriter(sock.fileno(), sock, green=green)
-            self._rfile = WaitingReader(os.dup(sock.fileno()), green.wait_readable)
-        elif not self._init_transport(sock.fileno(), sock.fileno(), sock):
-            self._rfile = sock.makefile("rb", 65536)
+        self.green = green  # a green or tasklet model: reads and writes wait in it
+        if not self._init_transport(sock.fileno(), sock.fileno(), sock, green=green):
+            if green is not None:
+                self._writer = PyWriter(sock.fileno(), sock, green=green)
+                self._rfile = WaitingReader(os.dup(sock.fileno()), green.wait_readable)
+            else:
+                self._rfile = sock.makefile("rb", 65536)
 
     def close_read(self):
         import socket

@@ -134,7 +134,7 @@ def worker_main(config, boot_fd=None):
     # a worker keeps the pure-Python transport (the Rust one reads in a
     # thread of its own).
     wanted = config.get("rust")
-    if wanted and model.rust_codec and not os.environ.get("WEFT_PURE_PYTHON_CODEC"):
+    if wanted and model.rust_transport and not os.environ.get("WEFT_PURE_PYTHON_CODEC"):
         fast = _codec.rust_codec(wanted)
         if fast is not None:
             _codec.set_codec(fast)

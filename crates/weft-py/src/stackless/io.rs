@@ -63,6 +63,24 @@ fn wait_fd_until(py: Python<'_>, fd: RawFd, events: i16, deadline: Option<Instan
     wait_parked(py, td, me, token)
 }
 
+/// Parks the running tasklet (`can_park` checked) until `fd` is readable or
+/// `deadline` passes. A reader listens for the other end: `run()` does not
+/// wait for it (`sched::run_should_wait`) unless asked to block the thread.
+pub(crate) fn listen(py: Python<'_>, fd: RawFd, deadline: Option<Instant>) -> PyResult<()> {
+    sched::with(py, |s| s.listening += 1)?;
+    let r = wait_fd_until(py, fd, libc::POLLIN, deadline);
+    sched::with(py, |s| s.listening -= 1)?;
+    r
+}
+
+/// True if `fd` has data (or an end, or an error) to read now.
+pub(crate) fn readable_now(fd: RawFd) -> bool {
+    let mut one = [libc::pollfd { fd, events: libc::POLLIN, revents: 0 }];
+    // SAFETY: `one` is a valid, exclusively borrowed array of one pollfd for
+    // the whole call; timeout 0 returns at once.
+    unsafe { libc::poll(one.as_mut_ptr(), 1, 0) > 0 }
+}
+
 /// `weft._weft.stackless._wait_fd(fd, writable=False, timeout=None)`: waits
 /// until `fd` is readable (or writable), or `timeout` seconds pass; the
 /// caller then tries its read or write again. The running tasklet parks
@@ -92,12 +110,7 @@ pub(crate) fn _wait_fd(py: Python<'_>, fd: RawFd, writable: bool, timeout: Optio
         if writable {
             return wait_fd_until(py, fd, events, deadline);
         }
-        // A reader listens for the other end: `run()` does not wait for it
-        // (sched::run_should_wait) unless asked to block the thread.
-        sched::with(py, |s| s.listening += 1)?;
-        let r = wait_fd_until(py, fd, events, deadline);
-        sched::with(py, |s| s.listening -= 1)?;
-        return r;
+        return listen(py, fd, deadline);
     }
     let slice = deadline.map_or(SIGNAL_SLICE, |d| d.saturating_duration_since(Instant::now()).min(SIGNAL_SLICE));
     let mut one = [libc::pollfd { fd, events, revents: 0 }];
