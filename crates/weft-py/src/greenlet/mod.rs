@@ -735,10 +735,19 @@ impl Greenlet {
     fn get_dict(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let cell = slf.get().dict.get();
-        // SAFETY: GIL held; the field holds an owned reference or null.
+        // SAFETY: GIL held; the field holds an owned reference or null, and
+        // is only read and written through the raw pointer, no reference to
+        // it live. Making the dict may start a collection whose finalizers
+        // set `__dict__`: the field is looked at again after, and the spare
+        // dict (new, empty: its release runs no code) is released.
         unsafe {
             if (*cell).is_null() {
-                *cell = PyDict::new(py).into_ptr();
+                let d = PyDict::new(py).into_ptr();
+                if (*cell).is_null() {
+                    *cell = d;
+                } else {
+                    ffi::Py_DECREF(d);
+                }
             }
             Ok(Bound::from_borrowed_ptr(py, *cell).unbind())
         }

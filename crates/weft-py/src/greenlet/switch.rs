@@ -121,14 +121,17 @@ fn prepare_switch(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: Passing
 
 fn check_same_thread(py: Python<'_>, td: *mut ThreadData, t: &Py<Greenlet>) -> PyResult<()> {
     let tc = t.get().coro();
-    // SAFETY: this thread's live data.
-    let (record, current) = unsafe { (&(*td).record, &(*td).current) };
-    if tc.thread_is(record) {
+    // SAFETY: this thread's live data; the borrow ends with the comparison.
+    if tc.thread_is(unsafe { &(*td).record }) {
         return Ok(());
     }
     if !tc.thread_alive() {
         return Err(error_new("cannot switch to a different thread (which happens to have exited)"));
     }
+    // A reference of its own: the reprs may run Python code that switches,
+    // which replaces `(*td).current`.
+    // SAFETY: this thread's live data, read for the clone only.
+    let current = unsafe { (*td).current.clone_ref(py) };
     Err(error_new(&format!(
         "Cannot switch to a different thread\n\tCurrent:  {}\n\tExpected: {}",
         current.bind(py).repr()?,
