@@ -10,8 +10,10 @@
 //! All functions require the GIL (the thread state passed is the caller's own).
 //!
 //! The `SAFETY` notes below rest on two facts:
-//! * **P1** every `*mut Blob` handed to C is `&mut self`: valid, 8-aligned,
-//!   `BLOB_BYTES` long and not aliased for the call; pystate.c's
+//! * **P1** every `*mut Blob` handed to C is `&mut self`, or a `this`
+//!   pointer the caller vouches for the same way: valid, 8-aligned,
+//!   `BLOB_BYTES` long and not aliased by a Rust reference for the call;
+//!   pystate.c's
 //!   `_Static_assert`s prove its `weft_pystate` fits in that many bytes and
 //!   needs no more alignment, and `layout_ok` (checked at import) that both
 //!   sides agree on the size, so the C side never reads or writes outside it.
@@ -19,6 +21,12 @@
 //!   function's `# Safety` contract is exactly what its C function assumes
 //!   (named in csrc/pystate.c): given that contract, the C code touches only
 //!   the thread state it is passed and the blob.
+//!
+//! The calls that may run Python code (a release that runs a `__del__`) or
+//! that do not return while the coroutine lives (`run_new`) take a raw
+//! `this: *mut Blob`, not `&mut self`: that code may reach the same
+//! coroutine again and touch its blob, which a `&mut` live across the call
+//! would alias. Those taking `&mut self` run no Python code.
 use core::ffi::{c_int, c_ulong, c_void};
 
 use pyo3::Python;
@@ -158,14 +166,20 @@ impl Blob {
     /// Without `with_chunk` it starts with no Python data stack (for a body
     /// that is a C function: CPython makes one if it ever calls Python).
     ///
+    /// Takes a raw pointer: the coroutine's whole life runs inside this call,
+    /// and its switches save and restore through the same blob.
+    ///
     /// # Safety
-    /// GIL held; the running coroutine's state was just saved out of `ts`.
-    pub unsafe fn run_new(&mut self, ts: *mut ThreadState, with_chunk: bool, body: unsafe extern "C-unwind" fn(*mut c_void), arg: *mut c_void) -> bool {
+    /// GIL held; the running coroutine's state was just saved out of `ts`;
+    /// `this` points to a live blob that stays at its address while the
+    /// coroutine lives, and no Rust reference to it is live across the call.
+    pub unsafe fn run_new(this: *mut Blob, ts: *mut ThreadState, with_chunk: bool, body: unsafe extern "C-unwind" fn(*mut c_void), arg: *mut c_void) -> bool {
         // SAFETY: P1; the running coroutine's state was saved out of `ts`
         // (contract), so the fresh frame chain and data stack the C code
         // installs overwrite nothing still owned; `body` is a valid function
         // the C code calls with `arg` and which never returns into it; P2.
-        unsafe { weft_pystate_run_new(ts, self, c_int::from(with_chunk), body, arg) == 0 }
+        // `this` is P1's pointer (contract).
+        unsafe { weft_pystate_run_new(ts, this, c_int::from(with_chunk), body, arg) == 0 }
     }
 
     /// # Safety
@@ -191,15 +205,18 @@ impl Blob {
         unsafe { weft_pystate_traverse_frames(self, visit, arg) }
     }
 
-    /// Drops the references the blob holds.
+    /// Drops the references the blob holds. Raw pointer: the releases may
+    /// run Python code (see the module docs).
     ///
     /// # Safety
-    /// GIL held.
-    pub unsafe fn clear(&mut self) {
-        // SAFETY: P1; the C code drops the references the blob owns and nulls
-        // the slots, so none is dropped twice; the GIL (contract) makes those
-        // decrefs (and what they run) legal here.
-        unsafe { weft_pystate_clear(self) }
+    /// GIL held; `this` points to a live blob; no Rust reference to it is
+    /// live across the call.
+    pub unsafe fn clear(this: *mut Blob) {
+        // SAFETY: P1 for `this` (contract); the C code nulls each slot
+        // before dropping its reference, so none is dropped twice, even by
+        // Python code the drop runs that comes back here; the GIL
+        // (contract) makes those decrefs (and what they run) legal here.
+        unsafe { weft_pystate_clear(this) }
     }
 
     /// The saved context (borrowed, may be null).
@@ -223,28 +240,35 @@ impl Blob {
         unsafe { [weft_pystate_ref(self, 0), weft_pystate_ref(self, 1)] }
     }
 
-    /// Replaces the saved context (`ctx` borrowed, may be null).
+    /// Replaces the saved context (`ctx` borrowed, may be null). Raw
+    /// pointer: releasing the old context may run Python code.
     ///
     /// # Safety
-    /// GIL held.
-    pub unsafe fn set_context(&mut self, ctx: *mut Object) {
-        // SAFETY: P1; the C code takes a new reference to `ctx` (borrowed,
-        // null allowed) and releases the old one, so the blob keeps owning
-        // exactly one; the GIL (contract) makes the refcount changes legal.
-        unsafe { weft_pystate_set_context(self, ctx) }
+    /// GIL held; `this` points to a live blob; no Rust reference to it is
+    /// live across the call.
+    pub unsafe fn set_context(this: *mut Blob, ctx: *mut Object) {
+        // SAFETY: P1 for `this` (contract); the C code takes a new reference
+        // to `ctx` (borrowed, null allowed) and stores it before releasing
+        // the old one, so the blob keeps owning exactly one; the GIL
+        // (contract) makes the refcount changes legal.
+        unsafe { weft_pystate_set_context(this, ctx) }
     }
 
     /// The top Python frame of a suspended coroutine (new reference or null).
     ///
+    /// Raw pointer: making frame objects allocates.
+    ///
     /// # Safety
     /// GIL held; the blob is a suspended coroutine's (of any thread, alive or
     /// exited: `ts`, the caller's own thread state, is only lent to make the
-    /// frame object).
-    pub unsafe fn top_frame(&mut self, ts: *mut ThreadState) -> *mut Object {
-        // SAFETY: P1; the coroutine is suspended (contract), so its frames are
-        // saved and unchanging; `ts` is the caller's own thread state, only
-        // used to make the frame object, under the GIL (P2).
-        unsafe { weft_pystate_top_frame(ts, self) }
+    /// frame object); `this` points to it and no Rust reference to it is
+    /// live across the call.
+    pub unsafe fn top_frame(this: *mut Blob, ts: *mut ThreadState) -> *mut Object {
+        // SAFETY: P1 for `this` (contract); the coroutine is suspended
+        // (contract), so its frames are saved and unchanging; `ts` is the
+        // caller's own thread state, only used to make the frame object,
+        // under the GIL (P2).
+        unsafe { weft_pystate_top_frame(ts, this) }
     }
 
     /// Gives back the data-stack chunks of a coroutine left suspended by a
@@ -271,15 +295,19 @@ impl Blob {
     }
 
     /// Moves the finished coroutine's context into this blob (it stays its
-    /// gr_context) and releases its data stack.
+    /// gr_context) and releases its data stack. Raw pointer: the old
+    /// context and the handled exception it releases may run Python code.
     ///
     /// # Safety
-    /// GIL held; the running coroutine's body has returned; `ts` is current.
-    pub unsafe fn finish(&mut self, ts: *mut ThreadState) {
-        // SAFETY: P1; the body returned (contract), so no frame of this
-        // coroutine is live and its data stack can be released; `ts` is the
-        // current thread state, changed under the GIL (P2).
-        unsafe { weft_pystate_finish(ts, self) }
+    /// GIL held; the running coroutine's body has returned; `ts` is current;
+    /// `this` points to a live blob and no Rust reference to it is live
+    /// across the call.
+    pub unsafe fn finish(this: *mut Blob, ts: *mut ThreadState) {
+        // SAFETY: P1 for `this` (contract); the body returned (contract), so
+        // no frame of this coroutine is live and its data stack can be
+        // released; `ts` is the current thread state, changed under the GIL
+        // (P2).
+        unsafe { weft_pystate_finish(ts, this) }
     }
 }
 

@@ -121,7 +121,7 @@ unsafe extern "C" fn is_main(g: Obj) -> c_int {
 }
 
 unsafe extern "C" fn is_started(g: Obj) -> c_int {
-    guarded(-1, |py| Ok((as_greenlet(py, g)?.get().coro().status != Status::Unstarted) as c_int))
+    guarded(-1, |py| Ok((as_greenlet(py, g)?.get().coro().status.get() != Status::Unstarted) as c_int))
 }
 
 unsafe extern "C" fn is_active(g: Obj) -> c_int {

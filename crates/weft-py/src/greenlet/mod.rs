@@ -8,7 +8,7 @@ pub(crate) mod testing;
 mod thread;
 mod typeslots;
 
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyAttributeError, PyTypeError, PyValueError};
@@ -55,28 +55,153 @@ pub(crate) enum Status {
 /// reached through the object's `pimpl` pointer (greenlet.h's layout); the
 /// block never moves while the object lives, so its `Slice` can sit on the
 /// stack chain.
+///
+/// # Access rule: shared references only
+/// The only way to a `Coro` from a greenlet is `Greenlet::coro(&self) ->
+/// &Coro`; no `&mut Coro` exists while the object lives (only its dealloc
+/// owns it, see `Drop`). The GIL serialises threads, but not re-entry on one
+/// thread: nearly any Python call, a reference drop that runs `__del__` or a
+/// weakref callback, an allocation that starts a collection (which calls
+/// `tp_traverse`), or a switch can run code that reaches the same greenlet
+/// and reads or changes its state. A `&mut Coro` live across that would
+/// alias whatever the re-entering code forms: undefined behaviour, however
+/// short the borrow looks at its call site. So every mutable field is a cell:
+/// * Copy values (`status`, `finalizer_ran`, `orphaned`, `finish`, `fault`):
+///   `Cell`.
+/// * Python references (`parent`, `run`, `call`): `PySlot`, whose `set` and
+///   `replace` move the old value out before it is dropped, so a `__del__`
+///   that re-enters finds the new value in place, never a half-updated one.
+/// * `thread`: replaced only by `set_thread` (an unstarted greenlet follows
+///   its new parent's thread); read through methods whose borrow ends inside
+///   them and runs no Python (`thread_is`, `thread_alive`, ...), or cloned.
+/// * `slice` and `state`, moved by the switch machinery (the slice sits on
+///   the thread's stack chain by address): `UnsafeCell`s reached by
+///   `slice_ptr` and `state_ptr`. A reference into either is formed only for
+///   one call that runs no Python code (a save, a restore, a mark); calls
+///   that may run Python, or that switch, take the raw pointer (see
+///   `weft_pystate::Blob::clear`, `weft_stack::switch`).
+/// * `is_main`: plain, fixed at construction.
 pub(crate) struct Coro {
-    pub slice: Slice,
-    pub state: Blob,
-    pub status: Status,
+    slice: UnsafeCell<Slice>,
+    state: UnsafeCell<Blob>,
+    pub status: Cell<Status>,
     pub is_main: bool,
-    pub parent: Option<Py<Greenlet>>,
-    pub run: Option<Py<PyAny>>,
-    pub thread: Arc<ThreadRecord>,
+    pub parent: PySlot<Py<Greenlet>>,
+    pub run: PySlot<Py<PyAny>>,
+    thread: UnsafeCell<Arc<ThreadRecord>>,
     /// Set by the finalizer; lets the dealloc tell whether it ran this time.
-    pub finalizer_ran: bool,
+    pub finalizer_ran: Cell<bool>,
     /// Left suspended by a thread that has exited, and retired since.
-    pub orphaned: bool,
+    pub orphaned: Cell<bool>,
     /// The `run` call in progress (callable, args, kwargs), owned here rather
     /// than by the greenlet's C stack, so that a greenlet that never returns
     /// from it (its thread exited) still releases them, and the collector sees
     /// them.
-    pub call: Option<RunCall>,
+    pub call: PySlot<RunCall>,
     /// Who runs when the body returns.
-    pub finish: Finish,
+    pub finish: Cell<Finish>,
     /// A failure injected into switches to this coroutine, by tests only
     /// (`weft._weft._testing`, testing.rs).
-    pub fault: testing::Fault,
+    pub fault: Cell<testing::Fault>,
+}
+
+/// An optional owned value holding Python references, inside a `Coro`: a
+/// `Cell`, so that it is only ever moved in or out whole (see `Coro`'s access
+/// rule), never borrowed across code that may reach it again.
+pub(crate) struct PySlot<V>(Cell<Option<V>>);
+
+impl<V> PySlot<V> {
+    pub(crate) const fn new(v: Option<V>) -> Self {
+        PySlot(Cell::new(v))
+    }
+
+    /// Puts `v` in and hands back the old value, for the caller to drop.
+    pub(crate) fn replace(&self, v: Option<V>) -> Option<V> {
+        self.0.replace(v)
+    }
+
+    /// Puts `v` in, then drops the old value: code its drop runs sees `v`.
+    pub(crate) fn set(&self, v: Option<V>) {
+        drop(self.0.replace(v));
+    }
+
+    /// A borrow of the value, for the collector's tp_traverse.
+    ///
+    /// # Safety
+    /// Nothing may `take`, `replace` or `set` the slot while the borrow is
+    /// used: the caller runs no Python code meanwhile (the collector's visit
+    /// callbacks run none).
+    pub(crate) unsafe fn peek(&self) -> Option<&V> {
+        // SAFETY: the contract: the slot is not written while the borrow
+        // lives, so the shared reference aliases no write.
+        unsafe { (*self.0.as_ptr()).as_ref() }
+    }
+}
+
+impl<T> PySlot<Py<T>> {
+    /// A new reference to the value. `clone_ref` only increments a refcount,
+    /// so no Python code runs while the value is borrowed.
+    pub(crate) fn get(&self, py: Python<'_>) -> Option<Py<T>> {
+        // SAFETY: as `peek`'s contract asks: clone_ref runs no Python code,
+        // so nothing writes the slot while the borrow lives.
+        unsafe { self.peek() }.map(|p| p.clone_ref(py))
+    }
+}
+
+impl Coro {
+    /// The stack slice, for the switch machinery. Dereferenced only for a
+    /// call that runs no Python code, or passed on raw (see the access rule).
+    pub(crate) fn slice_ptr(&self) -> *mut Slice {
+        self.slice.get()
+    }
+
+    /// The saved interpreter state; as for `slice_ptr`.
+    pub(crate) fn state_ptr(&self) -> *mut Blob {
+        self.state.get()
+    }
+
+    /// Bytes of this coroutine's stack saved on the heap.
+    pub(crate) fn saved_bytes(&self) -> usize {
+        // SAFETY: a shared borrow for one read that runs no code; every
+        // `&mut Slice` is formed only for a call that runs no Python code
+        // and does not come here (the access rule), so none is live.
+        unsafe { (*self.slice.get()).saved_bytes() }
+    }
+
+    /// The thread record (a new reference to it).
+    pub(crate) fn thread(&self) -> Arc<ThreadRecord> {
+        // SAFETY: a shared borrow for the clone (an atomic increment, no
+        // code); `thread` is written only by `set_thread`, which nothing
+        // can reach meanwhile.
+        unsafe { (*self.thread.get()).clone() }
+    }
+
+    /// Whether this coroutine belongs to the thread of `record`.
+    pub(crate) fn thread_is(&self, record: &Arc<ThreadRecord>) -> bool {
+        // SAFETY: as in `thread`: a pointer comparison.
+        Arc::ptr_eq(unsafe { &*self.thread.get() }, record)
+    }
+
+    /// Whether this coroutine's thread still runs.
+    pub(crate) fn thread_alive(&self) -> bool {
+        // SAFETY: as in `thread`: `alive` is one atomic load.
+        unsafe { (*self.thread.get()).alive() }
+    }
+
+    /// Whether `obj` (this coroutine's object) runs in its thread.
+    pub(crate) fn thread_is_running(&self, obj: *const ffi::PyObject) -> bool {
+        // SAFETY: as in `thread`: `is_running` is one atomic load.
+        unsafe { (*self.thread.get()).is_running(obj) }
+    }
+
+    /// Moves an unstarted coroutine to `thread`'s (its new parent's).
+    pub(crate) fn set_thread(&self, thread: Arc<ThreadRecord>) {
+        // SAFETY: no borrow of the field outlives the methods above, none of
+        // which runs code that could come here; the old record is moved out
+        // before it is dropped (its drop cannot reach this coroutine).
+        let old = unsafe { std::ptr::replace(self.thread.get(), thread) };
+        drop(old);
+    }
 }
 
 /// A `run` call: the callable, its args and its kwargs.
@@ -96,17 +221,18 @@ pub struct Greenlet {
     pub(crate) weakreflist: UnsafeCell<*mut ffi::PyObject>,
     /// `PyGreenlet.dict`: the instance dict (owned, or null until first use).
     pub(crate) dict: UnsafeCell<*mut ffi::PyObject>,
-    /// `PyGreenlet.pimpl`: all of weft's own state, a `Box<UnsafeCell<Coro>>`
+    /// `PyGreenlet.pimpl`: all of weft's own state, a `Box<Coro>`
     /// made by `with_thread` and freed by `Drop`. Never null in an object
     /// whose contents were written; the collector's slots still check (see
     /// `coro_if_any`), as an object could be seen zeroed if it were ever
     /// made other than by `layout::new_object`.
-    pimpl: *mut UnsafeCell<Coro>,
+    pimpl: *mut Coro,
 }
 
-// SAFETY: every access to the fields and to the `Coro` behind `pimpl` happens
-// with the GIL held, and switches check that the greenlet belongs to the
-// running thread before touching its stack.
+// SAFETY: every access to the fields and to the `Coro` behind `pimpl` (whose
+// cells are not `Sync` by themselves) happens with the GIL held, which orders
+// accesses from different threads; switches check that the greenlet belongs
+// to the running thread before touching its stack.
 unsafe impl Sync for Greenlet {}
 // SAFETY: as above; `weakreflist` and `dict` are Python references touched
 // only with the GIL; raw pointers inside `Slice` are only followed by the
@@ -142,40 +268,39 @@ impl Drop for Greenlet {
 }
 
 impl Greenlet {
-    /// The coroutine state. Callers keep the borrow short and never across a switch.
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) fn coro(&self) -> &mut Coro {
-        // SAFETY: `pimpl` is the live box made in `with_thread` (freed only by
-        // `Drop`, after the last use; never null in an object made by
-        // `layout::new_object`); GIL-serialised interior mutability (see
-        // `unsafe impl Sync`).
-        unsafe { &mut *(*self.pimpl).get() }
+    /// The coroutine state: a shared reference, its fields cells (see
+    /// `Coro`'s access rule), so it may be held across anything.
+    pub(crate) fn coro(&self) -> &Coro {
+        // SAFETY: `pimpl` is the live box made in `with_thread`, freed only
+        // by `Drop`, after the last use (`&self` outlives no such drop), and
+        // never null in an object made by `layout::new_object`; no `&mut`
+        // to the box exists while the object lives (only `Drop` owns it).
+        unsafe { &*self.pimpl }
     }
 
     /// The coroutine state, or None for contents never written (a zeroed
     /// object): for the collector's slots, which may see any tracked object.
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) fn coro_if_any(&self) -> Option<&mut Coro> {
+    pub(crate) fn coro_if_any(&self) -> Option<&Coro> {
         // SAFETY: as in `coro`, when not null.
-        unsafe { self.pimpl.as_ref().map(|c| &mut *c.get()) }
+        unsafe { self.pimpl.as_ref() }
     }
 
     fn with_thread(thread: Arc<ThreadRecord>, is_main: bool, parent: Option<Py<Greenlet>>) -> Self {
         let slice = if is_main { Slice::new_main() } else { Slice::new() };
-        let coro = Box::new(UnsafeCell::new(Coro {
-            slice,
-            state: Blob::default(),
-            status: if is_main { Status::Active } else { Status::Unstarted },
+        let coro = Box::new(Coro {
+            slice: UnsafeCell::new(slice),
+            state: UnsafeCell::new(Blob::default()),
+            status: Cell::new(if is_main { Status::Active } else { Status::Unstarted }),
             is_main,
-            parent,
-            run: None,
-            thread,
-            finalizer_ran: false,
-            orphaned: false,
-            call: None,
-            finish: Finish::Parent,
-            fault: testing::Fault::None,
-        }));
+            parent: PySlot::new(parent),
+            run: PySlot::new(None),
+            thread: UnsafeCell::new(thread),
+            finalizer_ran: Cell::new(false),
+            orphaned: Cell::new(false),
+            call: PySlot::new(None),
+            finish: Cell::new(Finish::Parent),
+            fault: Cell::new(testing::Fault::None),
+        });
         Greenlet {
             weakreflist: UnsafeCell::new(std::ptr::null_mut()),
             dict: UnsafeCell::new(std::ptr::null_mut()),
@@ -211,7 +336,7 @@ impl Greenlet {
         // SAFETY: `td` is this thread's live data (from `thread_data`).
         let (record, main) = unsafe { ((*td).record.clone(), (*td).main.clone_ref(py)) };
         let g = Greenlet::with_thread(record, false, Some(main));
-        g.coro().finish = Finish::Scheduler;
+        g.coro().finish.set(Finish::Scheduler);
         let tp = py.get_type::<Greenlet>().as_type_ptr();
         let obj = layout::new_object(py, tp, g)?;
         // SAFETY: a new reference to a greenlet object.
@@ -240,15 +365,15 @@ fn is_current(py: Python<'_>, g: &Greenlet) -> bool {
 fn running_elsewhere(g: &Bound<'_, Greenlet>) -> bool {
     let c = g.get().coro();
     !belongs_here(c)
-        && c.thread.alive()
-        && c.thread.is_running(g.as_ptr())
+        && c.thread_alive()
+        && c.thread_is_running(g.as_ptr())
 }
 
 /// True if the greenlet is bound to the calling thread.
 pub(crate) fn belongs_here(c: &Coro) -> bool {
     match thread::thread_data_if_any() {
         // SAFETY: this thread's live data.
-        Some(td) => Arc::ptr_eq(&c.thread, unsafe { &(*td).record }),
+        Some(td) => c.thread_is(unsafe { &(*td).record }),
         None => false,
     }
 }
@@ -317,19 +442,19 @@ fn check_parent(py: Python<'_>, slf: &Bound<'_, Greenlet>, p: &Bound<'_, Greenle
     // one, not with `p`'s own, which for an unstarted `p` is only where it
     // was headed when its parent was last set (its chain may have moved to
     // another thread since).
-    let mut root_thread = p.get().coro().thread.clone();
+    let mut root_thread = p.get().coro().thread();
     while let Some(g) = cur {
         if g.is(slf) {
             return Err(PyValueError::new_err("cyclic parent chain"));
         }
-        root_thread = g.get().coro().thread.clone();
-        cur = g.get().coro().parent.as_ref().map(|x| x.clone_ref(py));
+        root_thread = g.get().coro().thread();
+        cur = g.get().coro().parent.get(py);
     }
     let c = slf.get().coro();
-    if c.status == Status::Unstarted {
+    if c.status.get() == Status::Unstarted {
         // Not bound to a thread until it starts: it will run in its parent's.
-        c.thread = p.get().coro().thread.clone();
-    } else if !Arc::ptr_eq(&root_thread, &c.thread) {
+        c.set_thread(p.get().coro().thread());
+    } else if !c.thread_is(&root_thread) {
         return Err(PyValueError::new_err("parent cannot be on a different thread"));
     }
     Ok(())
@@ -412,7 +537,7 @@ impl Greenlet {
         let none = py.None().into_bound(py);
         let typ = typ.unwrap_or_else(|| py.get_type::<GreenletExit>().into_any());
         let err = make_throw(py, &typ, val.as_ref().unwrap_or(&none), tb.as_ref().unwrap_or(&none))?;
-        let was_dead = slf.get().coro().status == Status::Dead;
+        let was_dead = slf.get().coro().status.get() == Status::Dead;
         let r = switch::switch_to(py, slf, Passing::Raise(err));
         if was_dead {
             // greenlet: throwing into a dead greenlet lands in its parent; a
@@ -427,35 +552,32 @@ impl Greenlet {
         let g = slf.get();
         switch::retire_orphan(g, slf.as_ptr());
         let c = g.coro();
-        c.status == Status::Dead || (c.status == Status::Active && !c.thread.alive())
+        let status = c.status.get();
+        status == Status::Dead || (status == Status::Active && !c.thread_alive())
     }
 
     pub(crate) fn __bool__(&self) -> bool {
         let c = self.coro();
-        c.status == Status::Active && c.thread.alive()
+        c.status.get() == Status::Active && c.thread_alive()
     }
 
     #[getter(run)]
     fn get_run(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let c = slf.get().coro();
-        match (&c.run, c.status) {
-            (Some(r), Status::Unstarted) => Ok(r.clone_ref(slf.py())),
+        match (c.status.get(), c.run.get(slf.py())) {
+            (Status::Unstarted, Some(r)) => Ok(r),
             _ => Err(PyAttributeError::new_err("run")),
         }
     }
 
     #[setter(run)]
     fn set_run(slf: &Bound<'_, Self>, run: Bound<'_, PyAny>) -> PyResult<()> {
-        let old = {
-            let c = slf.get().coro();
-            if c.status != Status::Unstarted {
-                return Err(PyAttributeError::new_err("run cannot be set after the start of the greenlet"));
-            }
-            c.run.replace(run.unbind())
-        };
-        // The old `run` may run `__del__`: dropped once no borrow of the
-        // coroutine is live.
-        drop(old);
+        let c = slf.get().coro();
+        if c.status.get() != Status::Unstarted {
+            return Err(PyAttributeError::new_err("run cannot be set after the start of the greenlet"));
+        }
+        // The old `run` may run `__del__`, which finds the new one in place.
+        c.run.set(Some(run.unbind()));
         Ok(())
     }
 
@@ -466,14 +588,11 @@ impl Greenlet {
 
     #[deleter(run)]
     fn del_run(&self) -> PyResult<()> {
-        let old = {
-            let c = self.coro();
-            if c.status != Status::Unstarted {
-                return Err(PyAttributeError::new_err("run cannot be set after the start of the greenlet"));
-            }
-            c.run.take()
-        };
-        drop(old); // as in set_run: no borrow live while `__del__` may run
+        let c = self.coro();
+        if c.status.get() != Status::Unstarted {
+            return Err(PyAttributeError::new_err("run cannot be set after the start of the greenlet"));
+        }
+        c.run.set(None); // as in set_run: `__del__` finds it gone
         Ok(())
     }
 
@@ -484,7 +603,7 @@ impl Greenlet {
 
     #[getter(parent)]
     pub(crate) fn get_parent(&self, py: Python<'_>) -> Option<Py<Greenlet>> {
-        self.coro().parent.as_ref().map(|p| p.clone_ref(py))
+        self.coro().parent.get(py)
     }
 
     #[setter(parent)]
@@ -500,8 +619,8 @@ impl Greenlet {
             return Err(PyAttributeError::new_err("cannot set the parent of a main greenlet"));
         }
         check_parent(py, slf, p)?;
-        let old = slf.get().coro().parent.replace(p.clone().unbind());
-        drop(old);
+        // The old parent's drop may run code that finds the new one in place.
+        slf.get().coro().parent.set(Some(p.clone().unbind()));
         Ok(())
     }
 
@@ -515,7 +634,7 @@ impl Greenlet {
         // 3.12+'s C-stack links already bypassed), so greenlet's gr_frame works
         // for it too. One running there, or running when its thread exited,
         // has no saved frames.
-        if c.status != Status::Active || is_current(py, g) || c.thread.is_running(slf.as_ptr()) {
+        if c.status.get() != Status::Active || is_current(py, g) || c.thread_is_running(slf.as_ptr()) {
             return Ok(py.None());
         }
         switch::suspended_top_frame(py, g)
@@ -535,9 +654,10 @@ impl Greenlet {
             }
             // SAFETY: `Blob::context`'s contract is the GIL, which `py` proves;
             // the greenlet is not running here or elsewhere (checked above), so
-            // its saved context in the blob is the one to read, and the blob
-            // is borrowed only for this call.
-            unsafe { c.state.context() }
+            // its saved context in the blob is the one to read; the blob is
+            // borrowed only for this call, one read that runs no code, so no
+            // other reference to it is formed meanwhile (`Coro`'s rule).
+            unsafe { (*c.state_ptr()).context() }
         };
         // SAFETY: a borrowed reference (or null) from the thread state or blob.
         Ok(unsafe { Bound::from_borrowed_ptr_or_opt(py, ptr.cast()) }.map(|b| b.unbind()).unwrap_or_else(|| py.None()))
@@ -566,15 +686,17 @@ impl Greenlet {
             // SAFETY: `Blob::set_context`'s contract is the GIL, which `py`
             // proves; the greenlet runs nowhere (checked above), so the blob
             // holds its context, and `ptr` is a live Context or null (checked
-            // above) that the C side takes its own reference to.
-            unsafe { c.state.set_context(ptr.cast()) };
+            // above) that the C side takes its own reference to; the blob is
+            // passed raw, no reference to it live across the release of the
+            // old context (which may run Python code).
+            unsafe { Blob::set_context(c.state_ptr(), ptr.cast()) };
         }
         Ok(())
     }
 
     #[getter]
     fn _stack_saved(&self) -> usize {
-        self.coro().slice.saved_bytes()
+        self.coro().saved_bytes()
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
@@ -584,12 +706,12 @@ impl Greenlet {
         let c = g.coro();
         let tp = slf.get_type();
         let name = format!("{}.{}", tp.module()?, tp.qualname()?);
-        let otid = Arc::as_ptr(&c.thread) as usize;
+        let otid = Arc::as_ptr(&c.thread()) as usize;
         let mut flags = String::new();
-        if (c.status == Status::Active || c.orphaned) && !c.thread.alive() {
+        if (c.status.get() == Status::Active || c.orphaned.get()) && !c.thread_alive() {
             flags.push_str(" (thread exited) dead");
         } else {
-            match c.status {
+            match c.status.get() {
                 Status::Active => {
                     flags.push_str(if is_current(py, g) { " current" } else { " suspended" });
                     flags.push_str(" active started");
@@ -613,10 +735,19 @@ impl Greenlet {
     fn get_dict(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let cell = slf.get().dict.get();
-        // SAFETY: GIL held; the field holds an owned reference or null.
+        // SAFETY: GIL held; the field holds an owned reference or null, and
+        // is only read and written through the raw pointer, no reference to
+        // it live. Making the dict may start a collection whose finalizers
+        // set `__dict__`: the field is looked at again after, and the spare
+        // dict (new, empty: its release runs no code) is released.
         unsafe {
             if (*cell).is_null() {
-                *cell = PyDict::new(py).into_ptr();
+                let d = PyDict::new(py).into_ptr();
+                if (*cell).is_null() {
+                    *cell = d;
+                } else {
+                    ffi::Py_DECREF(d);
+                }
             }
             Ok(Bound::from_borrowed_ptr(py, *cell).unbind())
         }
@@ -650,13 +781,18 @@ impl Greenlet {
             visit.call(&*obj)?;
         }
         let Some(c) = self.coro_if_any() else { return Ok(()) };
-        if let Some(p) = &c.parent {
+        // SAFETY: (all three `peek`s) tp_traverse runs no Python code: the
+        // collector's visit callbacks only count or mark, so nothing writes
+        // the slots while they are borrowed.
+        if let Some(p) = unsafe { c.parent.peek() } {
             visit.call(p)?;
         }
-        if let Some(r) = &c.run {
+        // SAFETY: as above.
+        if let Some(r) = unsafe { c.run.peek() } {
             visit.call(r)?;
         }
-        if let Some((run, args, kwargs)) = &c.call {
+        // SAFETY: as above.
+        if let Some((run, args, kwargs)) = unsafe { c.call.peek() } {
             visit.call(run)?;
             visit.call(args)?;
             if let Some(k) = kwargs {
@@ -664,8 +800,10 @@ impl Greenlet {
             }
         }
         // SAFETY: borrowed pointers owned by the blob; ManuallyDrop keeps the
-        // refcounts untouched while the collector looks at them.
-        for p in unsafe { c.state.refs() } {
+        // refcounts untouched while the collector looks at them. The blob is
+        // borrowed for the two reads only, which run no code, so no other
+        // reference to it is formed meanwhile (`Coro`'s rule).
+        for p in unsafe { (*c.state_ptr()).refs() } {
             if !p.is_null() {
                 // SAFETY: a live object the blob references (see above); the
                 // collector calls tp_traverse with the GIL held.
@@ -685,10 +823,12 @@ impl Greenlet {
         }
         let Some(c) = self.coro_if_any() else { return };
         // Only greenlets that cannot run again are cleared (see typeslots::is_gc).
-        if c.status != Status::Active || !c.thread.alive() {
-            c.run = None;
+        // Each slot is emptied before its old value is dropped: code that
+        // runs from a drop finds it empty.
+        if c.status.get() != Status::Active || !c.thread_alive() {
+            c.run.set(None);
             if !c.is_main {
-                c.parent = None;
+                c.parent.set(None);
             }
         }
     }
@@ -704,8 +844,11 @@ impl Drop for Coro {
         // SAFETY: `Blob::clear` needs the GIL, held in both places this drop
         // runs (above); `forget_suspended` has already detached a suspended
         // coroutine's stack, so dropping the blob's references (context,
-        // handled exception) leaves nothing that points at them.
-        unsafe { self.state.clear() };
+        // handled exception) leaves nothing that points at them. The blob
+        // goes raw: what the releases run cannot reach this coroutine (its
+        // object is past its last reference, its weak references cleared),
+        // and no reference to the blob is live across the call.
+        unsafe { Blob::clear(self.state_ptr()) };
     }
 }
 

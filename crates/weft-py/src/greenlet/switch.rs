@@ -5,8 +5,6 @@
 //! frames: in-flight values go through the thread's `ThreadData`.
 use std::ffi::c_void;
 
-use std::sync::Arc;
-
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 use pyo3::ffi;
@@ -37,7 +35,7 @@ pub(crate) fn switch_to(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: P
             Prepared::Deliver(r) => return r,
             Prepared::Go(td, t) => (td, t),
         };
-        if payload(t).coro().status == Status::Unstarted {
+        if payload(t).coro().status.get() == Status::Unstarted {
             start(td, t);
         } else {
             switch_stack(td, t);
@@ -63,11 +61,11 @@ fn prepare_switch(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: Passing
         let mut owned;
         loop {
             let c = t.get().coro();
-            match c.status {
+            match c.status.get() {
                 Status::Active | Status::Unstarted => break,
-                Status::Dead => match &c.parent {
+                Status::Dead => match c.parent.get(py) {
                     Some(p) => {
-                        owned = p.bind(py).clone();
+                        owned = p.into_bound(py);
                         t = &*(&owned as *const Bound<'_, Greenlet>);
                     }
                     None => return Err(error_new("cannot switch to a dead greenlet that has no parent")),
@@ -79,7 +77,7 @@ fn prepare_switch(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: Passing
         if tp.is((*td).current.bind(py)) {
             return Ok(Prepared::Deliver(super::deliver(py, passing)));
         }
-        if tp.get().coro().status == Status::Unstarted {
+        if tp.get().coro().status.get() == Status::Unstarted {
             // Looking up `run` may run Python code that switches or reparents
             // the greenlet: done before anything is put in flight.
             if let Err(e) = prepare_start(py, td, tp.bind(py)).and_then(|_| check_same_thread(py, td, &tp)) {
@@ -87,16 +85,16 @@ fn prepare_switch(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: Passing
                 return Err(e);
             }
         }
-        if tp.get().coro().status == Status::Dead {
+        if tp.get().coro().status.get() == Status::Dead {
             return Err(error_new("the greenlet finished while its run attribute was looked up"));
         }
-        match tp.get().coro().fault {
+        match tp.get().coro().fault.get() {
             Fault::None => {}
             Fault::Switch => {
                 // A test's injected failure (testing.rs): backed out like the
                 // errors above, before anything is in flight.
                 (*td).starting_run = None;
-                let started = tp.get().coro().status == Status::Active;
+                let started = tp.get().coro().status.get() == Status::Active;
                 drop(passing);
                 return Err(super::testing::switch_error(started));
             }
@@ -105,9 +103,11 @@ fn prepare_switch(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: Passing
                 // running greenlet's state is saved out of the thread state,
                 // as `switch_stack` does first. Checked here, not there, so
                 // that real switches pay nothing for it.
+                // (The blob is borrowed for the save only, which runs no
+                // Python code.)
                 let cc = (*td).current.get().coro();
-                if cc.status == Status::Active {
-                    cc.state.save(ts());
+                if cc.status.get() == Status::Active {
+                    (*cc.state_ptr()).save(ts());
                 }
                 super::testing::fatal();
             }
@@ -121,14 +121,17 @@ fn prepare_switch(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: Passing
 
 fn check_same_thread(py: Python<'_>, td: *mut ThreadData, t: &Py<Greenlet>) -> PyResult<()> {
     let tc = t.get().coro();
-    // SAFETY: this thread's live data.
-    let (record, current) = unsafe { (&(*td).record, &(*td).current) };
-    if Arc::ptr_eq(&tc.thread, record) {
+    // SAFETY: this thread's live data; the borrow ends with the comparison.
+    if tc.thread_is(unsafe { &(*td).record }) {
         return Ok(());
     }
-    if !tc.thread.alive() {
+    if !tc.thread_alive() {
         return Err(error_new("cannot switch to a different thread (which happens to have exited)"));
     }
+    // A reference of its own: the reprs may run Python code that switches,
+    // which replaces `(*td).current`.
+    // SAFETY: this thread's live data, read for the clone only.
+    let current = unsafe { (*td).current.clone_ref(py) };
     Err(error_new(&format!(
         "Cannot switch to a different thread\n\tCurrent:  {}\n\tExpected: {}",
         current.bind(py).repr()?,
@@ -139,7 +142,7 @@ fn check_same_thread(py: Python<'_>, td: *mut ThreadData, t: &Py<Greenlet>) -> P
 /// Looks up `run` before the stack moves, so a missing one fails in the caller.
 unsafe fn prepare_start(py: Python<'_>, td: *mut ThreadData, t: &Bound<'_, Greenlet>) -> PyResult<()> {
     let run = t.getattr(pyo3::intern!(py, "run"))?;
-    if t.get().coro().status == Status::Unstarted {
+    if t.get().coro().status.get() == Status::Unstarted {
         // SAFETY: this thread's live data.
         unsafe { (*td).starting_run = Some(run.unbind()) };
     }
@@ -190,13 +193,16 @@ unsafe fn trace_and_release(py: Python<'_>, td: *mut ThreadData, passing: Passin
 unsafe fn switch_stack(td: *mut ThreadData, target: Obj) {
     // SAFETY: GIL held; `td` is this thread's; `target` is alive (the caller
     // holds a reference until `current` takes one below) and of this thread.
+    // The running coroutine's blob is borrowed for the save only (no Python
+    // code runs in it); the slices go to the switch raw, so no reference to
+    // either is live while other coroutines run before this one resumes.
     unsafe {
         let cc = (*td).current.get().coro();
-        if cc.status == Status::Active {
-            cc.state.save(ts());
+        if cc.status.get() == Status::Active {
+            (*cc.state_ptr()).save(ts());
         }
         (*td).switching_to = target;
-        let arrival = weft_stack::switch(&mut cc.slice, &mut payload(target).coro().slice);
+        let arrival = weft_stack::switch(cc.slice_ptr(), payload(target).coro().slice_ptr());
         debug_assert_eq!(arrival, Arrival::Resumed);
         land()
     }
@@ -204,11 +210,13 @@ unsafe fn switch_stack(td: *mut ThreadData, target: Obj) {
 
 /// After the stack moved: we are `switching_to`; restore it and make it current.
 unsafe fn land() {
-    // SAFETY: called right after a switch, on the target's stack, with the GIL.
+    // SAFETY: called right after a switch, on the target's stack, with the
+    // GIL; the target's blob is borrowed for the restore only, which runs no
+    // Python code.
     unsafe {
         let td = thread_data_if_any().expect("thread data during a switch");
         let target = (*td).switching_to;
-        payload(target).coro().state.restore(ts());
+        (*payload(target).coro().state_ptr()).restore(ts());
         make_current(td, target);
     }
 }
@@ -245,10 +253,12 @@ unsafe fn start(td: *mut ThreadData, target: Obj) {
     let marker = core::hint::black_box(0usize);
     // SAFETY: `marker` stays alive while this frame does, which is as long as the
     // origin is suspended in `initial_stub` below (invariant S4 of weft-stack).
+    // The target's slice is borrowed for `begin` only, which runs no Python
+    // code; the running one's goes raw.
     unsafe {
         let tc = payload(target).coro();
-        tc.slice.begin(&marker as *const usize as *mut u8, &mut (*td).current.get().coro().slice);
-        tc.status = Status::Active;
+        (*tc.slice_ptr()).begin(&marker as *const usize as *mut u8, (*td).current.get().coro().slice_ptr());
+        tc.status.set(Status::Active);
         initial_stub(td, target);
     }
     core::hint::black_box(&marker);
@@ -256,24 +266,26 @@ unsafe fn start(td: *mut ThreadData, target: Obj) {
 
 #[inline(never)]
 unsafe fn initial_stub(td: *mut ThreadData, target: Obj) {
-    // SAFETY: as in `switch_stack`.
+    // SAFETY: as in `switch_stack`; on the new stack, the target's slice is
+    // borrowed for `mark_running` only (it runs no code), and its blob goes
+    // to `run_new` raw: the coroutine's whole life runs inside that call.
     unsafe {
         let cc = (*td).current.get().coro();
-        if cc.status == Status::Active {
-            cc.state.save(ts());
+        if cc.status.get() == Status::Active {
+            (*cc.state_ptr()).save(ts());
         }
         (*td).switching_to = target;
-        match weft_stack::switch(&mut cc.slice, &mut payload(target).coro().slice) {
+        match weft_stack::switch(cc.slice_ptr(), payload(target).coro().slice_ptr()) {
             Arrival::Resumed => land(),
             Arrival::Started => {
                 let tc = payload(target).coro();
-                tc.slice.mark_running();
+                (*tc.slice_ptr()).mark_running();
                 // A body that is a builtin function (a tasklet of
                 // `channel.receive`, say) runs no Python frame of its own: it
                 // starts without a data-stack chunk, which is most of what a
                 // suspended coroutine of that kind would hold.
                 let c_body = (*td).starting_run.as_ref().is_some_and(|r| ffi::PyCFunction_CheckExact(r.as_ptr()) != 0);
-                tc.state.run_new(ts(), !c_body, body_entry, target as *mut c_void);
+                weft_pystate::Blob::run_new(tc.state_ptr(), ts(), !c_body, body_entry, target as *mut c_void);
                 // run_new only returns when no data stack could be allocated.
                 ffi::Py_FatalError(c"weft: out of memory starting a greenlet".as_ptr());
             }
@@ -295,7 +307,7 @@ unsafe extern "C-unwind" fn body_entry(arg: *mut c_void) {
         // which only this frame takes back; GIL held; `me` is running, so alive.
         unsafe {
             let r = ffi::PyObject_Call(run, args, kwargs);
-            drop(payload(me).coro().call.take());
+            payload(me).coro().call.set(None);
             r
         }
     };
@@ -329,12 +341,12 @@ unsafe fn body_begin(me: Obj) -> (Obj, Obj, Obj) {
         let passing = (*td).passing.take().unwrap_or_else(|| Passing::Raise(error_new("started without a value")));
         let run = (*td).starting_run.take();
         let passing = trace_and_release(py, td, passing);
-        payload(me).coro().run = None;
+        payload(me).coro().run.set(None);
         let null = std::ptr::null_mut();
         match (passing, run) {
             (Passing::Args(a, k), Some(run)) => {
                 let ptrs = (run.as_ptr(), a.as_ptr(), k.as_ref().map_or(null, |k| k.as_ptr()));
-                payload(me).coro().call = Some((run, a, k));
+                payload(me).coro().call.set(Some((run, a, k)));
                 ptrs
             }
             (Passing::Args(..), None) => {
@@ -362,7 +374,7 @@ unsafe fn body_end(me: Obj, result: Obj) {
         let py = Python::assume_attached();
         let td = thread_data_if_any().expect("thread data in a finishing greenlet");
         let result = Bound::from_owned_ptr_or_err(py, result).map(|b| b.unbind());
-        if payload(me).coro().finish == Finish::Scheduler {
+        if payload(me).coro().finish.get() == Finish::Scheduler {
             crate::stackless::body_done(py, td, result);
         }
         let died_of_exit = matches!(&result, Err(e) if e.is_instance_of::<GreenletExit>(py));
@@ -397,11 +409,11 @@ unsafe fn die_and_switch_to_parent(py: Python<'_>, td: *mut ThreadData, me: Obj,
         // Walk up the parents: the first live one gets the outcome; an unstarted
         // one that cannot start passes its failure on to the next.
         let mut outcome = outcome;
-        let mut p = mc.parent.as_ref().map(|p| p.clone_ref(py));
+        let mut p = mc.parent.get(py);
         while let Some(g) = p {
-            let status = g.get().coro().status;
-            let here = Arc::ptr_eq(&g.get().coro().thread, &(*td).record);
-            let next = g.get().coro().parent.as_ref().map(|p| p.clone_ref(py));
+            let status = g.get().coro().status.get();
+            let here = g.get().coro().thread_is(&(*td).record);
+            let next = g.get().coro().parent.get(py);
             // An unstarted parent after a GreenletExit: `run()` (see above);
             // the exit value is kept in case looking up `run` starts it.
             let mut exit_value = None;
@@ -416,7 +428,7 @@ unsafe fn die_and_switch_to_parent(py: Python<'_>, td: *mut ThreadData, me: Obj,
                 // Nothing owned may stay in this frame: it never returns.
                 drop(next);
                 // Re-read: looking up `run` may have started it meanwhile.
-                if g.get().coro().status == Status::Active {
+                if g.get().coro().status.get() == Status::Active {
                     if let Some(v) = exit_value.take() {
                         // Started meanwhile: its switch returns the value
                         // (dropping the empty tuple runs no code).
@@ -451,12 +463,15 @@ unsafe fn die_and_switch_to_parent(py: Python<'_>, td: *mut ThreadData, me: Obj,
 /// Mechanism shared by every policy: the running coroutine `me` ends; its
 /// interpreter state is finished and its stack is never switched back to.
 unsafe fn die(me: Obj) {
-    // SAFETY: `me` is the running coroutine, with the GIL.
+    // SAFETY: `me` is the running coroutine, with the GIL. Its blob goes to
+    // `finish` raw (the releases there may run Python code, which may come
+    // back to this coroutine); its slice is borrowed for `mark_dead` only,
+    // which runs no code.
     unsafe {
         let mc = payload(me).coro();
-        mc.state.finish(ts());
-        mc.status = Status::Dead;
-        mc.slice.mark_dead();
+        weft_pystate::Blob::finish(mc.state_ptr(), ts());
+        mc.status.set(Status::Dead);
+        (*mc.slice_ptr()).mark_dead();
     }
 }
 
@@ -536,7 +551,7 @@ unsafe fn move_staged(td: *mut ThreadData, target: Obj, run: Option<Py<PyAny>>) 
     // running, so `start` (unstarted) or `switch_stack` (suspended) may move
     // the stack to it; the values in flight live in `td`, not on this stack.
     unsafe {
-        if payload(target).coro().status == Status::Unstarted {
+        if payload(target).coro().status.get() == Status::Unstarted {
             (*td).starting_run = run;
             start(td, target);
         } else {
@@ -609,19 +624,20 @@ pub(crate) fn kill(py: Python<'_>, g: &Bound<'_, Greenlet>) {
 /// greenlet's policy: it comes back here when it exits.
 pub(crate) fn kill_with(py: Python<'_>, g: &Bound<'_, Greenlet>, err: PyErr) {
     let c = g.get().coro();
-    c.finish = Finish::Parent;
-    if c.status != Status::Active || c.is_main {
+    c.finish.set(Finish::Parent);
+    if c.status.get() != Status::Active || c.is_main {
         return;
     }
     let Ok(cur) = super::getcurrent_py(py) else { return };
-    let old_parent = c.parent.replace(cur);
+    let old_parent = c.parent.replace(Some(cur));
     let r = switch_to(py, g, Passing::Raise(err));
     if let Err(e) = r {
         e.write_unraisable(py, Some(g.as_any()));
     }
-    // A greenlet that refused to die keeps the parent it had.
-    if g.get().coro().status == Status::Active {
-        let _ = std::mem::replace(&mut g.get().coro().parent, old_parent);
+    // A greenlet that refused to die keeps the parent it had (the one it
+    // has now is dropped once that is back in place).
+    if c.status.get() == Status::Active {
+        c.parent.set(old_parent);
     } else {
         drop(old_parent);
     }
@@ -630,21 +646,24 @@ pub(crate) fn kill_with(py: Python<'_>, g: &Bound<'_, Greenlet>, err: PyErr) {
 /// Drops a greenlet that is still suspended and will never run again (its
 /// thread died, or it refused to die): its stack bytes are forgotten and it
 /// leaves the running slice's chain.
-pub(crate) fn forget_suspended(_py: Python<'_>, c: &mut Coro) {
-    if c.status != Status::Active || c.is_main {
+pub(crate) fn forget_suspended(_py: Python<'_>, c: &Coro) {
+    if c.status.get() != Status::Active || c.is_main {
         return;
     }
     if let Some(td) = thread_data_if_any() {
-        // SAFETY: this thread's live data; the chain only holds this thread's slices.
+        // SAFETY: this thread's live data; the chain only holds this thread's
+        // slices; both slices go to `unlink` raw.
         unsafe {
-            if Arc::ptr_eq(&c.thread, &(*td).record) {
+            if c.thread_is(&(*td).record) {
                 let cur = (*td).current.get().coro();
-                Slice::unlink(&mut cur.slice, &mut c.slice);
+                Slice::unlink(cur.slice_ptr(), c.slice_ptr());
             }
         }
     }
-    c.slice.abandon();
-    c.status = Status::Dead;
+    // SAFETY: the slice is borrowed for `abandon` only, which runs no code,
+    // so no other reference to it is formed meanwhile (`Coro`'s rule).
+    unsafe { (*c.slice_ptr()).abandon() };
+    c.status.set(Status::Dead);
 }
 
 /// greenlet's rule for a greenlet left suspended by a thread that has exited
@@ -655,40 +674,36 @@ pub(crate) fn forget_suspended(_py: Python<'_>, c: &mut Coro) {
 /// The greenlet that was running when its thread exited has no saved state
 /// and is left alone.
 pub(crate) fn retire_orphan(g: &Greenlet, obj: Obj) {
-    // Every borrow of the coroutine ends before a call that may run Python
-    // code (which may reach this greenlet again and borrow it anew).
-    let state: *mut weft_pystate::Blob = {
-        let c = g.coro();
-        let thread_gone = !c.thread.alive();
-        if c.status != Status::Active || c.is_main || !thread_gone {
-            return;
-        }
-        if c.thread.is_running(obj) {
-            return;
-        }
-        // Dead first: giving the data stack back may run Python code, which
-        // must find it retired already.
-        c.status = Status::Dead;
-        c.orphaned = true;
-        c.slice.abandon();
-        &mut c.state
-    };
+    let c = g.coro();
+    let thread_gone = !c.thread_alive();
+    if c.status.get() != Status::Active || c.is_main || !thread_gone {
+        return;
+    }
+    if c.thread_is_running(obj) {
+        return;
+    }
+    // Dead first: giving the data stack back may run Python code, which
+    // must find it retired already.
+    c.status.set(Status::Dead);
+    c.orphaned.set(true);
+    // SAFETY: the slice is borrowed for `abandon` only, which runs no code,
+    // so no other reference to it is formed meanwhile (`Coro`'s rule).
+    unsafe { (*c.slice_ptr()).abandon() };
     // SAFETY: callers hold the GIL; its thread exited while it was suspended,
-    // so its blob holds its saved state, and it never runs again; `state`
-    // points into the coroutine's box, which `g` keeps alive, and no
-    // reference to the coroutine is live across the call (the block above
-    // ended its borrow).
-    unsafe { weft_pystate::Blob::release_orphaned(state) };
+    // so its blob holds its saved state, and it never runs again; the blob
+    // sits in the coroutine's box, which `g` keeps alive, and goes raw: no
+    // reference to it is live across the call (which may run Python code).
+    unsafe { weft_pystate::Blob::release_orphaned(c.state_ptr()) };
     // The `run` call it never returned from: last, as releasing may run
-    // code; taken out under a borrow that ends before the drop.
-    let call = g.coro().call.take();
-    drop(call);
+    // code, which finds the slot empty already.
+    c.call.set(None);
 }
 
 /// gr_frame of a suspended greenlet of this thread.
 pub(crate) fn suspended_top_frame(py: Python<'_>, g: &Greenlet) -> PyResult<Py<PyAny>> {
-    // SAFETY: GIL held; the greenlet is suspended in this thread.
-    let f = unsafe { g.coro().state.top_frame(ts()) };
+    // SAFETY: GIL held; the greenlet is suspended in this thread; its blob
+    // goes raw, no reference to it live across the call (which allocates).
+    let f = unsafe { weft_pystate::Blob::top_frame(g.coro().state_ptr(), ts()) };
     if f.is_null() {
         return match PyErr::take(py) {
             Some(e) => Err(e),

@@ -74,14 +74,14 @@ fn set_fault(g: &Bound<'_, Greenlet>, kind: Option<&str>) -> PyResult<()> {
             )))
         }
     };
-    g.get().coro().fault = fault;
+    g.get().coro().fault.set(fault);
     Ok(())
 }
 
 /// The fault set on `g`: "switch", "fatal" or None.
 #[pyfunction]
 fn get_fault(g: &Bound<'_, Greenlet>) -> Option<&'static str> {
-    match g.get().coro().fault {
+    match g.get().coro().fault.get() {
         Fault::None => None,
         Fault::Switch => Some("switch"),
         Fault::Fatal => Some("fatal"),

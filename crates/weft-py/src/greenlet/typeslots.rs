@@ -78,11 +78,11 @@ unsafe extern "C" fn dealloc(obj: *mut ffi::PyObject) {
         // Python subclass's type has none); it says so in `finalizer_ran`.
         // (`obj` is a greenlet instance still allocated until `free` below:
         // `payload`'s contract, for this and the calls that follow.)
-        payload(&obj).coro().finalizer_ran = false;
+        payload(&obj).coro().finalizer_ran.set(false);
         if ffi::PyObject_CallFinalizerFromDealloc(obj) < 0 {
             return; // resurrected: queued for a kill in its own thread
         }
-        if !payload(&obj).coro().finalizer_ran && finalize_again(obj) {
+        if !payload(&obj).coro().finalizer_ran.get() && finalize_again(obj) {
             return; // resurrected
         }
         // One left suspended by an exited thread cannot be killed: retired.
@@ -163,7 +163,7 @@ unsafe fn finalize_again(obj: *mut ffi::PyObject) -> bool {
     // SAFETY: the contract: `obj` is a greenlet instance, allocated until the
     // dealloc that called us frees it, after we return.
     let c = unsafe { payload(&obj) }.coro();
-    if c.status != Status::Active || c.is_main || !c.thread.alive() {
+    if c.status.get() != Status::Active || c.is_main || !c.thread_alive() {
         return false;
     }
     // SAFETY: tp_dealloc with the GIL; the object is still GC-tracked (PyO3's
@@ -195,8 +195,8 @@ unsafe fn finalize_attached(py: Python<'_>, obj: *mut ffi::PyObject) {
     // SAFETY: the contract; `py` proves the GIL.
     let g = unsafe { payload(&obj) };
     let c = g.coro();
-    c.finalizer_ran = true;
-    if c.status == Status::Active && !c.is_main && c.thread.alive() {
+    c.finalizer_ran.set(true);
+    if c.status.get() == Status::Active && !c.is_main && c.thread_alive() {
         let here = super::belongs_here(c);
         // SAFETY: `obj` is alive for the duration of the finalizer.
         let bound = unsafe { Bound::from_borrowed_ptr(py, obj).cast_into_unchecked::<Greenlet>() };
@@ -209,7 +209,7 @@ unsafe fn finalize_attached(py: Python<'_>, obj: *mut ffi::PyObject) {
             // dealloc that follows then retires the greenlet.
             // (Dropping a refused reference cannot free `obj`: the finalizer's
             // own reference outlives this call.)
-            if let Err(refused) = c.thread.kills.push(bound.unbind()) {
+            if let Err(refused) = c.thread().kills.push(bound.unbind()) {
                 drop(refused);
             }
         }
@@ -231,23 +231,26 @@ unsafe extern "C" fn traverse(obj: *mut ffi::PyObject, visit: ffi::visitproc, ar
     // Suspended: started, not finished, and not the one running in its thread.
     // A greenlet of a dead thread keeps its frames out of the collector's view:
     // nothing can ever release what they hold.
-    let suspended = c.status == Status::Active
-        && c.thread.alive()
-        && !c.thread.is_running(obj);
+    let suspended = c.status.get() == Status::Active
+        && c.thread_alive()
+        && !c.thread_is_running(obj);
     if !suspended {
         return 0;
     }
     // SAFETY: the same C function type; the two declarations differ only in
     // naming the object pointer `PyObject *` or `void *`.
     let visit = unsafe { std::mem::transmute::<ffi::visitproc, weft_pystate::Visit>(visit) };
-    // SAFETY: GIL held; the blob holds the saved state of a suspended greenlet.
-    unsafe { c.state.traverse_frames(visit, arg) }
+    // SAFETY: GIL held; the blob holds the saved state of a suspended
+    // greenlet; it is borrowed for the walk only, which runs no Python code
+    // (the collector's `visit` only counts or marks), so no other reference
+    // to it is formed meanwhile (`Coro`'s rule).
+    unsafe { (*c.state_ptr()).traverse_frames(visit, arg) }
 }
 
 unsafe extern "C" fn is_gc(obj: *mut ffi::PyObject) -> c_int {
     // SAFETY: tp_is_gc of the greenlet type: the GC asks it about a live
     // instance (of it or a subclass), with the GIL.
     let Some(c) = unsafe { payload(&obj) }.coro_if_any() else { return 1 };
-    let suspended = c.status == Status::Active && !c.is_main && c.thread.alive();
+    let suspended = c.status.get() == Status::Active && !c.is_main && c.thread_alive();
     (!suspended) as c_int
 }

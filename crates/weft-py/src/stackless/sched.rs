@@ -683,7 +683,7 @@ pub(crate) fn launch_site(
 fn make_launcher(py: Python<'_>, td: *mut ThreadData) -> PyResult<()> {
     let coro = Greenlet::new_for_scheduler(py, td)?;
     // It never finishes; should it be killed, greenlet's rules take it back.
-    coro.get().coro().finish = crate::greenlet::Finish::Parent;
+    coro.get().coro().finish.set(crate::greenlet::Finish::Parent);
     let run = super::launcher_loop_fn(py)?;
     // SAFETY: `td` is this thread's engine data (from the scheduler, as in
     // `current_checked`), read with the GIL held.

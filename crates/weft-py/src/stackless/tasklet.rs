@@ -248,8 +248,9 @@ impl Tasklet {
             let c = Greenlet::new_for_scheduler(py, td)?;
             let ctx = self.st.borrow().context.as_ref().map_or(std::ptr::null_mut(), |c| c.as_ptr());
             // SAFETY: GIL held; the coroutine has not started, so its blob
-            // holds the context it will start with (borrowed pointer).
-            unsafe { c.get().coro().state.set_context(ctx.cast()) };
+            // holds the context it will start with (borrowed pointer); the
+            // blob goes raw, and holds no context yet, so nothing is released.
+            unsafe { weft_pystate::Blob::set_context(c.get().coro().state_ptr(), ctx.cast()) };
             self.st.borrow_mut().coro = Some(c);
         }
         let mut st = self.st.borrow_mut();
@@ -705,7 +706,7 @@ impl Tasklet {
     #[getter]
     fn _stack_saved(&self) -> usize {
         let st = self.st.borrow();
-        st.coro.as_ref().map_or(0, |g| g.get().coro().slice.saved_bytes())
+        st.coro.as_ref().map_or(0, |g| g.get().coro().saved_bytes())
     }
 
     #[getter]
@@ -877,13 +878,17 @@ impl Tasklet {
         if is_current {
             // SAFETY: GIL held, our own thread state; borrowed context.
             unsafe { weft_pystate::set_thread_context(ffi::PyThreadState_Get().cast(), context.as_ptr().cast()) };
-        } else if let Some(c) = t.st.borrow().coro.as_ref() {
+        } else if let Some(c) = t.st.borrow().coro.as_ref().map(|c| c.clone_ref(py)) {
+            // (A reference of its own: the tasklet's state is not borrowed
+            // while the old context is released, which may run Python code.)
             if !t.same_thread(&sched::with(py, |s| s.shared.clone())?) && t.st.borrow().place != Place::Nowhere {
                 return Err(rt("cannot set the context of a scheduled tasklet of another thread"));
             }
             // SAFETY: GIL held; the coroutine is not running (not current
-            // here, and not running elsewhere: checked above).
-            unsafe { c.get().coro().state.set_context(context.as_ptr().cast()) };
+            // here, and not running elsewhere: checked above); its blob goes
+            // raw, no reference to it live across the release of the old
+            // context (which may run Python code).
+            unsafe { weft_pystate::Blob::set_context(c.get().coro().state_ptr(), context.as_ptr().cast()) };
         }
         let old = t.st.borrow_mut().context.replace(context.unbind());
         drop(old);
