@@ -59,3 +59,16 @@ def anygw(request, group):
     if kind == "socket":
         return group.makegateway("socket//installvia=proxy")
     return group.makegateway("popen//via=proxy")
+
+
+@pytest.fixture
+def pipe():
+    """A pipe's (read end, write end), both closed after the test unless
+    the test closed them itself."""
+    r, w = os.pipe()
+    yield r, w
+    for fd in (r, w):
+        try:
+            os.close(fd)
+        except OSError:
+            pass

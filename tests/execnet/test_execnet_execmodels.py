@@ -464,55 +464,47 @@ def test_tasklet_group_locally_reads_in_a_tasklet(tmp_path):
     assert "receiver killed" not in proc.stderr, proc.stderr
 
 
-def test_wait_fd_parks_only_the_tasklet():
+def test_wait_fd_parks_only_the_tasklet(pipe):
     """``_wait_fd``: a tasklet waiting for a pipe to become readable parks;
     ``run()`` does not wait for a listening tasklet, ``run(threadblock=True)``
     does, and the idle scheduler wakes it when the pipe is written."""
     from weft import stackless
     from weft._weft import stackless as engine
 
-    r, w = os.pipe()
-    try:
-        events = []
+    r, w = pipe
+    events = []
 
-        def listener():
-            engine._wait_fd(r)
-            events.append(("readable", os.read(r, 10)))
+    def listener():
+        engine._wait_fd(r)
+        events.append(("readable", os.read(r, 10)))
 
-        def other():
-            events.append("other ran")
+    def other():
+        events.append("other ran")
 
-        stackless.tasklet(listener)()
-        stackless.tasklet(other)()
-        stackless.run()
-        assert events == ["other ran"]  # the listener still waits
-        os.write(w, b"go")
-        stackless.run(threadblock=True)
-        assert events == ["other ran", ("readable", b"go")]
-    finally:
-        os.close(r)
-        os.close(w)
+    stackless.tasklet(listener)()
+    stackless.tasklet(other)()
+    stackless.run()
+    assert events == ["other ran"]  # the listener still waits
+    os.write(w, b"go")
+    stackless.run(threadblock=True)
+    assert events == ["other ran", ("readable", b"go")]
 
 
-def test_wait_fd_without_a_scheduler_and_bad_input():
+def test_wait_fd_without_a_scheduler_and_bad_input(pipe):
     import time
     from weft._weft import stackless as engine
 
-    r, w = os.pipe()
-    try:
-        done = []
-        t = threading.Thread(target=lambda: done.append(engine._wait_fd(r, False, 0.01)))
-        t.start()
-        t.join(10)
-        assert done == [None]  # the timeout passed: the caller looks again
-        os.write(w, b"x")
-        start = time.monotonic()
-        engine._wait_fd(r, False, 30)  # readable already: returns at once
-        assert time.monotonic() - start < 10
-        engine._wait_fd(w, True, 30)
-    finally:
-        os.close(r)
-        os.close(w)
+    r, w = pipe
+    done = []
+    t = threading.Thread(target=lambda: done.append(engine._wait_fd(r, False, 0.01)))
+    t.start()
+    t.join(10)
+    assert done == [None]  # the timeout passed: the caller looks again
+    os.write(w, b"x")
+    start = time.monotonic()
+    engine._wait_fd(r, False, 30)  # readable already: returns at once
+    assert time.monotonic() - start < 10
+    engine._wait_fd(w, True, 30)
     with pytest.raises(ValueError, match="not a file descriptor"):
         engine._wait_fd(-1)
     with pytest.raises(ValueError, match="timeout must be"):

@@ -159,35 +159,27 @@ def test_frame_reader_bad_header_after_good_frames(bad):
 
 
 @pytest.mark.parametrize("item", [b"", b"x" * 100000, {"a": [1, (2, 3.5)]}, "s", None, 2 ** 80])
-def test_frame_writer_sends_pack_message_of_dumps(item):
-    r, w = os.pipe()
-    try:
-        writer = threading.Thread(target=_weft.FrameWriter(w).send, args=(4, 9, item))
-        writer.start()  # the frame may be bigger than the pipe's buffer
-        reader = _weft.FrameReader(r, 1 << 20)
-        expected = pywire.pack_message(4, 9, pywire.dumps(item))
-        assert reader.read_exact(len(expected)) == expected
-        writer.join()
-        assert _weft.frame_dumps(4, 9, item) == expected
-    finally:
-        os.close(r)
-        os.close(w)
+def test_frame_writer_sends_pack_message_of_dumps(pipe, item):
+    r, w = pipe
+    writer = threading.Thread(target=_weft.FrameWriter(w).send, args=(4, 9, item))
+    writer.start()  # the frame may be bigger than the pipe's buffer
+    reader = _weft.FrameReader(r, 1 << 20)
+    expected = pywire.pack_message(4, 9, pywire.dumps(item))
+    assert reader.read_exact(len(expected)) == expected
+    writer.join()
+    assert _weft.frame_dumps(4, 9, item) == expected
 
 
-def test_send_frame_refuses_what_dumps_refuses():
-    r, w = os.pipe()
-    try:
-        writer = _weft.FrameWriter(w)
-        with pytest.raises(pywire.DumpError):
-            writer.send(4, 1, object())
-        with pytest.raises(pywire.DumpError):
-            writer.send(8, 1, b"x")
-        with pytest.raises(pywire.DumpError):
-            writer.send(4, -1 & 0xFFFFFFFF, b"x")
-        assert not _readable(r)  # nothing of a refused frame was written
-    finally:
-        os.close(r)
-        os.close(w)
+def test_send_frame_refuses_what_dumps_refuses(pipe):
+    r, w = pipe
+    writer = _weft.FrameWriter(w)
+    with pytest.raises(pywire.DumpError):
+        writer.send(4, 1, object())
+    with pytest.raises(pywire.DumpError):
+        writer.send(8, 1, b"x")
+    with pytest.raises(pywire.DumpError):
+        writer.send(4, -1 & 0xFFFFFFFF, b"x")
+    assert not _readable(r)  # nothing of a refused frame was written
     # on a gateway: DumpError reaches the caller, the channel stays usable
 
 
