@@ -80,7 +80,7 @@ def test_ssh_tasklet_worker_and_tasklet_group(sshd, tmp_path):
         from weft import stackless
 
         group = execnet.Group(execmodel="tasklet")
-        gw = group.makegateway("ssh=%s//python=%s//execmodel=tasklet" % (sys.argv[1], sys.executable))
+        gw = group.makegateway("ssh=%s//python=%s//execmodel=tasklet" % (sys.argv[1], sys.argv[2]))
         ch = gw.remote_exec('''
             import os
             channel.send(len(os.listdir("/proc/self/task")))
@@ -104,7 +104,13 @@ def test_ssh_tasklet_worker_and_tasklet_group(sshd, tmp_path):
         group.terminate(10)
         print("ssh tasklets OK")
     """))
-    proc = subprocess.run([sys.executable, str(script), sshd.spec_ssh], capture_output=True,
+    # The worker imports weft (the model needs it): under a sanitizer run
+    # (scripts/test-asan.sh) its interpreter needs the same preloaded
+    # runtime, which ssh does not pass on by itself.
+    keep = ["%s=%s" % (k, os.environ[k]) for k in ("LD_PRELOAD", "ASAN_OPTIONS", "PYTHONMALLOC")
+            if k in os.environ]
+    python = " ".join(["env"] + keep + [sys.executable]) if keep else sys.executable
+    proc = subprocess.run([sys.executable, str(script), sshd.spec_ssh, python], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ssh tasklets OK" in proc.stdout
