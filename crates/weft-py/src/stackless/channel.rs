@@ -12,7 +12,7 @@ use weft_sched::chan::{after_pairing, Dir, Next, Waiters};
 use weft_sched::Key;
 
 
-use super::sched;
+use super::sched::{self, Here};
 use super::tasklet::{make_runnable, Place, Tasklet, Temp};
 use super::{callbacks, exits, make_exception, release, Light};
 
@@ -103,11 +103,13 @@ fn deliver(py: Python<'_>, t: Temp) -> Light<Py<PyAny>> {
 /// whose frames are gone by then.
 pub(crate) fn action(slf: &Bound<'_, Channel>, dir: Dir, out: Temp) -> Light<Py<PyAny>> {
     let py = slf.py();
-    match pair(slf, dir, out)? {
+    // One look-up of the scheduler's thread-local for the whole operation.
+    let here = Here::get();
+    match pair(slf, here, dir, out)? {
         Step::Done(got) => deliver(py, got),
-        Step::Block(td, me, out) => block(slf, td, me, dir, out),
+        Step::Block(td, me, out) => block(slf, here, td, me, dir, out),
         Step::SwitchTo(td, partner, got) => {
-            release(py, sched::switch_to(py, td, partner, None)?);
+            release(py, sched::switch_here(py, here, td, partner, None)?);
             deliver(py, got)
         }
         Step::Away(td, me, got) => {
@@ -132,9 +134,9 @@ enum Step {
 /// Finds the partner of an operation in direction `dir` and hands the value
 /// over; says what happens next.
 #[inline(never)]
-fn pair(slf: &Bound<'_, Channel>, dir: Dir, mut out: Temp) -> Light<Step> {
+fn pair(slf: &Bound<'_, Channel>, here: Here, dir: Dir, mut out: Temp) -> Light<Step> {
     let py = slf.py();
-    let (td, me) = sched::current_checked(py)?;
+    let (td, me) = sched::current_here(py, here)?;
     let ch = slf.get();
     if callbacks::channel_hook_set() {
         let will_block = !ch.st.borrow().waiters.can_pair(dir);
@@ -190,7 +192,7 @@ fn pair(slf: &Bound<'_, Channel>, dir: Dir, mut out: Temp) -> Light<Step> {
     Ok(match after_pairing(dir, preference, schedule_all, elsewhere) {
         Next::Caller if !elsewhere => {
             release(py, me);
-            sched::with(py, |s| sched::insert_back(s, partner))?;
+            here.with(py, |s| sched::insert_back(s, partner))?;
             Step::Done(got)
         }
         Next::Caller => {
@@ -199,7 +201,7 @@ fn pair(slf: &Bound<'_, Channel>, dir: Dir, mut out: Temp) -> Light<Step> {
             Step::Done(got)
         }
         Next::Partner => {
-            sched::with(py, |s| sched::make_head(s, &partner, me.get(), true))?;
+            here.with(py, |s| sched::make_head(s, &partner, me.get(), true))?;
             release(py, me);
             Step::SwitchTo(td, partner, got)
         }
@@ -213,17 +215,18 @@ fn pair(slf: &Bound<'_, Channel>, dir: Dir, mut out: Temp) -> Light<Step> {
 /// The running tasklet waits on the channel until a partner comes.
 fn block(
     slf: &Bound<'_, Channel>,
+    here: Here,
     td: *mut crate::greenlet::ThreadData,
     me: Py<Tasklet>,
     dir: Dir,
     out: Temp,
 ) -> Light<Py<PyAny>> {
     let py = slf.py();
-    enqueue(slf, &me, dir, out)?;
+    enqueue(slf, here, &me, dir, out)?;
     let mt = me.get();
     loop {
-        let r = match next_or_idle(py, &me) {
-            Ok(Some(next)) => sched::switch_to(py, td, next, None).map(|v| release(py, v)),
+        let r = match next_or_idle(py, here, &me) {
+            Ok(Some(next)) => sched::switch_here(py, here, td, next, None).map(|v| release(py, v)),
             Ok(None) => Ok(()),
             Err(e) => Err(e),
         };
@@ -247,7 +250,7 @@ fn block(
 /// takes it out of the ring; fails if the channel is closing or `me` may
 /// not block.
 #[inline(never)]
-fn enqueue(slf: &Bound<'_, Channel>, me: &Py<Tasklet>, dir: Dir, out: Temp) -> Light<()> {
+fn enqueue(slf: &Bound<'_, Channel>, here: Here, me: &Py<Tasklet>, dir: Dir, out: Temp) -> Light<()> {
     let py = slf.py();
     let ch = slf.get();
     let mt = me.get();
@@ -269,7 +272,7 @@ fn enqueue(slf: &Bound<'_, Channel>, me: &Py<Tasklet>, dir: Dir, out: Temp) -> L
         drop(st);
         stale.release(py);
     }
-    let left_ring = sched::with(py, |s| sched::unlink(s, mt))?;
+    let left_ring = here.with(py, |s| sched::unlink(s, mt))?;
     mt.set_place(Place::Chan(dir, key));
     if let Some(t) = left_ring {
         release(py, t);
@@ -281,8 +284,8 @@ fn enqueue(slf: &Bound<'_, Channel>, me: &Py<Tasklet>, dir: Dir, out: Temp) -> L
 /// handed something over while this one idled (nothing else could run).
 /// Fails instead of hanging when nothing could ever wake `me`.
 #[inline(never)]
-fn next_or_idle(py: Python<'_>, me: &Py<Tasklet>) -> Light<Option<Py<Tasklet>>> {
-    let next = sched::with(py, |s| sched::pick_next(s, py))?;
+fn next_or_idle(py: Python<'_>, here: Here, me: &Py<Tasklet>) -> Light<Option<Py<Tasklet>>> {
+    let next = here.with(py, |s| sched::pick_next(s, py))?;
     if next.as_ptr() != me.as_ptr() {
         return Ok(Some(next));
     }
