@@ -159,13 +159,15 @@ fn pair(slf: &Bound<'_, Channel>, here: Here, dir: Dir, mut out: Temp) -> Light<
             Some((p, ..)) if !p.get().thread_alive() => {
                 p.get().set_place(Place::Nowhere);
                 p.get().state().blocked_on = None;
-                drop(p);
+                release(py, p);
             }
             // A tasklet waiting in a select: it takes this hand-off if none
             // of its cases has fired yet (else its entry is stale: skipped).
             Some((p, ..)) if p.get().state().select.is_some() => {
                 let out_now = std::mem::replace(&mut out, Temp::Empty);
-                match super::select::offer(py, &p, slf.as_ptr(), dir, out_now) {
+                let offered = super::select::offer(py, &p, slf.as_ptr(), dir, out_now);
+                release(py, p);
+                match offered {
                     Ok(got) => return Ok(Step::Done(got)),
                     Err(back) => out = back,
                 }
@@ -182,8 +184,7 @@ fn pair(slf: &Bound<'_, Channel>, here: Here, dir: Dir, mut out: Temp) -> Light<
     pt.set_place(Place::Nowhere);
     let got = match dir {
         Dir::Send => {
-            let stale = pt.set_temp(out);
-            drop(stale);
+            pt.set_temp(out).release(py);
             Temp::Empty
         }
         Dir::Recv => pt.take_temp(),
@@ -243,7 +244,9 @@ fn block(
         }
     }
     // Woken: the run queue holds us again (we are running).
-    woken(py, mt, dir)
+    let got = woken(py, mt, dir);
+    release(py, me);
+    got
 }
 
 /// Queues the running tasklet `me` on the channel with its value `out`, and
