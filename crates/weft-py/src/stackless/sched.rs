@@ -499,7 +499,9 @@ pub(crate) fn kill_doomed(py: Python<'_>) {
 
 /// Moves tasklets other threads made runnable here into the ring.
 pub(crate) fn take_mail(s: &mut Sched) {
-    if !s.shared.has_mail.swap(false, Ordering::AcqRel) {
+    // Looked at first: the swap is a locked write, and this runs at every
+    // pick of the next tasklet, where there is rarely mail.
+    if !s.shared.has_mail.load(Ordering::Acquire) || !s.shared.has_mail.swap(false, Ordering::AcqRel) {
         return;
     }
     let mail = std::mem::take(&mut *s.shared.inbox.lock().unwrap_or_else(|e| e.into_inner()));

@@ -155,6 +155,11 @@ impl Tasklet {
 
     /// Moves the tasklet; its thread counts the tasklets blocked on
     /// channels (what `run(threadblock=True)` waits for).
+    ///
+    /// The counts change only with the GIL held (as every place does), which
+    /// orders the changes of all threads: a load and a store do, without
+    /// the locked read-modify-write (a hand-off moves a tasklet in and out
+    /// of a channel once each).
     pub(crate) fn set_place(&self, p: Place) {
         let mut st = self.st.borrow_mut();
         use std::sync::atomic::Ordering::Relaxed;
@@ -162,18 +167,12 @@ impl Tasklet {
         let (was_c, was_p) = count(&st.place);
         let (now_c, now_p) = count(&p);
         if was_c != now_c {
-            if now_c {
-                st.thread.blocked.fetch_add(1, Relaxed);
-            } else {
-                st.thread.blocked.fetch_sub(1, Relaxed);
-            }
+            let n = st.thread.blocked.load(Relaxed);
+            st.thread.blocked.store(if now_c { n + 1 } else { n - 1 }, Relaxed);
         }
         if was_p != now_p {
-            if now_p {
-                st.thread.parked.fetch_add(1, Relaxed);
-            } else {
-                st.thread.parked.fetch_sub(1, Relaxed);
-            }
+            let n = st.thread.parked.load(Relaxed);
+            st.thread.parked.store(if now_p { n + 1 } else { n - 1 }, Relaxed);
         }
         st.place = p;
     }
