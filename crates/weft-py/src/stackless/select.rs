@@ -100,11 +100,46 @@ fn wake(py: Python<'_>, p: &Py<Tasklet>) {
     }
 }
 
+#[derive(Clone)]
 struct Case<'py> {
     kind: u8,
     obj: Bound<'py, PyAny>,
     value: Option<Bound<'py, PyAny>>,
     event: Option<Bound<'py, PyAny>>,
+}
+
+/// Up to this many cases are kept in the frame, not in a `Vec`.
+const FEW: usize = 4;
+
+/// The cases of one `select` call: the first `FEW` in an array (a select of
+/// two or three cases allocates nothing), all of them in a `Vec` past that.
+struct Cases<'py> {
+    n: usize,
+    few: [Case<'py>; FEW],
+    many: Vec<Case<'py>>,
+}
+
+impl<'py> Cases<'py> {
+    fn new(py: Python<'py>) -> Self {
+        let blank = Case { kind: RECV, obj: py.None().into_bound(py), value: None, event: None };
+        Cases { n: 0, few: std::array::from_fn(|_| blank.clone()), many: Vec::new() }
+    }
+
+    fn push(&mut self, c: Case<'py>) {
+        if self.many.is_empty() && self.n < FEW {
+            self.few[self.n] = c;
+        } else {
+            if self.many.is_empty() {
+                self.many.extend(self.few.iter().cloned());
+            }
+            self.many.push(c);
+        }
+        self.n += 1;
+    }
+
+    fn as_slice(&self) -> &[Case<'py>] {
+        if self.many.is_empty() { &self.few[..self.n] } else { &self.many }
+    }
 }
 
 const RECV: u8 = 0;
@@ -246,21 +281,31 @@ pub(crate) fn select_cases<'py>(py: Python<'py>, cases: &Bound<'py, PyTuple>, kw
             }
         }
     }
+    // The cases: the positional arguments, or the one list or tuple given.
+    // Read by index (an iterator would ask the list for a length hint,
+    // which makes a bound method).
     let one = if cases.len() == 1 { Some(cases.get_item(0)?) } else { None };
-    let listed = one.filter(|c| c.is_exact_instance_of::<PyList>() || c.is_exact_instance_of::<PyTuple>());
-    let items: Vec<Bound<'py, PyAny>> = match listed {
-        Some(l) => l.try_iter()?.collect::<PyResult<_>>()?,
-        None => cases.iter().collect(),
+    let list = one.as_ref().filter(|c| c.is_exact_instance_of::<PyList>()).map(|c| c.cast::<PyList>()).transpose()?;
+    let tuple = match &one {
+        Some(c) if c.is_exact_instance_of::<PyTuple>() => c.cast::<PyTuple>()?,
+        _ => cases,
     };
-    let recv_t = faces.recv.bind(py);
-    let send_t = faces.send.bind(py);
-    let mut cs = Vec::with_capacity(items.len());
-    for c in items {
-        let ty = c.get_type();
-        let direct = if ty.is(recv_t) || ty.is(send_t) {
+    let count = || list.map_or_else(|| tuple.len(), |l| l.len());
+    let recv_t = faces.recv.bind(py).as_type_ptr();
+    let send_t = faces.send.bind(py).as_type_ptr();
+    let mut cs = Cases::new(py);
+    let mut k = 0;
+    while k < count() {
+        let c = match list {
+            Some(l) => l.get_item(k)?,
+            None => tuple.get_item(k)?,
+        };
+        k += 1;
+        let ty = c.get_type_ptr();
+        let direct = if ty == recv_t || ty == send_t {
             let ch = c.getattr(pyo3::intern!(py, "channel"))?;
             if ch.cast::<Channel>().is_ok() {
-                let send = ty.is(send_t);
+                let send = ty == send_t;
                 let value = if send { Some(c.getattr(pyo3::intern!(py, "value"))?) } else { None };
                 Some(Case { kind: if send { SEND } else { RECV }, obj: ch, value, event: None })
             } else {
@@ -276,7 +321,7 @@ pub(crate) fn select_cases<'py>(py: Python<'py>, cases: &Bound<'py, PyTuple>, kw
         cs.push(case);
     }
     let nonblocking = default.is_some();
-    run_select(py, &cs, faces.closed.bind(py), timeout, nonblocking, default)
+    run_select(py, cs.as_slice(), faces.closed.bind(py), timeout, nonblocking, default)
 }
 
 /// A case from the face's `(kind, obj, value, event)` tuple.
