@@ -249,9 +249,72 @@ struct Faces {
 
 static FACES: PyOnceLock<Faces> = PyOnceLock::new();
 
+/// Where a `__slots__` attribute of a case class lives in its instances,
+/// as found once at import: the class's version tag then (any change to
+/// the class gives it another) and the slots' offsets. `None` if the
+/// attributes are not plain slots.
+struct SlotsAt {
+    version: std::ffi::c_uint,
+    channel: isize,
+    value: isize,
+}
+
+static RECV_AT: PyOnceLock<Option<SlotsAt>> = PyOnceLock::new();
+static SEND_AT: PyOnceLock<Option<SlotsAt>> = PyOnceLock::new();
+
+/// The offset of the slot behind attribute `name` of `ty`, if it is a
+/// `__slots__` member holding an object.
+fn slot_offset(ty: &Bound<'_, PyType>, name: &str) -> Option<isize> {
+    let d = ty.getattr(name).ok()?;
+    let member_t = &raw mut pyo3::ffi::PyMemberDescr_Type;
+    // SAFETY: `d` is a live object (GIL held); its type is compared only.
+    if unsafe { pyo3::ffi::Py_TYPE(d.as_ptr()) } != member_t {
+        return None;
+    }
+    // SAFETY: `d` is exactly a member descriptor (checked above), whose
+    // layout is PyMemberDescrObject; `d_member` points to the member
+    // definition its type keeps for the type's life (`ty` is alive).
+    let m = unsafe { &*(*d.as_ptr().cast::<pyo3::ffi::PyMemberDescrObject>()).d_member };
+    (m.type_code == pyo3::ffi::Py_T_OBJECT_EX && m.flags & pyo3::ffi::Py_READONLY == 0).then_some(m.offset)
+}
+
+fn slots_at(ty: &Bound<'_, PyType>, value: bool) -> Option<SlotsAt> {
+    let channel = slot_offset(ty, "channel")?;
+    let value = if value { slot_offset(ty, "value")? } else { 0 };
+    // SAFETY: a live type object (GIL held); the lookups above gave it a
+    // version tag (0 if it has none, never matched below).
+    let version = unsafe { (*ty.as_type_ptr()).tp_version_tag };
+    (version != 0).then_some(SlotsAt { version, channel, value })
+}
+
 #[pyfunction]
 pub(crate) fn _set_select_faces(py: Python<'_>, recv: Py<PyType>, send: Py<PyType>, build: Py<PyAny>, closed: Py<PyAny>) {
+    let _ = RECV_AT.set(py, slots_at(recv.bind(py), false));
+    let _ = SEND_AT.set(py, slots_at(send.bind(py), true));
     let _ = FACES.set(py, Faces { recv, send, build, closed });
+}
+
+/// Attribute `name` of case `c` (of exactly type `ty`, one of the case
+/// classes): read from its slot at `offset` when `at` says where it is and
+/// the class is unchanged since, else looked up as Python would.
+fn case_attr<'py>(c: &Bound<'py, PyAny>, ty: *mut pyo3::ffi::PyTypeObject, at: Option<&SlotsAt>, offset: impl Fn(&SlotsAt) -> isize, name: &Bound<'py, pyo3::types::PyString>) -> PyResult<Bound<'py, PyAny>> {
+    if let Some(at) = at {
+        // SAFETY: `ty` is the live type of `c` (GIL held), read only.
+        if unsafe { (*ty).tp_version_tag } == at.version {
+            // SAFETY: `c` is exactly of the class `at` describes (the
+            // caller's check), unchanged since (same version tag): its
+            // attribute is the `__slots__` member found then, an object
+            // pointer (or NULL while unset) at this offset of every
+            // instance, which `c` (alive, GIL held) is.
+            let p = unsafe { *c.as_ptr().cast::<u8>().offset(offset(at)).cast::<*mut pyo3::ffi::PyObject>() };
+            if !p.is_null() {
+                // SAFETY: a live object the instance holds; we take a
+                // reference of our own.
+                return Ok(unsafe { Bound::from_borrowed_ptr(c.py(), p) });
+            }
+        }
+    }
+    c.getattr(name)
 }
 
 /// `weft.select.select(*cases, timeout=None, default=...)`: see
@@ -303,10 +366,11 @@ pub(crate) fn select_cases<'py>(py: Python<'py>, cases: &Bound<'py, PyTuple>, kw
         k += 1;
         let ty = c.get_type_ptr();
         let direct = if ty == recv_t || ty == send_t {
-            let ch = c.getattr(pyo3::intern!(py, "channel"))?;
+            let send = ty == send_t;
+            let at = if send { SEND_AT.get(py) } else { RECV_AT.get(py) }.and_then(|a| a.as_ref());
+            let ch = case_attr(&c, ty, at, |a| a.channel, pyo3::intern!(py, "channel"))?;
             if ch.cast::<Channel>().is_ok() {
-                let send = ty == send_t;
-                let value = if send { Some(c.getattr(pyo3::intern!(py, "value"))?) } else { None };
+                let value = if send { Some(case_attr(&c, ty, at, |a| a.value, pyo3::intern!(py, "value"))?) } else { None };
                 Some(Case { kind: if send { SEND } else { RECV }, obj: ch, value, event: None })
             } else {
                 None
