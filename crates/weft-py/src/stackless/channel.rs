@@ -164,12 +164,10 @@ fn pair(slf: &Bound<'_, Channel>, here: Here, dir: Dir, mut out: Temp) -> Light<
             // A tasklet waiting in a select: it takes this hand-off if none
             // of its cases has fired yet (else its entry is stale: skipped).
             Some((p, ..)) if p.get().state().select.is_some() => {
-                let out_now = std::mem::replace(&mut out, Temp::Empty);
-                let offered = super::select::offer(py, &p, slf.as_ptr(), dir, out_now);
+                let offered = super::select::offer(py, &p, slf.as_ptr(), dir, &mut out);
                 release(py, p);
-                match offered {
-                    Ok(got) => return Ok(Step::Done(got)),
-                    Err(back) => out = back,
+                if let Some(got) = offered {
+                    return Ok(Step::Done(got));
                 }
             }
             other => break other,

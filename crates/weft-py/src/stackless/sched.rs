@@ -587,9 +587,17 @@ fn unsafe_py() -> Python<'static> {
 /// Who runs when the running tasklet stops running: the head of the ring,
 /// else the innermost tasklet paused in `run()`, else the main tasklet.
 pub(crate) fn pick_next(s: &mut Sched, py: Python<'_>) -> Py<Tasklet> {
-    take_mail(s);
-    wake_sleepers(s);
-    super::io::poll_ready(s);
+    // Each looked at here first: this runs at every switch, and the calls
+    // are rarely needed.
+    if s.shared.has_mail.load(Ordering::Relaxed) {
+        take_mail(s);
+    }
+    if !s.sleepers.is_empty() {
+        wake_sleepers(s);
+    }
+    if !s.fd_waits.is_empty() {
+        super::io::poll_ready(s);
+    }
     if let Some(w) = s.watchers.last_mut() {
         if w.soft_exit_due() {
             return w.owner.clone_ref(py);
@@ -772,6 +780,24 @@ pub(crate) fn release_after_switch(py: Python<'_>) {
 /// `release_after_switch` on the slot `here` (this thread's).
 #[inline(never)]
 fn release_after_switch_here(py: Python<'_>, here: Here) {
+    // The common case: only the tasklet we came from to release.
+    let only_leaving = here.with(py, |s| {
+        if s.dying.is_none() && s.stale.is_empty() {
+            Ok(s.leaving.take())
+        } else {
+            Err(())
+        }
+    });
+    match only_leaving {
+        Ok(Ok(leaving)) => {
+            if let Some(t) = leaving {
+                release(py, t);
+            }
+            return;
+        }
+        Ok(Err(())) => {}
+        Err(_) => return,
+    }
     if let Ok((dying, leaving, stale)) = here.with(py, |s| (s.dying.take(), s.leaving.take(), (!s.stale.is_empty()).then(|| std::mem::take(&mut s.stale)))) {
         for t in dying.into_iter().chain(leaving) {
             release(py, t);

@@ -54,21 +54,19 @@ unsafe impl Sync for Select {}
 
 /// A channel operation in direction `dir` (of the running tasklet, on
 /// channel `chan`) meets the select waiter `p`: fire it if it has not fired.
-/// `Ok(received)` when it took the hand-off; `Err(out)` gives the value back
-/// when the entry was stale.
-pub(crate) fn offer(py: Python<'_>, p: &Py<Tasklet>, chan: *mut pyo3::ffi::PyObject, dir: Dir, out: Temp) -> Result<Temp, Temp> {
-    let sel = match p.get().state().select.clone() {
-        Some(s) => s,
-        None => return Err(out),
-    };
+/// `Some(received)` when it took the hand-off (and, for a send, our value
+/// from `out`); `None`, `out` untouched, when the entry was stale.
+pub(crate) fn offer(py: Python<'_>, p: &Py<Tasklet>, chan: *mut pyo3::ffi::PyObject, dir: Dir, out: &mut Temp) -> Option<Temp> {
+    let sel = p.get().state().select.clone()?;
     let case = {
         let entries = sel.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries.iter().position(|e| matches!(e, Some((c, d, _)) if *c == chan && *d == dir.opposite()))
     };
-    let Some(case) = case else { return Err(out) };
+    let case = case?;
     if sel.fired.compare_exchange(NOT_FIRED, case, Ordering::AcqRel, Ordering::Acquire).is_err() {
-        return Err(out);
+        return None;
     }
+    let out = std::mem::replace(out, Temp::Empty);
     // Its entry in this channel is gone already (popped by the caller).
     sel.entries.lock().unwrap_or_else(|e| e.into_inner())[case] = None;
     let got = match dir {
@@ -84,7 +82,7 @@ pub(crate) fn offer(py: Python<'_>, p: &Py<Tasklet>, chan: *mut pyo3::ffi::PyObj
         }
     };
     wake(py, p);
-    Ok(got)
+    Some(got)
 }
 
 /// Makes a parked select waiter runnable (here, or through its thread's mailbox).

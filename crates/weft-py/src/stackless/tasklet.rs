@@ -233,6 +233,19 @@ impl Tasklet {
         td: *mut ThreadData,
         passing: Passing,
     ) -> PyResult<(*mut ffi::PyObject, Option<Py<PyAny>>, Passing)> {
+        // The common case, in one borrow: a started, live tasklet.
+        {
+            let mut st = self.st.borrow_mut();
+            if st.started && !st.dead {
+                if let Some(c) = st.coro.as_ref().map(|c| c.as_ptr()) {
+                    let passing = match st.pending.take() {
+                        Some(e) => Passing::Raise(e),
+                        None => passing,
+                    };
+                    return Ok((c, None, passing));
+                }
+            }
+        }
         let need_coro = {
             let st = self.st.borrow();
             if st.dead {
