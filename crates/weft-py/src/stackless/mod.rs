@@ -329,6 +329,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let sl = PyModule::new(py, "stackless")?;
     sl.add_class::<Tasklet>()?;
     sl.add_class::<Channel>()?;
+    channel::install_fast_send(py)?;
     sl.add_function(wrap_pyfunction!(schedule, &sl)?)?;
     sl.add_function(wrap_pyfunction!(schedule_remove, &sl)?)?;
     sl.add_function(wrap_pyfunction!(run, &sl)?)?;
