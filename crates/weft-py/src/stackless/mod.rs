@@ -346,7 +346,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     sl.add_function(wrap_pyfunction!(park::_must_park, &sl)?)?;
     sl.add_function(wrap_pyfunction!(park::_thread_block_budget, &sl)?)?;
     sl.add_function(wrap_pyfunction!(select::select, &sl)?)?;
-    sl.add_function(wrap_pyfunction!(select::select_cases, &sl)?)?;
+    select::add_select_cases(&sl)?;
     sl.add_function(wrap_pyfunction!(select::_set_select_faces, &sl)?)?;
     callbacks::register(&sl)?;
     exits::register(&sl)?;

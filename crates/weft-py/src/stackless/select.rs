@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::{PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyList, PyTuple, PyType};
+use pyo3::types::{PyList, PyTuple, PyType};
 
 use weft_sched::chan::Dir;
 use weft_sched::Key;
@@ -319,14 +319,37 @@ fn case_attr<'py>(c: &Bound<'py, PyAny>, ty: *mut pyo3::ffi::PyTypeObject, at: O
 /// python/weft/select.py. Cases on Stackless channels are read here, in
 /// one call; any other case (a gateway channel's, bad input) goes through
 /// the face's builder, which also gives the errors.
-#[pyfunction]
-#[pyo3(signature = (*cases, **kwargs))]
-pub(crate) fn select_cases<'py>(py: Python<'py>, cases: &Bound<'py, PyTuple>, kwargs: Option<&Bound<'py, PyDict>>) -> PyResult<(isize, Py<PyAny>)> {
-    let faces = FACES.get(py).ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("weft.select is not imported"))?;
+///
+/// Called as METH_FASTCALL | METH_KEYWORDS (see `add_select_cases`): the
+/// positional cases are read where CPython passes them, with no tuple made
+/// for them.
+///
+/// # Safety
+/// Called by CPython through the trampoline: the `nargs` positional
+/// arguments at `args`, followed by one value per name in `kwnames` (a
+/// tuple, or NULL), are live borrowed references.
+unsafe fn select_cases(
+    py: Python<'_>,
+    _module: *mut pyo3::ffi::PyObject,
+    args: *const *mut pyo3::ffi::PyObject,
+    nargs: pyo3::ffi::Py_ssize_t,
+    kwnames: *mut pyo3::ffi::PyObject,
+) -> PyResult<*mut pyo3::ffi::PyObject> {
+    let n = nargs as usize;
+    let pos: &[*mut pyo3::ffi::PyObject] = if n == 0 {
+        &[]
+    } else {
+        // SAFETY: `nargs` live pointers at `args` (our contract), for the call.
+        unsafe { std::slice::from_raw_parts(args, n) }
+    };
     let mut timeout = None;
     let mut default = None;
-    if let Some(kw) = kwargs {
-        for (k, v) in kw.iter() {
+    if !kwnames.is_null() {
+        // SAFETY: a live tuple of the keyword names (our contract).
+        let names = unsafe { Bound::from_borrowed_ptr(py, kwnames) }.cast_into::<PyTuple>()?;
+        for (j, k) in names.iter().enumerate() {
+            // SAFETY: one value per keyword name follows the positionals.
+            let v = unsafe { Bound::from_borrowed_ptr(py, *args.add(n + j)) };
             match k.extract::<&str>()? {
                 "timeout" => {
                     if !v.is_none() {
@@ -342,24 +365,38 @@ pub(crate) fn select_cases<'py>(py: Python<'py>, cases: &Bound<'py, PyTuple>, kw
             }
         }
     }
+    let r = select_over(py, pos, timeout, default)?;
+    Ok(r.into_pyobject(py)?.into_ptr())
+}
+
+/// `select_cases` once its arguments are read: `pos` the positional ones.
+fn select_over(py: Python<'_>, pos: &[*mut pyo3::ffi::PyObject], timeout: Option<f64>, default: Option<Py<PyAny>>) -> PyResult<(isize, Py<PyAny>)> {
+    let faces = FACES.get(py).ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("weft.select is not imported"))?;
     // The cases: the positional arguments, or the one list or tuple given.
     // Read by index (an iterator would ask the list for a length hint,
     // which makes a bound method).
-    let one = if cases.len() == 1 { Some(cases.get_item(0)?) } else { None };
-    let list = one.as_ref().filter(|c| c.is_exact_instance_of::<PyList>()).map(|c| c.cast::<PyList>()).transpose()?;
-    let tuple = match &one {
-        Some(c) if c.is_exact_instance_of::<PyTuple>() => c.cast::<PyTuple>()?,
-        _ => cases,
+    let one = match pos {
+        // SAFETY: a live borrowed argument (the caller's); we take a reference.
+        [c] => Some(unsafe { Bound::from_borrowed_ptr(py, *c) }),
+        _ => None,
     };
-    let count = || list.map_or_else(|| tuple.len(), |l| l.len());
+    let list = one.as_ref().filter(|c| c.is_exact_instance_of::<PyList>()).map(|c| c.cast::<PyList>()).transpose()?;
+    let tuple = one.as_ref().filter(|c| c.is_exact_instance_of::<PyTuple>()).map(|c| c.cast::<PyTuple>()).transpose()?;
+    let count = || match (list, tuple) {
+        (Some(l), _) => l.len(),
+        (_, Some(t)) => t.len(),
+        _ => pos.len(),
+    };
     let recv_t = faces.recv.bind(py).as_type_ptr();
     let send_t = faces.send.bind(py).as_type_ptr();
     let mut cs = Cases::new(py);
     let mut k = 0;
     while k < count() {
-        let c = match list {
-            Some(l) => l.get_item(k)?,
-            None => tuple.get_item(k)?,
+        let c = match (list, tuple) {
+            (Some(l), _) => l.get_item(k)?,
+            (_, Some(t)) => t.get_item(k)?,
+            // SAFETY: a live borrowed argument (the caller's); we take a reference.
+            _ => unsafe { Bound::from_borrowed_ptr(py, pos[k]) },
         };
         k += 1;
         let ty = c.get_type_ptr();
@@ -384,6 +421,28 @@ pub(crate) fn select_cases<'py>(py: Python<'py>, cases: &Bound<'py, PyTuple>, kw
     }
     let nonblocking = default.is_some();
     run_select(py, cs.as_slice(), faces.closed.bind(py), timeout, nonblocking, default)
+}
+
+/// Adds `select_cases` to module `m` as a METH_FASTCALL | METH_KEYWORDS
+/// builtin (PyO3 makes a function taking `*args` a METH_VARARGS one, for
+/// which CPython packs the arguments in a tuple and PyO3 copies it).
+pub(crate) fn add_select_cases(m: &Bound<'_, pyo3::types::PyModule>) -> PyResult<()> {
+    let py = m.py();
+    let def = Box::leak(Box::new(pyo3::ffi::PyMethodDef {
+        ml_name: c"select_cases".as_ptr(),
+        ml_meth: pyo3::ffi::PyMethodDefPointer {
+            PyCFunctionFastWithKeywords: pyo3::impl_::trampoline::get_trampoline_function!(fastcall_cfunction_with_keywords, select_cases),
+        },
+        ml_flags: pyo3::ffi::METH_FASTCALL | pyo3::ffi::METH_KEYWORDS,
+        ml_doc: c"select_cases(*cases, **kwargs)\n--\n\n`weft.select.select(*cases, timeout=None, default=...)`: see\npython/weft/select.py. Cases on Stackless channels are read here, in\none call; any other case (a gateway channel's, bad input) goes through\nthe face's builder, which also gives the errors.".as_ptr(),
+    }));
+    let name = m.name()?;
+    // SAFETY: `def` is leaked, so it outlives the function, as CPython
+    // requires; `m` and `name` are live objects, which it references.
+    let f = unsafe { pyo3::ffi::PyCFunction_NewEx(def, m.as_ptr(), name.as_ptr()) };
+    // SAFETY: a new reference or NULL with an exception set.
+    let f = unsafe { Bound::from_owned_ptr_or_err(py, f) }?;
+    m.add("select_cases", f)
 }
 
 /// A case from the face's `(kind, obj, value, event)` tuple.
