@@ -178,8 +178,7 @@ fn pair(slf: &Bound<'_, Channel>, here: Here, dir: Dir, mut out: Temp) -> Light<
     };
     // The hand-over: a sender's value to the receiver.
     let pt = partner.get();
-    pt.state().blocked_on = None;
-    pt.set_place(Place::Nowhere);
+    pt.leave_channel();
     let got = match dir {
         Dir::Send => {
             pt.set_temp(out).release(py);
@@ -273,8 +272,15 @@ fn enqueue(slf: &Bound<'_, Channel>, here: Here, me: &Py<Tasklet>, dir: Dir, out
         drop(st);
         stale.release(py);
     }
-    let left_ring = here.with(py, |s| sched::unlink(s, mt))?;
-    mt.set_place(Place::Chan(dir, key));
+    // Out of the ring and into the channel's place in one move.
+    let left_ring = here.with(py, |s| {
+        let gone = match mt.place() {
+            Place::Run(k) => s.ring.remove(k),
+            _ => None,
+        };
+        mt.set_place(Place::Chan(dir, key));
+        gone
+    })?;
     if let Some(t) = left_ring {
         release(py, t);
     }

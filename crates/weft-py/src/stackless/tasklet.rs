@@ -161,7 +161,19 @@ impl Tasklet {
     /// the locked read-modify-write (a hand-off moves a tasklet in and out
     /// of a channel once each).
     pub(crate) fn set_place(&self, p: Place) {
+        Self::place_in(&mut self.st.borrow_mut(), p);
+    }
+
+    /// Taken off the channel it waited on (by its partner): not linked
+    /// anywhere and not blocked, in one borrow.
+    pub(crate) fn leave_channel(&self) {
         let mut st = self.st.borrow_mut();
+        st.blocked_on = None;
+        Self::place_in(&mut st, Place::Nowhere);
+    }
+
+    /// `set_place` on borrowed state.
+    fn place_in(st: &mut TState, p: Place) {
         use std::sync::atomic::Ordering::Relaxed;
         let count = |pl: &Place| (matches!(pl, Place::Chan(..)), matches!(pl, Place::Parked(_)));
         let (was_c, was_p) = count(&st.place);
