@@ -56,6 +56,8 @@ unsafe impl Sync for Select {}
 /// channel `chan`) meets the select waiter `p`: fire it if it has not fired.
 /// `Some(received)` when it took the hand-off (and, for a send, our value
 /// from `out`); `None`, `out` untouched, when the entry was stale.
+/// Out of line: the plain hand-off in `channel::pair` need not carry it.
+#[inline(never)]
 pub(crate) fn offer(py: Python<'_>, p: &Py<Tasklet>, chan: *mut pyo3::ffi::PyObject, dir: Dir, out: &mut Temp) -> Option<Temp> {
     let sel = p.get().state().select.clone()?;
     let case = {
