@@ -226,3 +226,29 @@ def test_many_tasklets_in_a_channel_ring():
     assert all(c.balance == -1 for c in chans[:n])
     chans[0].send(0)
     assert chans[n].receive() == n
+
+
+def test_send_takes_its_value_by_keyword_and_reports_bad_calls():
+    # channel.send has a fast entry for one positional argument; every other
+    # call goes to the method PyO3 made, with its parsing and messages.
+    import inspect
+
+    ch = stackless.channel()
+    got = []
+    stackless.tasklet(lambda: got.append(ch.receive()))()
+    stackless.schedule()
+    ch.send(value="kw")
+    stackless.tasklet(lambda: got.append(ch.receive()))()
+    stackless.schedule()
+    stackless.channel.send(ch, "unbound")
+    assert got == ["kw", "unbound"]
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'value'"):
+        ch.send()
+    with pytest.raises(TypeError, match="takes 1 positional arguments but 2 were given"):
+        ch.send(1, 2)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'x'"):
+        ch.send(value=1, x=2)
+    with pytest.raises(TypeError):
+        stackless.channel.send(1, 2)
+    assert str(inspect.signature(stackless.channel.send)) == "(self, /, value)"
+    assert ch.balance == 0

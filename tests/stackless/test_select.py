@@ -207,3 +207,57 @@ def test_closing_a_channel_a_select_waits_on_fires_closed():
     stackless.run()
     assert out == [(0, CLOSED)]
     assert ch.closed and other.balance == 0
+
+
+def test_many_cases_and_every_way_of_passing_them():
+    # Up to four cases are read into the call's frame, more into a Vec:
+    # both, given as arguments, as one list and as one tuple.
+    chans = [stackless.channel() for _ in range(7)]
+    for n in (1, 4, 5, 7):
+        cases = [recv(c) for c in chans[:n]]
+        for given in (cases, tuple(cases)):
+            stackless.tasklet(chans[n - 1].send)(n)
+            stackless.schedule()
+            assert select(given) == (n - 1, n)
+        stackless.tasklet(chans[n - 1].send)(-n)
+        stackless.schedule()
+        assert select(*cases) == (n - 1, -n)
+    assert select(*[send(c, 0) for c in chans], default="none") == (-1, "none")
+
+
+def test_a_case_read_from_its_slot_behaves_like_getattr():
+    a = stackless.channel()
+    r = recv(a)
+    del r.channel
+    with pytest.raises(AttributeError):
+        select(r)
+    s = send(a, 1)
+    del s.value
+    with pytest.raises(AttributeError):
+        select(s)
+
+
+def test_a_changed_case_class_is_read_through_getattr():
+    import weft.select as ws
+
+    b = stackless.channel()
+
+    class Recv(ws.recv):
+        __slots__ = ()
+
+    # A subclass is not the face's class: built through _case, as before.
+    stackless.tasklet(b.send)("sub")
+    stackless.schedule()
+    assert select(Recv(b)) == (0, "sub")
+    old = ws.recv.__dict__["channel"]
+    try:
+        ws.recv.channel = property(lambda self: b)
+        case = ws.recv.__new__(ws.recv)
+        stackless.tasklet(b.send)("prop")
+        stackless.schedule()
+        assert select(case) == (0, "prop")
+    finally:
+        ws.recv.channel = old
+    stackless.tasklet(b.send)("back")
+    stackless.schedule()
+    assert select(recv(b)) == (0, "back")

@@ -4,6 +4,9 @@
 //! the ring; a key of a removed node is refused (its generation no longer
 //! matches), so a stale key can never unlink somebody else.
 
+/// The end of the free chain.
+const NONE: u32 = u32::MAX;
+
 /// Names one node of a [`Ring`] while it is linked.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Key {
@@ -23,7 +26,9 @@ struct Node<T> {
 /// head (one turn of round-robin).
 pub struct Ring<T> {
     nodes: Vec<Node<T>>,
-    free: Vec<u32>,
+    /// The first unused node; unused nodes are chained through `next`
+    /// (`NONE` ends the chain), so reuse touches no second vector.
+    free: u32,
     head: Option<u32>,
     len: usize,
 }
@@ -32,7 +37,7 @@ impl<T> Default for Ring<T> {
     fn default() -> Self {
         Ring {
             nodes: Vec::new(),
-            free: Vec::new(),
+            free: NONE,
             head: None,
             len: 0,
         }
@@ -105,20 +110,23 @@ impl<T> Ring<T> {
     }
 
     fn alloc(&mut self, val: T) -> u32 {
-        match self.free.pop() {
-            Some(i) => {
-                let n = &mut self.nodes[i as usize];
-                n.val = Some(val);
-                i
-            }
-            None => {
-                let i = u32::try_from(self.nodes.len()).expect("more than 2^32 nodes in one ring");
+        match self.free {
+            NONE => {
+                let i = u32::try_from(self.nodes.len()).ok().filter(|&i| i != NONE).expect("more than 2^32 - 1 nodes in one ring");
                 self.nodes.push(Node {
                     val: Some(val),
                     gen: 0,
                     prev: i,
                     next: i,
                 });
+                i
+            }
+            i => {
+                let n = &mut self.nodes[i as usize];
+                self.free = n.next;
+                debug_assert!(n.val.is_none(), "a free node holds no value");
+                // Written without dropping: a free node holds none.
+                std::mem::forget(n.val.replace(val));
                 i
             }
         }
@@ -190,7 +198,8 @@ impl<T> Ring<T> {
         }
         let n = &mut self.nodes[i as usize];
         n.gen = n.gen.wrapping_add(1);
-        self.free.push(i);
+        n.next = self.free;
+        self.free = i;
         self.len -= 1;
         n.val.take()
     }
@@ -236,7 +245,7 @@ impl<T> Ring<T> {
             out.push(v);
         }
         self.nodes.clear();
-        self.free.clear();
+        self.free = NONE;
         out
     }
 }

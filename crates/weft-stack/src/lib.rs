@@ -24,7 +24,6 @@
 
 use core::ffi::c_void;
 use core::ptr;
-use std::cell::UnsafeCell;
 
 pub mod arch;
 
@@ -35,6 +34,10 @@ pub struct Slice {
     copy: Vec<u8>,
     saved: usize,
     prev: *mut Slice,
+    /// While a switch to this slice runs: the slice it comes from. The arch
+    /// routine's callbacks read it; it cannot live on either stack, which
+    /// the switch rewrites, and here it costs no thread-local look-up.
+    from: *mut Slice,
 }
 
 /// Marks a slice that runs but has not switched away yet (it has no real `start`).
@@ -49,12 +52,12 @@ impl Default for Slice {
 impl Slice {
     /// A coroutine that has not started.
     pub const fn new() -> Self {
-        Slice { start: ptr::null_mut(), stop: ptr::null_mut(), copy: Vec::new(), saved: 0, prev: ptr::null_mut() }
+        Slice { start: ptr::null_mut(), stop: ptr::null_mut(), copy: Vec::new(), saved: 0, prev: ptr::null_mut(), from: ptr::null_mut() }
     }
 
     /// The slice of a thread's original stack: it owns everything above `start`.
     pub const fn new_main() -> Self {
-        Slice { start: RUNNING_MARK, stop: usize::MAX as *mut u8, copy: Vec::new(), saved: 0, prev: ptr::null_mut() }
+        Slice { start: RUNNING_MARK, stop: usize::MAX as *mut u8, copy: Vec::new(), saved: 0, prev: ptr::null_mut(), from: ptr::null_mut() }
     }
 
     /// True while the coroutine has bytes to run on (started and not finished).
@@ -178,13 +181,20 @@ pub enum Arrival {
     Started,
 }
 
+/// The two slices of the switch running now, as the callbacks find them:
+/// `ctx` is the target slice, whose `from` `switch` set.
 struct InFlight {
     current: *mut Slice,
     target: *mut Slice,
 }
 
-thread_local! {
-    static IN_FLIGHT: UnsafeCell<InFlight> = const { UnsafeCell::new(InFlight { current: ptr::null_mut(), target: ptr::null_mut() }) };
+/// # Safety
+/// `ctx` is the target slice of the switch in progress on this thread.
+unsafe fn in_flight(ctx: *mut c_void) -> InFlight {
+    let target = ctx as *mut Slice;
+    // SAFETY: the caller's contract: a live slice, whose `from` was set by
+    // `switch` for this very switch.
+    InFlight { current: unsafe { (*target).from }, target }
 }
 
 // Test-only: called at the start of every `save_current`, i.e. inside the
@@ -202,8 +212,8 @@ unsafe extern "C" fn save_current(sp: *mut u8, ctx: *mut c_void) -> *mut u8 {
     if let Some(hook) = SAVE_HOOK.with(|h| h.get()) {
         hook();
     }
-    // SAFETY: `ctx` is this thread's IN_FLIGHT cell, set by `switch` (S1).
-    let f = unsafe { &*(ctx as *const InFlight) };
+    // SAFETY: `ctx` is the target slice of this switch (see `switch`, S1).
+    let f = unsafe { in_flight(ctx) };
     // SAFETY: S1/S2: both slices belong to this thread and are fixed.
     unsafe {
         let target_stop = (*f.target).stop;
@@ -231,7 +241,7 @@ unsafe extern "C" fn restore_target(ctx: *mut c_void) {
     // SAFETY: as in `save_current`; we now run below the target's `start`, so
     // writing `[start, start + saved)` does not touch our own frame.
     unsafe {
-        let f = &*(ctx as *const InFlight);
+        let f = in_flight(ctx);
         let t = &mut *f.target;
         if t.saved > 0 {
             ptr::copy_nonoverlapping(t.copy.as_ptr(), t.start, t.saved);
@@ -262,11 +272,10 @@ unsafe extern "C" fn restore_target(ctx: *mut c_void) {
 /// its own stack that another coroutine could invalidate.
 #[inline(never)]
 pub unsafe fn switch(current: *mut Slice, target: *mut Slice) -> Arrival {
-    let ctx = IN_FLIGHT.with(|c| {
-        // SAFETY: only this thread touches its IN_FLIGHT, and not re-entrantly.
-        unsafe { *c.get() = InFlight { current, target } };
-        c.get()
-    });
+    // SAFETY: `target` is a live slice of this thread (S1); only this
+    // switch reads its `from`, through the callbacks below.
+    unsafe { (*target).from = current };
+    let ctx = target;
     // SAFETY: the contract above; the asm routine preserves the ABI's
     // callee-saved state across the switch.
     let r = unsafe { arch::weft_stack_switch(save_current, restore_target, ctx as *mut c_void) };

@@ -15,7 +15,7 @@
 //!   always names the slice that runs: it is set to the target right before
 //!   every switch, and nothing runs between that and the switch.
 use super::*;
-use std::cell::RefCell;
+use std::cell::{RefCell, UnsafeCell};
 
 struct Co {
     slice: Slice,

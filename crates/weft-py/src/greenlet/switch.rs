@@ -40,7 +40,7 @@ pub(crate) fn switch_to(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: P
         } else {
             switch_stack(td, t);
         }
-        arrived(py)
+        arrived(py, td)
     }
 }
 
@@ -153,8 +153,9 @@ unsafe fn prepare_start(py: Python<'_>, td: *mut ThreadData, t: &Bound<'_, Green
 
 /// Runs in the target once its stack and interpreter state are in place: makes
 /// it current, calls the tracer, releases the origin, returns what it was sent.
-unsafe fn arrived(py: Python<'_>) -> PyResult<Py<PyAny>> {
-    let td = thread_data_if_any().expect("a switch ran without thread data");
+/// `td` is this thread's data, kept in the switching frame (a coroutine
+/// resumes on the thread it was suspended on).
+unsafe fn arrived(py: Python<'_>, td: *mut ThreadData) -> PyResult<Py<PyAny>> {
     // SAFETY: this thread's live data.
     let passing = unsafe { (*td).passing.take() }.unwrap_or_else(|| Passing::Raise(error_new("switched to without a value")));
     // SAFETY: `td` is this thread's live data, as trace_and_release needs.
@@ -204,17 +205,18 @@ unsafe fn switch_stack(td: *mut ThreadData, target: Obj) {
         (*td).switching_to = target;
         let arrival = weft_stack::switch(cc.slice_ptr(), payload(target).coro().slice_ptr());
         debug_assert_eq!(arrival, Arrival::Resumed);
-        land()
+        land(td)
     }
 }
 
 /// After the stack moved: we are `switching_to`; restore it and make it current.
-unsafe fn land() {
+/// `td` is this thread's data (as kept in the resumed frame: a coroutine
+/// resumes on the thread it was suspended on).
+unsafe fn land(td: *mut ThreadData) {
     // SAFETY: called right after a switch, on the target's stack, with the
     // GIL; the target's blob is borrowed for the restore only, which runs no
     // Python code.
     unsafe {
-        let td = thread_data_if_any().expect("thread data during a switch");
         let target = (*td).switching_to;
         (*payload(target).coro().state_ptr()).restore(ts());
         make_current(td, target);
@@ -276,7 +278,7 @@ unsafe fn initial_stub(td: *mut ThreadData, target: Obj) {
         }
         (*td).switching_to = target;
         match weft_stack::switch(cc.slice_ptr(), payload(target).coro().slice_ptr()) {
-            Arrival::Resumed => land(),
+            Arrival::Resumed => land(td),
             Arrival::Started => {
                 let tc = payload(target).coro();
                 (*tc.slice_ptr()).mark_running();
@@ -492,7 +494,7 @@ pub(crate) unsafe fn switch_to_coroutine(py: Python<'_>, td: *mut ThreadData, ta
     // own stack once something switches back here, with `td` still ours.
     unsafe {
         move_to(td, target, passing, run);
-        arrived(py)
+        arrived(py, td)
     }
 }
 
@@ -507,16 +509,16 @@ pub(crate) unsafe fn switch_staged(py: Python<'_>, td: *mut ThreadData, target: 
     // SAFETY: as in `switch_to_coroutine`; the staged value is in `td`.
     unsafe {
         move_staged(td, target, run);
-        arrived_boxed(py)
+        arrived_boxed(py, td)
     }
 }
 
 /// `arrived` with its error boxed, in a frame of its own that only exists
 /// after the switch.
 #[inline(never)]
-unsafe fn arrived_boxed(py: Python<'_>) -> Result<Py<PyAny>, Box<PyErr>> {
+unsafe fn arrived_boxed(py: Python<'_>, td: *mut ThreadData) -> Result<Py<PyAny>, Box<PyErr>> {
     // SAFETY: called on our own stack after a switch back, as `arrived` needs.
-    unsafe { arrived(py) }.map_err(Box::new)
+    unsafe { arrived(py, td) }.map_err(Box::new)
 }
 
 /// Puts the value a scheduler's next switch carries in flight.

@@ -12,7 +12,7 @@ use weft_sched::chan::{after_pairing, Dir, Next, Waiters};
 use weft_sched::Key;
 
 
-use super::sched;
+use super::sched::{self, Here};
 use super::tasklet::{make_runnable, Place, Tasklet, Temp};
 use super::{callbacks, exits, make_exception, release, Light};
 
@@ -103,11 +103,13 @@ fn deliver(py: Python<'_>, t: Temp) -> Light<Py<PyAny>> {
 /// whose frames are gone by then.
 pub(crate) fn action(slf: &Bound<'_, Channel>, dir: Dir, out: Temp) -> Light<Py<PyAny>> {
     let py = slf.py();
-    match pair(slf, dir, out)? {
+    // One look-up of the scheduler's thread-local for the whole operation.
+    let here = Here::get();
+    match pair(slf, here, dir, out)? {
         Step::Done(got) => deliver(py, got),
-        Step::Block(td, me, out) => block(slf, td, me, dir, out),
+        Step::Block(td, me, out) => block(slf, here, td, me, dir, out),
         Step::SwitchTo(td, partner, got) => {
-            release(py, sched::switch_to(py, td, partner, None)?);
+            release(py, sched::switch_here(py, here, td, partner, None)?);
             deliver(py, got)
         }
         Step::Away(td, me, got) => {
@@ -132,9 +134,9 @@ enum Step {
 /// Finds the partner of an operation in direction `dir` and hands the value
 /// over; says what happens next.
 #[inline(never)]
-fn pair(slf: &Bound<'_, Channel>, dir: Dir, mut out: Temp) -> Light<Step> {
+fn pair(slf: &Bound<'_, Channel>, here: Here, dir: Dir, mut out: Temp) -> Light<Step> {
     let py = slf.py();
-    let (td, me) = sched::current_checked(py)?;
+    let (td, me) = sched::current_here(py, here)?;
     let ch = slf.get();
     if callbacks::channel_hook_set() {
         let will_block = !ch.st.borrow().waiters.can_pair(dir);
@@ -157,15 +159,15 @@ fn pair(slf: &Bound<'_, Channel>, dir: Dir, mut out: Temp) -> Light<Step> {
             Some((p, ..)) if !p.get().thread_alive() => {
                 p.get().set_place(Place::Nowhere);
                 p.get().state().blocked_on = None;
-                drop(p);
+                release(py, p);
             }
             // A tasklet waiting in a select: it takes this hand-off if none
             // of its cases has fired yet (else its entry is stale: skipped).
             Some((p, ..)) if p.get().state().select.is_some() => {
-                let out_now = std::mem::replace(&mut out, Temp::Empty);
-                match super::select::offer(py, &p, slf.as_ptr(), dir, out_now) {
-                    Ok(got) => return Ok(Step::Done(got)),
-                    Err(back) => out = back,
+                let offered = super::select::offer(py, &p, slf.as_ptr(), dir, &mut out);
+                release(py, p);
+                if let Some(got) = offered {
+                    return Ok(Step::Done(got));
                 }
             }
             other => break other,
@@ -176,12 +178,10 @@ fn pair(slf: &Bound<'_, Channel>, dir: Dir, mut out: Temp) -> Light<Step> {
     };
     // The hand-over: a sender's value to the receiver.
     let pt = partner.get();
-    pt.state().blocked_on = None;
-    pt.set_place(Place::Nowhere);
+    pt.leave_channel();
     let got = match dir {
         Dir::Send => {
-            let stale = pt.set_temp(out);
-            drop(stale);
+            pt.set_temp(out).release(py);
             Temp::Empty
         }
         Dir::Recv => pt.take_temp(),
@@ -190,7 +190,7 @@ fn pair(slf: &Bound<'_, Channel>, dir: Dir, mut out: Temp) -> Light<Step> {
     Ok(match after_pairing(dir, preference, schedule_all, elsewhere) {
         Next::Caller if !elsewhere => {
             release(py, me);
-            sched::with(py, |s| sched::insert_back(s, partner))?;
+            here.with(py, |s| sched::insert_back(s, partner))?;
             Step::Done(got)
         }
         Next::Caller => {
@@ -199,7 +199,7 @@ fn pair(slf: &Bound<'_, Channel>, dir: Dir, mut out: Temp) -> Light<Step> {
             Step::Done(got)
         }
         Next::Partner => {
-            sched::with(py, |s| sched::make_head(s, &partner, me.get(), true))?;
+            here.with(py, |s| sched::make_head(s, &partner, me.get(), true))?;
             release(py, me);
             Step::SwitchTo(td, partner, got)
         }
@@ -213,17 +213,18 @@ fn pair(slf: &Bound<'_, Channel>, dir: Dir, mut out: Temp) -> Light<Step> {
 /// The running tasklet waits on the channel until a partner comes.
 fn block(
     slf: &Bound<'_, Channel>,
+    here: Here,
     td: *mut crate::greenlet::ThreadData,
     me: Py<Tasklet>,
     dir: Dir,
     out: Temp,
 ) -> Light<Py<PyAny>> {
     let py = slf.py();
-    enqueue(slf, &me, dir, out)?;
+    enqueue(slf, here, &me, dir, out)?;
     let mt = me.get();
     loop {
-        let r = match next_or_idle(py, &me) {
-            Ok(Some(next)) => sched::switch_to(py, td, next, None).map(|v| release(py, v)),
+        let r = match next_or_idle(py, here, &me) {
+            Ok(Some(next)) => sched::switch_here(py, here, td, next, None).map(|v| release(py, v)),
             Ok(None) => Ok(()),
             Err(e) => Err(e),
         };
@@ -240,14 +241,16 @@ fn block(
         }
     }
     // Woken: the run queue holds us again (we are running).
-    woken(py, mt, dir)
+    let got = woken(py, mt, dir);
+    release(py, me);
+    got
 }
 
 /// Queues the running tasklet `me` on the channel with its value `out`, and
 /// takes it out of the ring; fails if the channel is closing or `me` may
 /// not block.
 #[inline(never)]
-fn enqueue(slf: &Bound<'_, Channel>, me: &Py<Tasklet>, dir: Dir, out: Temp) -> Light<()> {
+fn enqueue(slf: &Bound<'_, Channel>, here: Here, me: &Py<Tasklet>, dir: Dir, out: Temp) -> Light<()> {
     let py = slf.py();
     let ch = slf.get();
     let mt = me.get();
@@ -269,8 +272,15 @@ fn enqueue(slf: &Bound<'_, Channel>, me: &Py<Tasklet>, dir: Dir, out: Temp) -> L
         drop(st);
         stale.release(py);
     }
-    let left_ring = sched::with(py, |s| sched::unlink(s, mt))?;
-    mt.set_place(Place::Chan(dir, key));
+    // Out of the ring and into the channel's place in one move.
+    let left_ring = here.with(py, |s| {
+        let gone = match mt.place() {
+            Place::Run(k) => s.ring.remove(k),
+            _ => None,
+        };
+        mt.set_place(Place::Chan(dir, key));
+        gone
+    })?;
     if let Some(t) = left_ring {
         release(py, t);
     }
@@ -281,8 +291,8 @@ fn enqueue(slf: &Bound<'_, Channel>, me: &Py<Tasklet>, dir: Dir, out: Temp) -> L
 /// handed something over while this one idled (nothing else could run).
 /// Fails instead of hanging when nothing could ever wake `me`.
 #[inline(never)]
-fn next_or_idle(py: Python<'_>, me: &Py<Tasklet>) -> Light<Option<Py<Tasklet>>> {
-    let next = sched::with(py, |s| sched::pick_next(s, py))?;
+fn next_or_idle(py: Python<'_>, here: Here, me: &Py<Tasklet>) -> Light<Option<Py<Tasklet>>> {
+    let next = here.with(py, |s| sched::pick_next(s, py))?;
     if next.as_ptr() != me.as_ptr() {
         return Ok(Some(next));
     }
@@ -320,6 +330,95 @@ fn woken(py: Python<'_>, mt: &Tasklet, dir: Dir) -> Light<Py<PyAny>> {
         },
         Dir::Recv => deliver(py, got),
     }
+}
+
+/// `channel.send` as CPython calls it (METH_FASTCALL | METH_KEYWORDS): one
+/// positional argument goes straight to `action`; any other call goes to
+/// the method PyO3 made (`send` below), which parses it and reports errors
+/// as before. PyO3's own entry parses every call through its general
+/// argument extraction, which costs as much as a quarter of the hand-off.
+///
+/// # Safety
+/// Called by CPython through the trampoline: `slf` and the `nargs`
+/// arguments at `args` are live borrowed references, `kwnames` a tuple or
+/// NULL.
+unsafe fn send_fast(
+    py: Python<'_>,
+    slf: *mut pyo3::ffi::PyObject,
+    args: *const *mut pyo3::ffi::PyObject,
+    nargs: pyo3::ffi::Py_ssize_t,
+    kwnames: *mut pyo3::ffi::PyObject,
+) -> PyResult<*mut pyo3::ffi::PyObject> {
+    if nargs != 1 || !kwnames.is_null() {
+        // SAFETY: our own contract, passed on.
+        return unsafe { send_slow(py, slf, args, nargs, kwnames) };
+    }
+    // SAFETY: live borrowed references (our contract); each Bound takes a
+    // reference of its own.
+    let (slf, value) = unsafe { (Bound::from_borrowed_ptr(py, slf), Bound::from_borrowed_ptr(py, *args)) };
+    let slf = slf.cast_into::<Channel>()?;
+    action(&slf, Dir::Send, Temp::Value(value.unbind())).map(|v| v.into_ptr()).map_err(|e| *e)
+}
+
+/// PyO3's `send` method, called as `send(slf, *args, **kw)` would be.
+///
+/// # Safety
+/// As for `send_fast`.
+#[inline(never)]
+unsafe fn send_slow(
+    py: Python<'_>,
+    slf: *mut pyo3::ffi::PyObject,
+    args: *const *mut pyo3::ffi::PyObject,
+    nargs: pyo3::ffi::Py_ssize_t,
+    kwnames: *mut pyo3::ffi::PyObject,
+) -> PyResult<*mut pyo3::ffi::PyObject> {
+    let method = SLOW_SEND.get(py).ok_or_else(|| PyRuntimeError::new_err("channel.send is not set up"))?;
+    let nkw = if kwnames.is_null() {
+        0
+    } else {
+        // SAFETY: `kwnames` is a live tuple (our contract).
+        unsafe { pyo3::ffi::PyTuple_GET_SIZE(kwnames) }
+    };
+    let mut all = Vec::with_capacity(1 + (nargs + nkw) as usize);
+    all.push(slf);
+    for i in 0..(nargs + nkw) {
+        // SAFETY: CPython passes `nargs` positional arguments followed by
+        // one value per keyword name.
+        all.push(unsafe { *args.offset(i) });
+    }
+    // SAFETY: `method` is a live method descriptor; `all` holds 1 + nargs
+    // + nkw borrowed references, alive for the call; `kwnames` as given.
+    let r = unsafe { pyo3::ffi::PyObject_Vectorcall(method.as_ptr(), all.as_ptr(), (nargs + 1) as usize, kwnames) };
+    if r.is_null() {
+        Err(PyErr::fetch(py))
+    } else {
+        Ok(r)
+    }
+}
+
+/// The method PyO3 made for `send` (see `send_fast`).
+static SLOW_SEND: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+
+/// Puts `send_fast` in the channel type as its `send`, keeping PyO3's
+/// method for the calls it does not take.
+pub(crate) fn install_fast_send(py: Python<'_>) -> PyResult<()> {
+    let ty = py.get_type::<Channel>();
+    let slow = ty.getattr("send")?;
+    let _ = SLOW_SEND.set(py, slow.unbind());
+    let def = Box::leak(Box::new(pyo3::ffi::PyMethodDef {
+        ml_name: c"send".as_ptr(),
+        ml_meth: pyo3::ffi::PyMethodDefPointer {
+            PyCFunctionFastWithKeywords: pyo3::impl_::trampoline::get_trampoline_function!(fastcall_cfunction_with_keywords, send_fast),
+        },
+        ml_flags: pyo3::ffi::METH_FASTCALL | pyo3::ffi::METH_KEYWORDS,
+        ml_doc: c"send($self, value)\n--\n\nSends `value` to a receiver, blocking until one takes it.".as_ptr(),
+    }));
+    // SAFETY: `ty` is the live channel type; `def` is leaked, so it
+    // outlives the descriptor, as CPython requires.
+    let descr = unsafe { pyo3::ffi::PyDescr_NewMethod(ty.as_type_ptr(), def) };
+    // SAFETY: a new reference or NULL with an exception set.
+    let descr = unsafe { Bound::from_owned_ptr_or_err(py, descr) }?;
+    ty.setattr("send", descr)
 }
 
 #[pymethods]

@@ -24,7 +24,7 @@ pub(crate) fn tasklet_exit(py: Python<'_>, _args: ()) -> PyErr {
 }
 
 pub(crate) fn is_bomb(py: Python<'_>, v: &Bound<'_, PyAny>) -> bool {
-    BOMB.get(py).is_some_and(|b| v.get_type().is(b.bind(py)))
+    BOMB.get(py).is_some_and(|b| v.get_type_ptr().cast::<pyo3::ffi::PyObject>() == b.as_ptr())
 }
 
 /// The exception a bomb carries.

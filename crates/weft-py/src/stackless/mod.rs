@@ -329,6 +329,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let sl = PyModule::new(py, "stackless")?;
     sl.add_class::<Tasklet>()?;
     sl.add_class::<Channel>()?;
+    channel::install_fast_send(py)?;
     sl.add_function(wrap_pyfunction!(schedule, &sl)?)?;
     sl.add_function(wrap_pyfunction!(schedule_remove, &sl)?)?;
     sl.add_function(wrap_pyfunction!(run, &sl)?)?;
@@ -346,7 +347,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     sl.add_function(wrap_pyfunction!(park::_thread_block_budget, &sl)?)?;
     sl.add_function(wrap_pyfunction!(io::_wait_fd, &sl)?)?;
     sl.add_function(wrap_pyfunction!(select::select, &sl)?)?;
-    sl.add_function(wrap_pyfunction!(select::select_cases, &sl)?)?;
+    select::add_select_cases(&sl)?;
     sl.add_function(wrap_pyfunction!(select::_set_select_faces, &sl)?)?;
     callbacks::register(&sl)?;
     exits::register(&sl)?;

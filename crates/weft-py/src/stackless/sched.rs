@@ -198,20 +198,52 @@ thread_local! {
 
 /// Runs `f` on this thread's scheduler, creating it on first use.
 pub(crate) fn with<R>(py: Python<'_>, f: impl FnOnce(&mut Sched) -> R) -> PyResult<R> {
-    // One thread-local access on the common path (the scheduler exists).
-    let mut f = Some(f);
-    let r = SCHED.with(|s| {
-        let mut b = s.0.try_borrow_mut().map_err(|_| reentered())?;
-        Ok::<_, PyErr>(b.as_mut().map(|sc| (f.take().expect("called once"))(sc)))
-    })?;
-    if let Some(r) = r {
-        return Ok(r);
+    Here::get().with(py, f)
+}
+
+/// This thread's scheduler slot, found with one thread-local access and
+/// then handed down one operation (a channel's hand-off and its switch):
+/// each `with` looks the thread-local up again, a `__tls_get_addr` call
+/// and a state check in a shared library.
+///
+/// A raw pointer, so it is neither `Send` nor `Sync`: it cannot leave the
+/// thread whose slot it names.
+#[derive(Clone, Copy)]
+pub(crate) struct Here(*const Slot);
+
+impl Here {
+    /// This thread's slot.
+    #[inline]
+    pub(crate) fn get() -> Here {
+        SCHED.with(|s| Here(s as *const Slot))
     }
-    create(py)?;
-    SCHED.with(|s| {
-        let mut b = s.0.try_borrow_mut().map_err(|_| reentered())?;
-        Ok((f.take().expect("not called yet"))(b.as_mut().expect("created above")))
-    })
+
+    #[inline]
+    fn slot(self) -> &'static Slot {
+        // SAFETY: the pointer is this thread's `SCHED` slot (`get`), and a
+        // `Here` cannot reach another thread (not Send). The slot lives
+        // until the thread's TLS destructors run, after its Python code has
+        // ended; a `Here` lives only in the frames of one weft call of this
+        // thread (those of a suspended tasklet are never resumed once the
+        // thread ends). Only a shared reference is made: the `RefCell`
+        // inside checks every borrow, as `SCHED.with` would.
+        unsafe { &*self.0 }
+    }
+
+    /// `with`, on this slot.
+    #[inline]
+    pub(crate) fn with<R>(self, py: Python<'_>, f: impl FnOnce(&mut Sched) -> R) -> PyResult<R> {
+        let slot = self.slot();
+        {
+            let mut b = slot.0.try_borrow_mut().map_err(|_| reentered())?;
+            if let Some(sc) = b.as_mut() {
+                return Ok(f(sc));
+            }
+        }
+        create(py)?;
+        let mut b = slot.0.try_borrow_mut().map_err(|_| reentered())?;
+        Ok(f(b.as_mut().expect("created above")))
+    }
 }
 
 fn reentered() -> PyErr {
@@ -331,7 +363,12 @@ pub(crate) fn thread_ids() -> Vec<u64> {
 /// The running tasklet, after checking that the running coroutine is its
 /// (a greenlet switch inside a tasklet would otherwise confuse the two).
 pub(crate) fn current_checked(py: Python<'_>) -> PyResult<(*mut ThreadData, Py<Tasklet>)> {
-    let (td, cur, doomed) = with(py, |s| (s.td, s.current.clone_ref(py), !s.doomed.is_empty()))?;
+    current_here(py, Here::get())
+}
+
+/// `current_checked` on the slot `here` (this thread's).
+pub(crate) fn current_here(py: Python<'_>, here: Here) -> PyResult<(*mut ThreadData, Py<Tasklet>)> {
+    let (td, cur, doomed) = here.with(py, |s| (s.td, s.current.clone_ref(py), !s.doomed.is_empty()))?;
     // SAFETY: `s.td` is this thread's engine data, stored when this
     // thread's scheduler was made (valid until the thread exits; only this
     // thread touches it, with the GIL, held here).
@@ -468,7 +505,9 @@ pub(crate) fn kill_doomed(py: Python<'_>) {
 
 /// Moves tasklets other threads made runnable here into the ring.
 pub(crate) fn take_mail(s: &mut Sched) {
-    if !s.shared.has_mail.swap(false, Ordering::AcqRel) {
+    // Looked at first: the swap is a locked write, and this runs at every
+    // pick of the next tasklet, where there is rarely mail.
+    if !s.shared.has_mail.load(Ordering::Acquire) || !s.shared.has_mail.swap(false, Ordering::AcqRel) {
         return;
     }
     let mail = std::mem::take(&mut *s.shared.inbox.lock().unwrap_or_else(|e| e.into_inner()));
@@ -554,9 +593,17 @@ fn unsafe_py() -> Python<'static> {
 /// Who runs when the running tasklet stops running: the head of the ring,
 /// else the innermost tasklet paused in `run()`, else the main tasklet.
 pub(crate) fn pick_next(s: &mut Sched, py: Python<'_>) -> Py<Tasklet> {
-    take_mail(s);
-    wake_sleepers(s);
-    super::io::poll_ready(s);
+    // Each looked at here first: this runs at every switch, and the calls
+    // are rarely needed.
+    if s.shared.has_mail.load(Ordering::Relaxed) {
+        take_mail(s);
+    }
+    if !s.sleepers.is_empty() {
+        wake_sleepers(s);
+    }
+    if !s.fd_waits.is_empty() {
+        super::io::poll_ready(s);
+    }
     if let Some(w) = s.watchers.last_mut() {
         if w.soft_exit_due() {
             return w.owner.clone_ref(py);
@@ -585,14 +632,26 @@ pub(crate) fn switch_to(
     target: Py<Tasklet>,
     raise: Option<Box<PyErr>>,
 ) -> Light<Py<PyAny>> {
-    let (coro, run) = prepare_switch(py, td, target, raise)?;
+    switch_here(py, Here::get(), td, target, raise)
+}
+
+/// `switch_to` on the slot `here` (this thread's).
+pub(crate) fn switch_here(
+    py: Python<'_>,
+    here: Here,
+    td: *mut ThreadData,
+    target: Py<Tasklet>,
+    raise: Option<Box<PyErr>>,
+) -> Light<Py<PyAny>> {
+    let (coro, run) = prepare_switch(py, here, td, target, raise)?;
     // SAFETY: the GIL is held, `td` is this thread's data, and `coro` is the
     // target tasklet's coroutine, checked by `prepare_to_run` to be of this
     // thread and live (or the launcher, which starts it); the target is kept
     // alive by `current` until it runs, the launcher by the scheduler; the
     // value in flight was staged by `prepare_switch`.
     let r = unsafe { switch_staged(py, td, coro, run) };
-    release_after_switch(py);
+    // Back on this tasklet's stack, of the same thread: `here` is still ours.
+    release_after_switch_here(py, here);
     r
 }
 
@@ -602,6 +661,7 @@ pub(crate) fn switch_to(
 #[inline(never)]
 fn prepare_switch(
     py: Python<'_>,
+    here: Here,
     td: *mut ThreadData,
     target: Py<Tasklet>,
     raise: Option<Box<PyErr>>,
@@ -609,7 +669,7 @@ fn prepare_switch(
     if super::callbacks::schedule_hook_set() || super::tracing::in_use() {
         switch_hooks(py, &target)?;
     }
-    if with(py, |s| s.switch_trap > 0)? {
+    if here.with(py, |s| s.switch_trap > 0)? {
         return Err(Box::new(PyRuntimeError::new_err("switch_trap: a tasklet switch was attempted while stackless.switch_trap is set")));
     }
     let passing = match raise {
@@ -618,7 +678,7 @@ fn prepare_switch(
     };
     let (coro, run, passing) = target.get().prepare_to_run(py, td, passing)?;
     let (coro, run, passing) = if run.is_some() { launch_site(py, td, coro, run, passing)? } else { (coro, run, passing) };
-    let stale = with(py, |s| {
+    let stale = here.with(py, |s| {
         if let Some(w) = s.watchers.last_mut() {
             w.arrived();
         }
@@ -720,7 +780,31 @@ pub(crate) fn launcher_loop(py: Python<'_>) -> PyResult<()> {
 /// What the tasklet that ran before us left to release (see `dying`).
 #[inline(never)]
 pub(crate) fn release_after_switch(py: Python<'_>) {
-    if let Ok((dying, leaving, stale)) = with(py, |s| (s.dying.take(), s.leaving.take(), (!s.stale.is_empty()).then(|| std::mem::take(&mut s.stale)))) {
+    release_after_switch_here(py, Here::get())
+}
+
+/// `release_after_switch` on the slot `here` (this thread's).
+#[inline(never)]
+fn release_after_switch_here(py: Python<'_>, here: Here) {
+    // The common case: only the tasklet we came from to release.
+    let only_leaving = here.with(py, |s| {
+        if s.dying.is_none() && s.stale.is_empty() {
+            Ok(s.leaving.take())
+        } else {
+            Err(())
+        }
+    });
+    match only_leaving {
+        Ok(Ok(leaving)) => {
+            if let Some(t) = leaving {
+                release(py, t);
+            }
+            return;
+        }
+        Ok(Err(())) => {}
+        Err(_) => return,
+    }
+    if let Ok((dying, leaving, stale)) = here.with(py, |s| (s.dying.take(), s.leaving.take(), (!s.stale.is_empty()).then(|| std::mem::take(&mut s.stale)))) {
         for t in dying.into_iter().chain(leaving) {
             release(py, t);
         }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::{PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyList, PyTuple, PyType};
+use pyo3::types::{PyList, PyTuple, PyType};
 
 use weft_sched::chan::Dir;
 use weft_sched::Key;
@@ -54,21 +54,21 @@ unsafe impl Sync for Select {}
 
 /// A channel operation in direction `dir` (of the running tasklet, on
 /// channel `chan`) meets the select waiter `p`: fire it if it has not fired.
-/// `Ok(received)` when it took the hand-off; `Err(out)` gives the value back
-/// when the entry was stale.
-pub(crate) fn offer(py: Python<'_>, p: &Py<Tasklet>, chan: *mut pyo3::ffi::PyObject, dir: Dir, out: Temp) -> Result<Temp, Temp> {
-    let sel = match p.get().state().select.clone() {
-        Some(s) => s,
-        None => return Err(out),
-    };
+/// `Some(received)` when it took the hand-off (and, for a send, our value
+/// from `out`); `None`, `out` untouched, when the entry was stale.
+/// Out of line: the plain hand-off in `channel::pair` need not carry it.
+#[inline(never)]
+pub(crate) fn offer(py: Python<'_>, p: &Py<Tasklet>, chan: *mut pyo3::ffi::PyObject, dir: Dir, out: &mut Temp) -> Option<Temp> {
+    let sel = p.get().state().select.clone()?;
     let case = {
         let entries = sel.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries.iter().position(|e| matches!(e, Some((c, d, _)) if *c == chan && *d == dir.opposite()))
     };
-    let Some(case) = case else { return Err(out) };
+    let case = case?;
     if sel.fired.compare_exchange(NOT_FIRED, case, Ordering::AcqRel, Ordering::Acquire).is_err() {
-        return Err(out);
+        return None;
     }
+    let out = std::mem::replace(out, Temp::Empty);
     // Its entry in this channel is gone already (popped by the caller).
     sel.entries.lock().unwrap_or_else(|e| e.into_inner())[case] = None;
     let got = match dir {
@@ -84,7 +84,7 @@ pub(crate) fn offer(py: Python<'_>, p: &Py<Tasklet>, chan: *mut pyo3::ffi::PyObj
         }
     };
     wake(py, p);
-    Ok(got)
+    Some(got)
 }
 
 /// Makes a parked select waiter runnable (here, or through its thread's mailbox).
@@ -100,11 +100,46 @@ fn wake(py: Python<'_>, p: &Py<Tasklet>) {
     }
 }
 
+#[derive(Clone)]
 struct Case<'py> {
     kind: u8,
     obj: Bound<'py, PyAny>,
     value: Option<Bound<'py, PyAny>>,
     event: Option<Bound<'py, PyAny>>,
+}
+
+/// Up to this many cases are kept in the frame, not in a `Vec`.
+const FEW: usize = 4;
+
+/// The cases of one `select` call: the first `FEW` in an array (a select of
+/// two or three cases allocates nothing), all of them in a `Vec` past that.
+struct Cases<'py> {
+    n: usize,
+    few: [Case<'py>; FEW],
+    many: Vec<Case<'py>>,
+}
+
+impl<'py> Cases<'py> {
+    fn new(py: Python<'py>) -> Self {
+        let blank = Case { kind: RECV, obj: py.None().into_bound(py), value: None, event: None };
+        Cases { n: 0, few: std::array::from_fn(|_| blank.clone()), many: Vec::new() }
+    }
+
+    fn push(&mut self, c: Case<'py>) {
+        if self.many.is_empty() && self.n < FEW {
+            self.few[self.n] = c;
+        } else {
+            if self.many.is_empty() {
+                self.many.extend(self.few.iter().cloned());
+            }
+            self.many.push(c);
+        }
+        self.n += 1;
+    }
+
+    fn as_slice(&self) -> &[Case<'py>] {
+        if self.many.is_empty() { &self.few[..self.n] } else { &self.many }
+    }
 }
 
 const RECV: u8 = 0;
@@ -214,23 +249,109 @@ struct Faces {
 
 static FACES: PyOnceLock<Faces> = PyOnceLock::new();
 
+/// Where a `__slots__` attribute of a case class lives in its instances,
+/// as found once at import: the class's version tag then (any change to
+/// the class gives it another) and the slots' offsets. `None` if the
+/// attributes are not plain slots.
+struct SlotsAt {
+    version: std::ffi::c_uint,
+    channel: isize,
+    value: isize,
+}
+
+static RECV_AT: PyOnceLock<Option<SlotsAt>> = PyOnceLock::new();
+static SEND_AT: PyOnceLock<Option<SlotsAt>> = PyOnceLock::new();
+
+/// The offset of the slot behind attribute `name` of `ty`, if it is a
+/// `__slots__` member holding an object.
+fn slot_offset(ty: &Bound<'_, PyType>, name: &str) -> Option<isize> {
+    let d = ty.getattr(name).ok()?;
+    let member_t = &raw mut pyo3::ffi::PyMemberDescr_Type;
+    // SAFETY: `d` is a live object (GIL held); its type is compared only.
+    if unsafe { pyo3::ffi::Py_TYPE(d.as_ptr()) } != member_t {
+        return None;
+    }
+    // SAFETY: `d` is exactly a member descriptor (checked above), whose
+    // layout is PyMemberDescrObject; `d_member` points to the member
+    // definition its type keeps for the type's life (`ty` is alive).
+    let m = unsafe { &*(*d.as_ptr().cast::<pyo3::ffi::PyMemberDescrObject>()).d_member };
+    (m.type_code == pyo3::ffi::Py_T_OBJECT_EX && m.flags & pyo3::ffi::Py_READONLY == 0).then_some(m.offset)
+}
+
+fn slots_at(ty: &Bound<'_, PyType>, value: bool) -> Option<SlotsAt> {
+    let channel = slot_offset(ty, "channel")?;
+    let value = if value { slot_offset(ty, "value")? } else { 0 };
+    // SAFETY: a live type object (GIL held); the lookups above gave it a
+    // version tag (0 if it has none, never matched below).
+    let version = unsafe { (*ty.as_type_ptr()).tp_version_tag };
+    (version != 0).then_some(SlotsAt { version, channel, value })
+}
+
 #[pyfunction]
 pub(crate) fn _set_select_faces(py: Python<'_>, recv: Py<PyType>, send: Py<PyType>, build: Py<PyAny>, closed: Py<PyAny>) {
+    let _ = RECV_AT.set(py, slots_at(recv.bind(py), false));
+    let _ = SEND_AT.set(py, slots_at(send.bind(py), true));
     let _ = FACES.set(py, Faces { recv, send, build, closed });
+}
+
+/// Attribute `name` of case `c` (of exactly type `ty`, one of the case
+/// classes): read from its slot at `offset` when `at` says where it is and
+/// the class is unchanged since, else looked up as Python would.
+fn case_attr<'py>(c: &Bound<'py, PyAny>, ty: *mut pyo3::ffi::PyTypeObject, at: Option<&SlotsAt>, offset: impl Fn(&SlotsAt) -> isize, name: &Bound<'py, pyo3::types::PyString>) -> PyResult<Bound<'py, PyAny>> {
+    if let Some(at) = at {
+        // SAFETY: `ty` is the live type of `c` (GIL held), read only.
+        if unsafe { (*ty).tp_version_tag } == at.version {
+            // SAFETY: `c` is exactly of the class `at` describes (the
+            // caller's check), unchanged since (same version tag): its
+            // attribute is the `__slots__` member found then, an object
+            // pointer (or NULL while unset) at this offset of every
+            // instance, which `c` (alive, GIL held) is.
+            let p = unsafe { *c.as_ptr().cast::<u8>().offset(offset(at)).cast::<*mut pyo3::ffi::PyObject>() };
+            if !p.is_null() {
+                // SAFETY: a live object the instance holds; we take a
+                // reference of our own.
+                return Ok(unsafe { Bound::from_borrowed_ptr(c.py(), p) });
+            }
+        }
+    }
+    c.getattr(name)
 }
 
 /// `weft.select.select(*cases, timeout=None, default=...)`: see
 /// python/weft/select.py. Cases on Stackless channels are read here, in
 /// one call; any other case (a gateway channel's, bad input) goes through
 /// the face's builder, which also gives the errors.
-#[pyfunction]
-#[pyo3(signature = (*cases, **kwargs))]
-pub(crate) fn select_cases<'py>(py: Python<'py>, cases: &Bound<'py, PyTuple>, kwargs: Option<&Bound<'py, PyDict>>) -> PyResult<(isize, Py<PyAny>)> {
-    let faces = FACES.get(py).ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("weft.select is not imported"))?;
+///
+/// Called as METH_FASTCALL | METH_KEYWORDS (see `add_select_cases`): the
+/// positional cases are read where CPython passes them, with no tuple made
+/// for them.
+///
+/// # Safety
+/// Called by CPython through the trampoline: the `nargs` positional
+/// arguments at `args`, followed by one value per name in `kwnames` (a
+/// tuple, or NULL), are live borrowed references.
+unsafe fn select_cases(
+    py: Python<'_>,
+    _module: *mut pyo3::ffi::PyObject,
+    args: *const *mut pyo3::ffi::PyObject,
+    nargs: pyo3::ffi::Py_ssize_t,
+    kwnames: *mut pyo3::ffi::PyObject,
+) -> PyResult<*mut pyo3::ffi::PyObject> {
+    let n = nargs as usize;
+    let pos: &[*mut pyo3::ffi::PyObject] = if n == 0 {
+        &[]
+    } else {
+        // SAFETY: `nargs` live pointers at `args` (our contract), for the call.
+        unsafe { std::slice::from_raw_parts(args, n) }
+    };
     let mut timeout = None;
     let mut default = None;
-    if let Some(kw) = kwargs {
-        for (k, v) in kw.iter() {
+    if !kwnames.is_null() {
+        // SAFETY: a live tuple of the keyword names (our contract).
+        let names = unsafe { Bound::from_borrowed_ptr(py, kwnames) }.cast_into::<PyTuple>()?;
+        for (j, k) in names.iter().enumerate() {
+            // SAFETY: one value per keyword name follows the positionals.
+            let v = unsafe { Bound::from_borrowed_ptr(py, *args.add(n + j)) };
             match k.extract::<&str>()? {
                 "timeout" => {
                     if !v.is_none() {
@@ -246,22 +367,47 @@ pub(crate) fn select_cases<'py>(py: Python<'py>, cases: &Bound<'py, PyTuple>, kw
             }
         }
     }
-    let one = if cases.len() == 1 { Some(cases.get_item(0)?) } else { None };
-    let listed = one.filter(|c| c.is_exact_instance_of::<PyList>() || c.is_exact_instance_of::<PyTuple>());
-    let items: Vec<Bound<'py, PyAny>> = match listed {
-        Some(l) => l.try_iter()?.collect::<PyResult<_>>()?,
-        None => cases.iter().collect(),
+    let r = select_over(py, pos, timeout, default)?;
+    Ok(r.into_pyobject(py)?.into_ptr())
+}
+
+/// `select_cases` once its arguments are read: `pos` the positional ones.
+fn select_over(py: Python<'_>, pos: &[*mut pyo3::ffi::PyObject], timeout: Option<f64>, default: Option<Py<PyAny>>) -> PyResult<(isize, Py<PyAny>)> {
+    let faces = FACES.get(py).ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("weft.select is not imported"))?;
+    // The cases: the positional arguments, or the one list or tuple given.
+    // Read by index (an iterator would ask the list for a length hint,
+    // which makes a bound method).
+    let one = match pos {
+        // SAFETY: a live borrowed argument (the caller's); we take a reference.
+        [c] => Some(unsafe { Bound::from_borrowed_ptr(py, *c) }),
+        _ => None,
     };
-    let recv_t = faces.recv.bind(py);
-    let send_t = faces.send.bind(py);
-    let mut cs = Vec::with_capacity(items.len());
-    for c in items {
-        let ty = c.get_type();
-        let direct = if ty.is(recv_t) || ty.is(send_t) {
-            let ch = c.getattr(pyo3::intern!(py, "channel"))?;
+    let list = one.as_ref().filter(|c| c.is_exact_instance_of::<PyList>()).map(|c| c.cast::<PyList>()).transpose()?;
+    let tuple = one.as_ref().filter(|c| c.is_exact_instance_of::<PyTuple>()).map(|c| c.cast::<PyTuple>()).transpose()?;
+    let count = || match (list, tuple) {
+        (Some(l), _) => l.len(),
+        (_, Some(t)) => t.len(),
+        _ => pos.len(),
+    };
+    let recv_t = faces.recv.bind(py).as_type_ptr();
+    let send_t = faces.send.bind(py).as_type_ptr();
+    let mut cs = Cases::new(py);
+    let mut k = 0;
+    while k < count() {
+        let c = match (list, tuple) {
+            (Some(l), _) => l.get_item(k)?,
+            (_, Some(t)) => t.get_item(k)?,
+            // SAFETY: a live borrowed argument (the caller's); we take a reference.
+            _ => unsafe { Bound::from_borrowed_ptr(py, pos[k]) },
+        };
+        k += 1;
+        let ty = c.get_type_ptr();
+        let direct = if ty == recv_t || ty == send_t {
+            let send = ty == send_t;
+            let at = if send { SEND_AT.get(py) } else { RECV_AT.get(py) }.and_then(|a| a.as_ref());
+            let ch = case_attr(&c, ty, at, |a| a.channel, pyo3::intern!(py, "channel"))?;
             if ch.cast::<Channel>().is_ok() {
-                let send = ty.is(send_t);
-                let value = if send { Some(c.getattr(pyo3::intern!(py, "value"))?) } else { None };
+                let value = if send { Some(case_attr(&c, ty, at, |a| a.value, pyo3::intern!(py, "value"))?) } else { None };
                 Some(Case { kind: if send { SEND } else { RECV }, obj: ch, value, event: None })
             } else {
                 None
@@ -276,7 +422,29 @@ pub(crate) fn select_cases<'py>(py: Python<'py>, cases: &Bound<'py, PyTuple>, kw
         cs.push(case);
     }
     let nonblocking = default.is_some();
-    run_select(py, &cs, faces.closed.bind(py), timeout, nonblocking, default)
+    run_select(py, cs.as_slice(), faces.closed.bind(py), timeout, nonblocking, default)
+}
+
+/// Adds `select_cases` to module `m` as a METH_FASTCALL | METH_KEYWORDS
+/// builtin (PyO3 makes a function taking `*args` a METH_VARARGS one, for
+/// which CPython packs the arguments in a tuple and PyO3 copies it).
+pub(crate) fn add_select_cases(m: &Bound<'_, pyo3::types::PyModule>) -> PyResult<()> {
+    let py = m.py();
+    let def = Box::leak(Box::new(pyo3::ffi::PyMethodDef {
+        ml_name: c"select_cases".as_ptr(),
+        ml_meth: pyo3::ffi::PyMethodDefPointer {
+            PyCFunctionFastWithKeywords: pyo3::impl_::trampoline::get_trampoline_function!(fastcall_cfunction_with_keywords, select_cases),
+        },
+        ml_flags: pyo3::ffi::METH_FASTCALL | pyo3::ffi::METH_KEYWORDS,
+        ml_doc: c"select_cases(*cases, **kwargs)\n--\n\n`weft.select.select(*cases, timeout=None, default=...)`: see\npython/weft/select.py. Cases on Stackless channels are read here, in\none call; any other case (a gateway channel's, bad input) goes through\nthe face's builder, which also gives the errors.".as_ptr(),
+    }));
+    let name = m.name()?;
+    // SAFETY: `def` is leaked, so it outlives the function, as CPython
+    // requires; `m` and `name` are live objects, which it references.
+    let f = unsafe { pyo3::ffi::PyCFunction_NewEx(def, m.as_ptr(), name.as_ptr()) };
+    // SAFETY: a new reference or NULL with an exception set.
+    let f = unsafe { Bound::from_owned_ptr_or_err(py, f) }?;
+    m.add("select_cases", f)
 }
 
 /// A case from the face's `(kind, obj, value, event)` tuple.

@@ -155,25 +155,36 @@ impl Tasklet {
 
     /// Moves the tasklet; its thread counts the tasklets blocked on
     /// channels (what `run(threadblock=True)` waits for).
+    ///
+    /// The counts change only with the GIL held (as every place does), which
+    /// orders the changes of all threads: a load and a store do, without
+    /// the locked read-modify-write (a hand-off moves a tasklet in and out
+    /// of a channel once each).
     pub(crate) fn set_place(&self, p: Place) {
+        Self::place_in(&mut self.st.borrow_mut(), p);
+    }
+
+    /// Taken off the channel it waited on (by its partner): not linked
+    /// anywhere and not blocked, in one borrow.
+    pub(crate) fn leave_channel(&self) {
         let mut st = self.st.borrow_mut();
+        st.blocked_on = None;
+        Self::place_in(&mut st, Place::Nowhere);
+    }
+
+    /// `set_place` on borrowed state.
+    fn place_in(st: &mut TState, p: Place) {
         use std::sync::atomic::Ordering::Relaxed;
         let count = |pl: &Place| (matches!(pl, Place::Chan(..)), matches!(pl, Place::Parked(_)));
         let (was_c, was_p) = count(&st.place);
         let (now_c, now_p) = count(&p);
         if was_c != now_c {
-            if now_c {
-                st.thread.blocked.fetch_add(1, Relaxed);
-            } else {
-                st.thread.blocked.fetch_sub(1, Relaxed);
-            }
+            let n = st.thread.blocked.load(Relaxed);
+            st.thread.blocked.store(if now_c { n + 1 } else { n - 1 }, Relaxed);
         }
         if was_p != now_p {
-            if now_p {
-                st.thread.parked.fetch_add(1, Relaxed);
-            } else {
-                st.thread.parked.fetch_sub(1, Relaxed);
-            }
+            let n = st.thread.parked.load(Relaxed);
+            st.thread.parked.store(if now_p { n + 1 } else { n - 1 }, Relaxed);
         }
         st.place = p;
     }
@@ -234,6 +245,19 @@ impl Tasklet {
         td: *mut ThreadData,
         passing: Passing,
     ) -> PyResult<(*mut ffi::PyObject, Option<Py<PyAny>>, Passing)> {
+        // The common case, in one borrow: a started, live tasklet.
+        {
+            let mut st = self.st.borrow_mut();
+            if st.started && !st.dead {
+                if let Some(c) = st.coro.as_ref().map(|c| c.as_ptr()) {
+                    let passing = match st.pending.take() {
+                        Some(e) => Passing::Raise(e),
+                        None => passing,
+                    };
+                    return Ok((c, None, passing));
+                }
+            }
+        }
         let need_coro = {
             let st = self.st.borrow();
             if st.dead {
