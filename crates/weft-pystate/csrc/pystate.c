@@ -123,13 +123,14 @@ static int recursion_depth(PyThreadState *ts)
 #endif
 }
 
-#if !WEFT_PY312
 /* 3.11 keeps the "is anyone tracing" flag in the cframe. Like greenlet, weft
  * carries the switching-away coroutine's flag over to the one that resumes, so
  * a profiler set in one greenlet keeps seeing events after a switch. The value
- * crosses the switch here because the old cframe's stack may be overwritten. */
-static _Thread_local uint8_t use_tracing_in_flight;
-#endif
+ * crosses the switch in the target's blob (its use_tracing field, which holds
+ * the flag that coroutine is to resume with), because the old cframe's stack
+ * may be overwritten: save writes it there, or, from a finished coroutine,
+ * weft_pystate_hand_over; restore reads it. No thread-local: that cost a
+ * __tls_get_addr call in both save and restore. */
 
 static void expose_frames(weft_pystate *s);
 static void unexpose_frames(weft_pystate *s);
@@ -146,8 +147,10 @@ static void forget_profiled_frames(PyThreadState *ts)
 }
 #endif
 
-/* Moves the running coroutine's state out of the thread state into `s`. */
-void weft_pystate_save(PyThreadState *ts, weft_pystate *s)
+/* Moves the running coroutine's state out of the thread state into `s`.
+ * `to` is the blob of the coroutine that resumes next (3.11: it is handed the
+ * tracing flag), or NULL when none does. */
+void weft_pystate_save(PyThreadState *ts, weft_pystate *s, weft_pystate *to)
 {
     s->context = ts->context;                /* moved: ts->context is refilled on restore */
     ts->context = NULL;
@@ -155,8 +158,9 @@ void weft_pystate_save(PyThreadState *ts, weft_pystate *s)
     s->cframe = ts->cframe;
 #endif
 #if !WEFT_PY312
-    s->use_tracing = ts->cframe->use_tracing;
-    use_tracing_in_flight = ts->cframe->use_tracing;
+    if (to) to->use_tracing = ts->cframe->use_tracing;
+#else
+    (void)to;
 #endif
 #if WEFT_PY313
     s->current_frame = ts->current_frame;
@@ -201,7 +205,7 @@ void weft_pystate_restore(PyThreadState *ts, weft_pystate *s)
     ts->cframe = s->cframe;
 #endif
 #if !WEFT_PY312
-    ts->cframe->use_tracing = use_tracing_in_flight;
+    ts->cframe->use_tracing = s->use_tracing;
 #endif
 #if WEFT_PY313
     ts->current_frame = s->current_frame;
@@ -237,6 +241,17 @@ void weft_pystate_restore(PyThreadState *ts, weft_pystate *s)
     ts->trash.delete_nesting = s->trash_delete_nesting;
 #else
     ts->trash_delete_nesting = s->trash_delete_nesting;
+#endif
+}
+
+/* A finished coroutine `s` (see weft_pystate_finish) switches to the
+ * suspended `to`, which restores next: what save hands over from a live one. */
+void weft_pystate_hand_over(weft_pystate *s, weft_pystate *to)
+{
+#if !WEFT_PY312
+    to->use_tracing = s->use_tracing;
+#else
+    (void)s; (void)to;
 #endif
 }
 
@@ -420,7 +435,7 @@ int weft_pystate_run_new(PyThreadState *ts, weft_pystate *s, int with_chunk, voi
 void weft_pystate_finish(PyThreadState *ts, weft_pystate *s)
 {
 #if !WEFT_PY312
-    use_tracing_in_flight = ts->cframe->use_tracing;
+    s->use_tracing = ts->cframe->use_tracing;   /* for weft_pystate_hand_over */
 #endif
     _PyStackChunk *c = ts->datastack_chunk;
     /* Every frame has been popped, so the chain is just our root chunk. */

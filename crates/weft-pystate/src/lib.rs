@@ -59,7 +59,8 @@ unsafe extern "C-unwind" {
     fn weft_pystate_built_with_jit() -> c_int;
     fn weft_is_finalizing() -> c_int;
     fn weft_set_refcnt(o: *mut Object, n: isize);
-    fn weft_pystate_save(ts: *mut ThreadState, s: *mut Blob);
+    fn weft_pystate_save(ts: *mut ThreadState, s: *mut Blob, to: *mut Blob);
+    fn weft_pystate_hand_over(s: *mut Blob, to: *mut Blob);
     fn weft_pystate_restore(ts: *mut ThreadState, s: *mut Blob);
     fn weft_pystate_traverse(s: *mut Blob, visit: Visit, arg: *mut c_void) -> c_int;
     fn weft_pystate_clear(s: *mut Blob);
@@ -137,15 +138,35 @@ pub fn set_root_chunk_bytes(_py: Python<'_>, n: usize) {
 }
 
 impl Blob {
-    /// Moves the running coroutine's state from `ts` into this blob.
+    /// Moves the running coroutine's state from `ts` into this blob. `to` is
+    /// the blob of the suspended coroutine that [`Blob::restore`]s next
+    /// (3.11 hands it the tracing flag there), or null if none does.
     ///
     /// # Safety
-    /// GIL held; `ts` is the current thread state; the blob holds nothing.
-    pub unsafe fn save(&mut self, ts: *mut ThreadState) {
-        // SAFETY: P1 for the blob; `ts` is the caller's current thread state
-        // (contract), which the C code reads and resets under the GIL (P2);
-        // the blob holds nothing, so overwriting it leaks no reference.
-        unsafe { weft_pystate_save(ts, self) }
+    /// GIL held; `ts` is the current thread state; the blob holds nothing;
+    /// `to` is null or a live blob other than this one, not referenced by
+    /// Rust for the call.
+    #[inline]
+    pub unsafe fn save(&mut self, ts: *mut ThreadState, to: *mut Blob) {
+        // SAFETY: P1 for the blob and for `to` (null allowed, checked in C;
+        // another blob than `self`, so no aliasing); `ts` is the caller's
+        // current thread state (contract), which the C code reads and resets
+        // under the GIL (P2); the blob holds nothing, so overwriting it leaks
+        // no reference; in `to` C writes one plain int field only.
+        unsafe { weft_pystate_save(ts, self, to) }
+    }
+
+    /// What [`Blob::save`] hands to `to` when the running coroutine has
+    /// finished instead ([`Blob::finish`] ran on `this`): `to` restores next.
+    ///
+    /// # Safety
+    /// GIL held; `this` and `to` are distinct live blobs, not referenced by
+    /// Rust for the call.
+    #[inline]
+    pub unsafe fn hand_over(this: *mut Blob, to: *mut Blob) {
+        // SAFETY: P1 for both (contract: live, distinct, unreferenced); the C
+        // code copies one int field from one to the other and runs no code.
+        unsafe { weft_pystate_hand_over(this, to) }
     }
 
     /// Moves this blob's state back into `ts`.
@@ -153,6 +174,7 @@ impl Blob {
     /// # Safety
     /// GIL held; `ts` is the current thread state; the blob was filled by
     /// [`Blob::save`] on this thread and the coroutine's stack is back in place.
+    #[inline]
     pub unsafe fn restore(&mut self, ts: *mut ThreadState) {
         // SAFETY: P1; the blob was filled by `save` on this thread (contract),
         // so the frame and data-stack pointers it installs into `ts` belong to

@@ -107,7 +107,7 @@ fn prepare_switch(py: Python<'_>, target: &Bound<'_, Greenlet>, passing: Passing
                 // Python code.)
                 let cc = (*td).current.get().coro();
                 if cc.status.get() == Status::Active {
-                    (*cc.state_ptr()).save(ts());
+                    (*cc.state_ptr()).save(ts(), std::ptr::null_mut());
                 }
                 super::testing::fatal();
             }
@@ -156,6 +156,26 @@ unsafe fn prepare_start(py: Python<'_>, td: *mut ThreadData, t: &Bound<'_, Green
 /// `td` is this thread's data, kept in the switching frame (a coroutine
 /// resumes on the thread it was suspended on).
 unsafe fn arrived(py: Python<'_>, td: *mut ThreadData) -> PyResult<Py<PyAny>> {
+    // SAFETY: this thread's live data; the GIL is held.
+    unsafe {
+        // A scheduler's switch carries nothing, and tracing is rare: tested
+        // in place, without moving the (72-byte) value in flight about.
+        if matches!((*td).passing, Some(Passing::Empty)) && (*td).trace.is_none() {
+            (*td).passing = None;
+            // Dropped through `Bound`, as in trace_and_release.
+            if let Some(o) = (*td).switching_from.take() {
+                drop(o.into_bound(py));
+            }
+            return Ok(py.None());
+        }
+    }
+    // SAFETY: as for this function.
+    unsafe { arrived_general(py, td) }
+}
+
+/// `arrived` for a value in flight, or with a tracer.
+#[inline(never)]
+unsafe fn arrived_general(py: Python<'_>, td: *mut ThreadData) -> PyResult<Py<PyAny>> {
     // SAFETY: this thread's live data.
     let passing = unsafe { (*td).passing.take() }.unwrap_or_else(|| Passing::Raise(error_new("switched to without a value")));
     // SAFETY: `td` is this thread's live data, as trace_and_release needs.
@@ -195,15 +215,20 @@ unsafe fn switch_stack(td: *mut ThreadData, target: Obj) {
     // SAFETY: GIL held; `td` is this thread's; `target` is alive (the caller
     // holds a reference until `current` takes one below) and of this thread.
     // The running coroutine's blob is borrowed for the save only (no Python
-    // code runs in it); the slices go to the switch raw, so no reference to
-    // either is live while other coroutines run before this one resumes.
+    // code runs in it), the target's (another coroutine's) goes to it raw;
+    // the slices go to the switch raw, so no reference to either is live
+    // while other coroutines run before this one resumes.
     unsafe {
         let cc = (*td).current.get().coro();
+        let tc = payload(target).coro();
         if cc.status.get() == Status::Active {
-            (*cc.state_ptr()).save(ts());
+            (*cc.state_ptr()).save(ts(), tc.state_ptr());
+        } else {
+            // Finished (`die` ran): it hands over what a save would.
+            weft_pystate::Blob::hand_over(cc.state_ptr(), tc.state_ptr());
         }
         (*td).switching_to = target;
-        let arrival = weft_stack::switch(cc.slice_ptr(), payload(target).coro().slice_ptr());
+        let arrival = weft_stack::switch(cc.slice_ptr(), tc.slice_ptr());
         debug_assert_eq!(arrival, Arrival::Resumed);
         land(td)
     }
@@ -274,7 +299,8 @@ unsafe fn initial_stub(td: *mut ThreadData, target: Obj) {
     unsafe {
         let cc = (*td).current.get().coro();
         if cc.status.get() == Status::Active {
-            (*cc.state_ptr()).save(ts());
+            // (`target` starts afresh from the thread state: run_new.)
+            (*cc.state_ptr()).save(ts(), payload(target).coro().state_ptr());
         }
         (*td).switching_to = target;
         match weft_stack::switch(cc.slice_ptr(), payload(target).coro().slice_ptr()) {
