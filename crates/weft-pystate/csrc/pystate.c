@@ -19,6 +19,9 @@
 #  include <internal/pycore_gc.h>           /* 3.15: _PyGC_VisitFrameStack */
 #  include <internal/pycore_stackref.h>     /* 3.15: _Py_VISIT_STACKREF */
 #endif
+#if PY_VERSION_HEX < 0x030C0000
+#  include <internal/pycore_pystate.h>      /* 3.11: _PyThreadState_GET, inline */
+#endif
 #include <stddef.h>
 #include <string.h>
 
@@ -147,11 +150,25 @@ static void forget_profiled_frames(PyThreadState *ts)
 }
 #endif
 
+/* The current thread state (the GIL is held, so there is one). 3.11 keeps it
+ * in _PyRuntime: an inline load instead of a call of PyThreadState_Get. From
+ * 3.12 it is a thread-local of libpython, which only its own code reads
+ * cheaply. */
+static inline PyThreadState *current_ts(void)
+{
+#if !WEFT_PY312
+    return _PyThreadState_GET();
+#else
+    return PyThreadState_Get();
+#endif
+}
+
 /* Moves the running coroutine's state out of the thread state into `s`.
  * `to` is the blob of the coroutine that resumes next (3.11: it is handed the
  * tracing flag), or NULL when none does. */
-void weft_pystate_save(PyThreadState *ts, weft_pystate *s, weft_pystate *to)
+void weft_pystate_save(weft_pystate *s, weft_pystate *to)
 {
+    PyThreadState *ts = current_ts();
     s->context = ts->context;                /* moved: ts->context is refilled on restore */
     ts->context = NULL;
 #if WEFT_CFRAME
@@ -195,8 +212,9 @@ void weft_pystate_save(PyThreadState *ts, weft_pystate *s, weft_pystate *to)
 }
 
 /* Moves `s` back into the thread state; `s` owns nothing afterwards. */
-void weft_pystate_restore(PyThreadState *ts, weft_pystate *s)
+void weft_pystate_restore(weft_pystate *s)
 {
+    PyThreadState *ts = current_ts();
     unexpose_frames(s);
     Py_XSETREF(ts->context, s->context);
     s->context = NULL;

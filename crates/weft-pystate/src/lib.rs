@@ -59,9 +59,9 @@ unsafe extern "C-unwind" {
     fn weft_pystate_built_with_jit() -> c_int;
     fn weft_is_finalizing() -> c_int;
     fn weft_set_refcnt(o: *mut Object, n: isize);
-    fn weft_pystate_save(ts: *mut ThreadState, s: *mut Blob, to: *mut Blob);
+    fn weft_pystate_save(s: *mut Blob, to: *mut Blob);
     fn weft_pystate_hand_over(s: *mut Blob, to: *mut Blob);
-    fn weft_pystate_restore(ts: *mut ThreadState, s: *mut Blob);
+    fn weft_pystate_restore(s: *mut Blob);
     fn weft_pystate_traverse(s: *mut Blob, visit: Visit, arg: *mut c_void) -> c_int;
     fn weft_pystate_clear(s: *mut Blob);
     fn weft_pystate_traverse_frames(s: *mut Blob, visit: Visit, arg: *mut c_void) -> c_int;
@@ -138,22 +138,25 @@ pub fn set_root_chunk_bytes(_py: Python<'_>, n: usize) {
 }
 
 impl Blob {
-    /// Moves the running coroutine's state from `ts` into this blob. `to` is
-    /// the blob of the suspended coroutine that [`Blob::restore`]s next
-    /// (3.11 hands it the tracing flag there), or null if none does.
+    /// Moves the running coroutine's state from the current thread state
+    /// into this blob. `to` is the blob of the suspended coroutine that
+    /// [`Blob::restore`]s next (3.11 hands it the tracing flag there), or
+    /// null if none does. (The C side finds the thread state itself: on 3.11
+    /// an inline load, cheaper than a call of `PyThreadState_Get`.)
     ///
     /// # Safety
-    /// GIL held; `ts` is the current thread state; the blob holds nothing;
-    /// `to` is null or a live blob other than this one, not referenced by
-    /// Rust for the call.
+    /// GIL held (so there is a current thread state); the blob holds
+    /// nothing; `to` is null or a live blob other than this one, not
+    /// referenced by Rust for the call.
     #[inline]
-    pub unsafe fn save(&mut self, ts: *mut ThreadState, to: *mut Blob) {
+    pub unsafe fn save(&mut self, to: *mut Blob) {
         // SAFETY: P1 for the blob and for `to` (null allowed, checked in C;
-        // another blob than `self`, so no aliasing); `ts` is the caller's
-        // current thread state (contract), which the C code reads and resets
-        // under the GIL (P2); the blob holds nothing, so overwriting it leaks
-        // no reference; in `to` C writes one plain int field only.
-        unsafe { weft_pystate_save(ts, self, to) }
+        // another blob than `self`, so no aliasing); the C code reads and
+        // resets the current thread state, which exists as the GIL is held
+        // (contract), under the GIL (P2); the blob holds nothing, so
+        // overwriting it leaks no reference; in `to` C writes one plain int
+        // field only.
+        unsafe { weft_pystate_save(self, to) }
     }
 
     /// What [`Blob::save`] hands to `to` when the running coroutine has
@@ -169,18 +172,19 @@ impl Blob {
         unsafe { weft_pystate_hand_over(this, to) }
     }
 
-    /// Moves this blob's state back into `ts`.
+    /// Moves this blob's state back into the current thread state.
     ///
     /// # Safety
-    /// GIL held; `ts` is the current thread state; the blob was filled by
-    /// [`Blob::save`] on this thread and the coroutine's stack is back in place.
+    /// GIL held; the blob was filled by [`Blob::save`] on this thread (the
+    /// current thread state is the one it was saved from) and the
+    /// coroutine's stack is back in place.
     #[inline]
-    pub unsafe fn restore(&mut self, ts: *mut ThreadState) {
+    pub unsafe fn restore(&mut self) {
         // SAFETY: P1; the blob was filled by `save` on this thread (contract),
-        // so the frame and data-stack pointers it installs into `ts` belong to
-        // this thread and point at memory that is back in place (the stack
-        // was restored first); P2 for `ts`.
-        unsafe { weft_pystate_restore(ts, self) }
+        // so the frame and data-stack pointers it installs into the thread
+        // state belong to this thread and point at memory that is back in
+        // place (the stack was restored first); P2 for the thread state.
+        unsafe { weft_pystate_restore(self) }
     }
 
     /// Runs `body(arg)` as a brand-new coroutine on the current stack; `body`
