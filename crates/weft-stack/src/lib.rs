@@ -270,7 +270,11 @@ unsafe extern "C" fn restore_target(ctx: *mut c_void) {
 /// `target` has not started, [`Slice::begin`] was called on it from a frame that
 /// stays alive on this stack (S4). The caller must not keep references into
 /// its own stack that another coroutine could invalidate.
-#[inline(never)]
+///
+/// Inlined into the caller: the arch routine saves every callee-saved
+/// register itself, so this frame would only add a call, and 16 bytes to
+/// every suspended coroutine's stack.
+#[inline]
 pub unsafe fn switch(current: *mut Slice, target: *mut Slice) -> Arrival {
     // SAFETY: `target` is a live slice of this thread (S1); only this
     // switch reads its `from`, through the callbacks below.
