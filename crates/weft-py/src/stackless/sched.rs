@@ -672,12 +672,19 @@ fn prepare_switch(
     if here.with(py, |s| s.switch_trap > 0)? {
         return Err(Box::new(PyRuntimeError::new_err("switch_trap: a tasklet switch was attempted while stackless.switch_trap is set")));
     }
-    let passing = match raise {
-        None => Passing::Empty,
-        Some(e) => Passing::Raise(*e),
+    let (coro, run, passing) = match (raise, target.get().started_coro()) {
+        // The common case (what prepare_to_run returns for it), without
+        // moving the value in flight through its result.
+        (None, Some(c)) => (c, None, Passing::Empty),
+        (raise, _) => {
+            let passing = match raise {
+                None => Passing::Empty,
+                Some(e) => Passing::Raise(*e),
+            };
+            let (coro, run, passing) = target.get().prepare_to_run(py, td, passing)?;
+            if run.is_some() { launch_site(py, td, coro, run, passing)? } else { (coro, run, passing) }
+        }
     };
-    let (coro, run, passing) = target.get().prepare_to_run(py, td, passing)?;
-    let (coro, run, passing) = if run.is_some() { launch_site(py, td, coro, run, passing)? } else { (coro, run, passing) };
     let stale = here.with(py, |s| {
         if let Some(w) = s.watchers.last_mut() {
             w.arrived();

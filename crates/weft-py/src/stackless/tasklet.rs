@@ -239,6 +239,18 @@ impl Tasklet {
     /// Everything a switch to this tasklet needs: its coroutine, and for a
     /// first run the callable and the arguments (the value carried becomes
     /// the call's arguments; an exception is raised before the call).
+    /// The coroutine of a started, live tasklet with nothing pending: what
+    /// `prepare_to_run` returns for it when the switch carries nothing
+    /// (`Passing::Empty`), found without moving a `Passing` about.
+    #[inline]
+    pub(crate) fn started_coro(&self) -> Option<*mut ffi::PyObject> {
+        let st = self.st.borrow();
+        if st.started && !st.dead && st.pending.is_none() {
+            return st.coro.as_ref().map(|c| c.as_ptr());
+        }
+        None
+    }
+
     pub(crate) fn prepare_to_run(
         &self,
         py: Python<'_>,
