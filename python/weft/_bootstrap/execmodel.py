@@ -285,6 +285,27 @@ def _weft_event():
     return Event()
 
 
+_NOTHING = object()
+
+
+def _wait_for(look, event, timeout):
+    """What the tasklet model's lock and queue share: ``look()`` until it
+    returns something other than ``_NOTHING``, clearing ``event`` before each
+    look (whoever makes the next look succeed sets it after) and waiting on it
+    between looks through the core's hook; ``_NOTHING`` once ``timeout``
+    seconds (None: no limit) have passed."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        event.clear()
+        got = look()
+        if got is not _NOTHING:
+            return got
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            return _NOTHING
+        block_until(event, remaining)
+
+
 class _TaskletEvent:
     """``threading.Event``'s API whose ``wait`` goes through the core's
     blocking hook: it parks the waiting tasklet while others can run."""
@@ -321,15 +342,9 @@ class _TaskletLock:
             return True
         if not blocking:
             return False
-        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
-        while True:
-            self._released.clear()  # then look: a release after this sets it
-            if self._lock.acquire(False):
-                return True
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return False
-            block_until(self._released, remaining)
+        got = _wait_for(lambda: True if self._lock.acquire(False) else _NOTHING, self._released,
+                        None if timeout is None or timeout < 0 else timeout)
+        return got is not _NOTHING
 
     def release(self):
         self._lock.release()
@@ -377,16 +392,13 @@ class _TaskletQueues:
         put_nowait = put
 
         def get(self, block=True, timeout=None):
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while True:
-                self._nonempty.clear()  # then look: a put after this sets it
-                if self._items:
-                    return self._items.popleft()
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if not block or (remaining is not None and remaining <= 0):
-                    import queue
-                    raise queue.Empty()
-                block_until(self._nonempty, remaining)
+            items = self._items
+            got = _wait_for(lambda: items.popleft() if items else _NOTHING, self._nonempty,
+                            timeout if block else 0)
+            if got is _NOTHING:
+                import queue
+                raise queue.Empty()
+            return got
 
         def get_nowait(self):
             return self.get(False)
